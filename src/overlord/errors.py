@@ -1,0 +1,102 @@
+"""One hierarchy for every error Overlord raises on purpose.
+
+The API layer turns these into Druid- or Elasticsearch-shaped bodies in one place
+(``overlord.api.errors``); nothing else formats errors for the wire.
+
+    OverlordError
+    ├── InvalidInput            (400)  a request or spec is malformed; names the field
+    │   ├── InvalidSpec         (400)  a task spec field is missing or wrong
+    │   ├── UnsupportedTaskType (400)  the type is known to Druid but not run here, or unknown
+    │   └── ForbiddenPath       (400)  an input path is outside the allowed directories
+    ├── AlreadyExists           (400)  a task with that id is already stored (Druid answers 400)
+    ├── NotFound                (404)
+    │   └── TaskNotFound        (404)
+    ├── QueueFull               (429)  druid.indexer.queue.maxSize reached
+    ├── TaskFailure                    raised inside a peon to fail the task with a message
+    │   └── ParseExceptionLimit         too many unparseable rows
+    ├── LockError                      a lock could not be granted, was revoked or timed out
+    └── ConfigError                    a setting is invalid; the service refuses to start
+"""
+
+from __future__ import annotations
+
+
+class OverlordError(Exception):
+    """Overlord failed."""
+
+    http_status: int = 500
+    error_code: str = "internalError"
+    category: str = "RUNTIME_FAILURE"
+
+    def __init__(self, message: str | None = None, **context: object) -> None:
+        self.message = message or (self.__doc__ or type(self).__name__).strip().splitlines()[0]
+        self.context = context
+        super().__init__(self.message)
+
+
+class InvalidInput(OverlordError):
+    """The request is invalid."""
+
+    http_status = 400
+    error_code = "invalidInput"
+    category = "INVALID_INPUT"
+
+
+class InvalidSpec(InvalidInput):
+    """The task spec is invalid."""
+
+
+class UnsupportedTaskType(InvalidInput):
+    """This task type is not supported."""
+
+
+class ForbiddenPath(InvalidInput):
+    """The input path is outside the directories this service may read."""
+
+
+class AlreadyExists(OverlordError):
+    """The entry already exists."""
+
+    http_status = 400
+    error_code = "entryAlreadyExists"
+    category = "INVALID_INPUT"
+
+
+class NotFound(OverlordError):
+    """Not found."""
+
+    http_status = 404
+    error_code = "notFound"
+    category = "NOT_FOUND"
+
+
+class TaskNotFound(NotFound):
+    """The task does not exist."""
+
+
+class QueueFull(OverlordError):
+    """The task queue is full (druid.indexer.queue.maxSize); try again later."""
+
+    http_status = 429
+    error_code = "capacityExceeded"
+    category = "CAPACITY_EXCEEDED"
+
+
+class TaskFailure(OverlordError):
+    """The task failed."""
+
+
+class ParseExceptionLimit(TaskFailure):
+    """Max parse exceptions exceeded, terminating task..."""
+
+
+class LockError(OverlordError):
+    """The task lock could not be acquired."""
+
+    http_status = 409
+    error_code = "lockConflict"
+    category = "CONFLICT"
+
+
+class ConfigError(OverlordError):
+    """The configuration is invalid."""
