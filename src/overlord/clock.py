@@ -40,7 +40,7 @@ class ManualClock:
         return self._monotonic
 
     def advance(self, seconds: float) -> None:
-        self._now_ms += int(round(seconds * 1000))
+        self._now_ms += round(seconds * 1000)
         self._monotonic += seconds
 
 

@@ -1,0 +1,238 @@
+"""Settings, read the way Druid operators expect: Druid property names where Druid has one.
+
+Precedence (highest first): command-line flags, environment variables, the config file
+(Java-properties ``key=value`` lines, like Druid's ``runtime.properties``), built-in defaults.
+Environment variables use Druid's container convention: ``druid_worker_capacity`` for
+``druid.worker.capacity``; ``OVERLORD_DATA_DIR``, ``OVERLORD_HOST``, ``OVERLORD_PORT`` and
+``OVERLORD_METADATA_URL`` are accepted as friendlier aliases.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import orjson
+
+from overlord.errors import ConfigError
+
+_SIZE_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1000,
+    "kb": 1000,
+    "m": 1000**2,
+    "mb": 1000**2,
+    "g": 1000**3,
+    "gb": 1000**3,
+    "t": 1000**4,
+    "tb": 1000**4,
+    "kib": 1024,
+    "mib": 1024**2,
+    "gib": 1024**3,
+    "tib": 1024**4,
+}
+_PERIOD = re.compile(r"^P(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?)?$", re.IGNORECASE)
+
+
+def parse_size(text: str | int) -> int:
+    """Parse Druid's human-readable byte sizes: ``300GiB``, ``500m``, ``1000000``."""
+    if isinstance(text, int):
+        return text
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", str(text))
+    if not m or m.group(2).lower() not in _SIZE_UNITS:
+        raise ConfigError(f"Invalid size [{text}]: expected a number with an optional unit such as 300GiB")
+    return int(float(m.group(1)) * _SIZE_UNITS[m.group(2).lower()])
+
+
+def parse_duration_ms(text: str | int) -> int:
+    """Parse a duration given in milliseconds or as an ISO-8601 period (``PT1H``, ``P7D``)."""
+    if isinstance(text, int):
+        return text
+    s = str(text).strip()
+    if s.lstrip("-").isdigit():
+        return int(s)
+    m = _PERIOD.match(s)
+    if not m or s.upper() in ("P", "PT"):
+        raise ConfigError(f"Invalid duration [{text}]: expected milliseconds or an ISO-8601 period like PT1H")
+    days, hours, minutes, seconds = (float(g) if g else 0.0 for g in m.groups())
+    return int(((days * 24 + hours) * 60 + minutes) * 60_000 + seconds * 1000)
+
+
+def _parse_bool(text: str | bool) -> bool:
+    if isinstance(text, bool):
+        return text
+    lowered = str(text).strip().lower()
+    if lowered in ("true", "1", "yes", "on"):
+        return True
+    if lowered in ("false", "0", "no", "off"):
+        return False
+    raise ConfigError(f"Invalid boolean [{text}]")
+
+
+def _parse_list(text: str | list) -> list[str]:
+    if isinstance(text, list):
+        return [str(x) for x in text]
+    s = str(text).strip()
+    if s.startswith("["):
+        return [str(x) for x in orjson.loads(s)]
+    return [p.strip() for p in s.split(",") if p.strip()]
+
+
+@dataclass
+class Settings:
+    """Everything the service can be told. Field metadata ``prop`` is the Druid property name."""
+
+    data_dir: Path = field(default=Path("var"), metadata={"prop": "overlord.dataDir"})
+    host: str = field(default="127.0.0.1", metadata={"prop": "druid.host"})
+    port: int = field(default=8090, metadata={"prop": "druid.plaintextPort"})
+    metadata_url: str | None = field(
+        default=None, metadata={"prop": "druid.metadata.storage.connector.connectURI"}
+    )
+    worker_capacity: int = field(
+        default_factory=lambda: os.cpu_count() or 1, metadata={"prop": "druid.worker.capacity"}
+    )
+    base_task_dirs: list[Path] = field(default_factory=list, metadata={"prop": "druid.worker.baseTaskDirs"})
+    base_task_dir_size: int | None = field(default=None, metadata={"prop": "druid.worker.baseTaskDirSize"})
+    task_logs_dir: Path | None = field(default=None, metadata={"prop": "druid.indexer.logs.directory"})
+    logs_kill_enabled: bool = field(default=False, metadata={"prop": "druid.indexer.logs.kill.enabled"})
+    logs_kill_duration_to_retain_ms: int = field(
+        default=7_776_000_000, metadata={"prop": "druid.indexer.logs.kill.durationToRetain"}
+    )
+    logs_kill_initial_delay_ms: int = field(
+        default=300_000, metadata={"prop": "druid.indexer.logs.kill.initialDelay"}
+    )
+    logs_kill_delay_ms: int = field(default=21_600_000, metadata={"prop": "druid.indexer.logs.kill.delay"})
+    queue_max_size: int = field(default=2**31 - 1, metadata={"prop": "druid.indexer.queue.maxSize"})
+    force_time_chunk_lock: bool = field(
+        default=True, metadata={"prop": "druid.indexer.tasklock.forceTimeChunkLock"}
+    )
+    batch_segment_allocation: bool = field(
+        default=True, metadata={"prop": "druid.indexer.tasklock.batchSegmentAllocation"}
+    )
+    store_empty_columns: bool = field(default=True, metadata={"prop": "druid.indexer.task.storeEmptyColumns"})
+    default_task_context: dict = field(
+        default_factory=dict, metadata={"prop": "druid.indexer.task.default.context"}
+    )
+    shutdown_grace_ms: int = field(
+        default=5_000, metadata={"prop": "druid.indexer.runner.taskShutdownLinkTimeout"}
+    )
+    http_max_idle_time_ms: int = field(default=300_000, metadata={"prop": "druid.server.http.maxIdleTime"})
+    allowed_input_dirs: list[Path] = field(
+        default_factory=list, metadata={"prop": "overlord.ingest.allowedDirs"}
+    )
+    start_dir: Path = field(default_factory=Path.cwd, metadata={"prop": "overlord.startDir"})
+
+    @property
+    def deep_storage_dir(self) -> Path:
+        return self.data_dir / "deep-storage"
+
+    @property
+    def effective_task_logs_dir(self) -> Path:
+        return self.task_logs_dir or self.data_dir / "task-logs"
+
+    @property
+    def effective_base_task_dirs(self) -> list[Path]:
+        return self.base_task_dirs or [self.data_dir / "task"]
+
+    @property
+    def effective_metadata_url(self) -> str:
+        return self.metadata_url or f"sqlite:///{(self.data_dir / 'metadata.db').resolve()}"
+
+    @property
+    def effective_allowed_input_dirs(self) -> list[Path]:
+        return self.allowed_input_dirs or [self.data_dir, self.start_dir]
+
+
+_CONVERTERS = {
+    "data_dir": Path,
+    "host": str,
+    "port": int,
+    "metadata_url": str,
+    "worker_capacity": int,
+    "base_task_dirs": lambda v: [Path(p) for p in _parse_list(v)],
+    "base_task_dir_size": parse_size,
+    "task_logs_dir": Path,
+    "logs_kill_enabled": _parse_bool,
+    "logs_kill_duration_to_retain_ms": parse_duration_ms,
+    "logs_kill_initial_delay_ms": parse_duration_ms,
+    "logs_kill_delay_ms": parse_duration_ms,
+    "queue_max_size": int,
+    "force_time_chunk_lock": _parse_bool,
+    "batch_segment_allocation": _parse_bool,
+    "store_empty_columns": _parse_bool,
+    "default_task_context": lambda v: v if isinstance(v, dict) else orjson.loads(v),
+    "shutdown_grace_ms": parse_duration_ms,
+    "http_max_idle_time_ms": parse_duration_ms,
+    "allowed_input_dirs": lambda v: [Path(p) for p in _parse_list(v)],
+    "start_dir": Path,
+}
+_PROP_TO_FIELD = {f.metadata["prop"]: f.name for f in fields(Settings)}
+_ENV_ALIASES = {
+    "OVERLORD_DATA_DIR": "data_dir",
+    "OVERLORD_HOST": "host",
+    "OVERLORD_PORT": "port",
+    "OVERLORD_METADATA_URL": "metadata_url",
+    "OVERLORD_CAPACITY": "worker_capacity",
+}
+
+
+def read_properties(path: Path) -> dict[str, str]:
+    """Read a Java-properties file (``key=value`` or ``key: value``, ``#``/``!`` comments)."""
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"Cannot read config file {path}: {exc.strerror}") from None
+    props: dict[str, str] = {}
+    for lineno, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line[0] in "#!":
+            continue
+        m = re.match(r"^([^=:\s]+)\s*[=:]\s*(.*)$", line)
+        if not m:
+            raise ConfigError(f"{path}:{lineno}: expected key=value, got [{line}]")
+        props[m.group(1)] = m.group(2).strip()
+    return props
+
+
+def _apply(values: dict[str, object], name: str, raw: object, source: str) -> None:
+    try:
+        values[name] = _CONVERTERS[name](raw)
+    except (ValueError, TypeError, orjson.JSONDecodeError) as exc:
+        raise ConfigError(f"Invalid value [{raw}] for {source}: {exc}") from None
+
+
+def load_settings(
+    *,
+    config_file: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, object] | None = None,
+) -> Settings:
+    """Build Settings from defaults, an optional properties file, the environment and flag overrides."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, object] = {}
+    if config_file is not None:
+        for prop, raw in read_properties(config_file).items():
+            name = _PROP_TO_FIELD.get(prop)
+            if name is None:
+                if prop.startswith(("druid.indexer", "druid.worker", "overlord.")):
+                    raise ConfigError(f"{config_file}: unknown property [{prop}]")
+                continue  # other Druid services' properties may share the file
+            _apply(values, name, raw, f"{prop} in {config_file}")
+    for prop, name in _PROP_TO_FIELD.items():
+        env_key = prop.replace(".", "_")
+        if env_key in environ:
+            _apply(values, name, environ[env_key], env_key)
+    for env_key, name in _ENV_ALIASES.items():
+        if env_key in environ:
+            _apply(values, name, environ[env_key], env_key)
+    for name, raw in (overrides or {}).items():
+        if raw is not None:
+            _apply(values, name, raw, f"--{name.replace('_', '-')}")
+    settings = Settings(**values)  # type: ignore[arg-type]
+    if settings.worker_capacity < 1:
+        raise ConfigError("druid.worker.capacity must be at least 1")
+    return settings

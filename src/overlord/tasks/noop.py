@@ -1,0 +1,63 @@
+"""``noop``: Druid's do-nothing task, for exercising and benchmarking the machinery.
+
+Fields (Druid's plus two of ours, which Druid's NoopTask lacks): ``runTime`` (ms to sleep,
+default 2500 as in Druid), ``isReadyTime`` accepted and ignored, ``fail`` (false, true or an
+error message: end FAILED with it) and ``logLines`` (lines to write to the task log, default 1).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from overlord.core.task import TaskType, register
+from overlord.errors import InvalidSpec
+from overlord.runner.toolbox import TaskResult, TaskToolbox
+
+_FIELDS = {
+    "type",
+    "id",
+    "groupId",
+    "dataSource",
+    "runTime",
+    "isReadyTime",
+    "fail",
+    "logLines",
+    "context",
+    "resource",
+    "interval",
+    "firehose",
+}
+
+
+def validate(payload: dict[str, Any]) -> dict[str, Any]:
+    unknown = sorted(set(payload) - _FIELDS)
+    if unknown:
+        raise InvalidSpec(f"Unknown field [{unknown[0]}] for task type [noop]", field=unknown[0])
+    for name in ("runTime", "isReadyTime", "logLines"):
+        value = payload.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+            raise InvalidSpec(f"Invalid value for field [{name}]: must be a non-negative integer", field=name)
+    fail = payload.get("fail")
+    if fail is not None and not isinstance(fail, bool | str):
+        raise InvalidSpec(
+            "Invalid value for field [fail]: must be a boolean or an error message", field="fail"
+        )
+    return payload
+
+
+def run(toolbox: TaskToolbox) -> TaskResult:
+    payload = toolbox.payload
+    run_time_ms = payload.get("runTime", 2500)
+    lines = payload.get("logLines", 1)
+    for i in range(lines):
+        toolbox.log.info("noop task[%s] log line %d of %d", toolbox.task_id, i + 1, lines)
+    if run_time_ms:
+        time.sleep(run_time_ms / 1000)
+    fail = payload.get("fail")
+    if fail:
+        return TaskResult.failure(fail if isinstance(fail, str) else "noop task was told to fail")
+    return TaskResult.ok()
+
+
+NOOP = register(TaskType(name="noop", run=f"{__name__}:run", default_priority=0, validate=validate))
