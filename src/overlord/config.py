@@ -89,9 +89,7 @@ class Settings:
     data_dir: Path = field(default=Path("var"), metadata={"prop": "overlord.dataDir"})
     host: str = field(default="127.0.0.1", metadata={"prop": "druid.host"})
     port: int = field(default=8090, metadata={"prop": "druid.plaintextPort"})
-    metadata_url: str | None = field(
-        default=None, metadata={"prop": "druid.metadata.storage.connector.connectURI"}
-    )
+    metadata_url: str | None = field(default=None, metadata={"prop": "druid.metadata.storage.connector.connectURI"})
     worker_capacity: int = field(
         default_factory=lambda: os.cpu_count() or 1, metadata={"prop": "druid.worker.capacity"}
     )
@@ -102,28 +100,22 @@ class Settings:
     logs_kill_duration_to_retain_ms: int = field(
         default=7_776_000_000, metadata={"prop": "druid.indexer.logs.kill.durationToRetain"}
     )
-    logs_kill_initial_delay_ms: int = field(
-        default=300_000, metadata={"prop": "druid.indexer.logs.kill.initialDelay"}
-    )
+    logs_kill_initial_delay_ms: int = field(default=300_000, metadata={"prop": "druid.indexer.logs.kill.initialDelay"})
     logs_kill_delay_ms: int = field(default=21_600_000, metadata={"prop": "druid.indexer.logs.kill.delay"})
     queue_max_size: int = field(default=2**31 - 1, metadata={"prop": "druid.indexer.queue.maxSize"})
-    force_time_chunk_lock: bool = field(
-        default=True, metadata={"prop": "druid.indexer.tasklock.forceTimeChunkLock"}
-    )
+    force_time_chunk_lock: bool = field(default=True, metadata={"prop": "druid.indexer.tasklock.forceTimeChunkLock"})
     batch_segment_allocation: bool = field(
         default=True, metadata={"prop": "druid.indexer.tasklock.batchSegmentAllocation"}
     )
     store_empty_columns: bool = field(default=True, metadata={"prop": "druid.indexer.task.storeEmptyColumns"})
-    default_task_context: dict = field(
-        default_factory=dict, metadata={"prop": "druid.indexer.task.default.context"}
-    )
-    shutdown_grace_ms: int = field(
-        default=5_000, metadata={"prop": "druid.indexer.runner.taskShutdownLinkTimeout"}
-    )
+    default_task_context: dict = field(default_factory=dict, metadata={"prop": "druid.indexer.task.default.context"})
+    shutdown_grace_ms: int = field(default=5_000, metadata={"prop": "druid.indexer.runner.taskShutdownLinkTimeout"})
     http_max_idle_time_ms: int = field(default=300_000, metadata={"prop": "druid.server.http.maxIdleTime"})
-    allowed_input_dirs: list[Path] = field(
-        default_factory=list, metadata={"prop": "overlord.ingest.allowedDirs"}
+    recently_finished_threshold_ms: int = field(
+        default=86_400_000, metadata={"prop": "druid.indexer.storage.recentlyFinishedThreshold"}
     )
+    restore_tasks_on_restart: bool = field(default=False, metadata={"prop": "druid.indexer.task.restoreTasksOnRestart"})
+    allowed_input_dirs: list[Path] = field(default_factory=list, metadata={"prop": "overlord.ingest.allowedDirs"})
     start_dir: Path = field(default_factory=Path.cwd, metadata={"prop": "overlord.startDir"})
 
     @property
@@ -167,6 +159,8 @@ _CONVERTERS = {
     "default_task_context": lambda v: v if isinstance(v, dict) else orjson.loads(v),
     "shutdown_grace_ms": parse_duration_ms,
     "http_max_idle_time_ms": parse_duration_ms,
+    "recently_finished_threshold_ms": parse_duration_ms,
+    "restore_tasks_on_restart": _parse_bool,
     "allowed_input_dirs": lambda v: [Path(p) for p in _parse_list(v)],
     "start_dir": Path,
 }

@@ -43,6 +43,7 @@ def validate(payload: dict[str, Any]) -> dict[str, Any]:
         raise InvalidSpec(
             "Invalid value for field [fail]: must be a boolean or an error message", field="fail"
         )
+    payload.setdefault("dataSource", "none")  # Druid's NoopTask default
     return payload
 
 

@@ -1,0 +1,58 @@
+"""The ASGI application: routes of every API, error handlers, and the service's lifespan."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from overlord.api import druid_tasks
+from overlord.api.errors import (
+    JSONResponse,
+    http_error_handler,
+    overlord_error_handler,
+    unexpected_error_handler,
+)
+from overlord.errors import OverlordError
+from overlord.service import Service
+
+
+async def health(request: Request) -> Response:
+    return JSONResponse(True)
+
+
+async def status(request: Request) -> Response:
+    svc: Service = request.app.state.service
+    return JSONResponse({"version": svc.version, "modules": [], "memory": {}})
+
+
+def create_app(service: Service) -> Starlette:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await service.start()
+        try:
+            yield
+        finally:
+            await service.stop()
+
+    routes = [
+        Route("/status/health", health, methods=["GET"]),
+        Route("/status", status, methods=["GET"]),
+        *druid_tasks.routes(),
+    ]
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={
+            OverlordError: overlord_error_handler,
+            HTTPException: http_error_handler,
+            Exception: unexpected_error_handler,
+        },
+    )
+    app.state.service = service
+    return app

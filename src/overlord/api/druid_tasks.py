@@ -1,0 +1,311 @@
+"""Druid's Tasks API under ``/druid/indexer/v1``: parse, call the core, shape the JSON."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+
+from overlord.api.errors import JSONResponse, druid_error
+from overlord.core.task import RunnerState, TaskRecord
+from overlord.errors import InvalidInput, NotFound, TaskNotFound
+from overlord.isotime import Interval, format_ms
+from overlord.storage.logs import read_slice
+
+if TYPE_CHECKING:
+    from overlord.service import Service
+
+PREFIX = "/druid/indexer/v1"
+NO_LOG = "No log was found for this task. The task may not exist, or it may not have begun running yet."
+NO_REPORTS = "No task reports were found for this task. The task may not exist, or it may not have completed yet."
+_STATES = ("pending", "waiting", "running", "complete")
+FORWARDED_HEADERS = ("X-Opaque-Id", "traceparent")
+
+
+def service_of(request: Request) -> Service:
+    return request.app.state.service  # type: ignore[no-any-return]
+
+
+def _task_not_found(task_id: str) -> TaskNotFound:
+    return TaskNotFound(f"Cannot find any task with id: [{task_id}]", taskId=task_id)
+
+
+async def read_json_body(request: Request) -> Any:
+    """The request's JSON body; a wrong content type is 415 and malformed JSON 400, both in Druid's shape."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type and not (content_type in ("application/json", "text/json") or content_type.endswith("+json")):
+        raise _UnsupportedMediaType(
+            f"Unsupported Content-Type [{content_type}]: send the task spec as application/json"
+        )
+    body = await request.body()
+    if not body.strip():
+        raise InvalidInput("Request body is empty: expected a JSON document")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidInput(f"Malformed JSON in request body: {exc}") from None
+
+
+class _UnsupportedMediaType(InvalidInput):
+    """Unsupported media type."""
+
+    http_status = 415
+    error_code = "unsupportedMediaType"
+
+
+def _forwarded_headers(request: Request) -> dict[str, str]:
+    return {name: request.headers[name] for name in FORWARDED_HEADERS if name in request.headers}
+
+
+async def submit_task(request: Request) -> Response:
+    payload = await read_json_body(request)
+    task_id = service_of(request).queue.submit(payload, _forwarded_headers(request))
+    return JSONResponse({"task": task_id})
+
+
+def _parse_max(raw: str | None, name: str = "max") -> int | None:
+    if raw is None or raw == "":
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        raise InvalidInput(f"Invalid value for parameter [{name}]: [{raw}] is not an integer") from None
+    if value < 0:
+        raise InvalidInput(f"Invalid value for parameter [{name}]: [{raw}] must be a non-negative integer")
+    return value
+
+
+def list_tasks(
+    svc: Service,
+    *,
+    state: str | None,
+    datasource: str | None = None,
+    created_interval: Interval | None = None,
+    max_complete: int | None = None,
+    task_type: str | None = None,
+) -> list[TaskRecord]:
+    """Druid's task listing: complete tasks first (newest first), then active ones in queue order."""
+    if state is not None and state not in _STATES:
+        raise InvalidInput(f"Invalid task state[{state}]. Must be one of [{', '.join(_STATES)}].")
+    out: list[TaskRecord] = []
+    if state in (None, "complete"):
+        if created_interval is None:
+            now = svc.clock.now_ms()
+            created_interval = Interval(now - svc.settings.recently_finished_threshold_ms, now + 1)
+        out.extend(
+            svc.store.list_complete(
+                datasource=datasource,
+                task_type=task_type,
+                created_after_ms=created_interval.start,
+                created_before_ms=created_interval.end,
+                limit=max_complete,
+            )
+        )
+    if state != "complete":
+        wanted = None if state is None else RunnerState(state.upper())
+        for rec in svc.queue.active_in_state(wanted):
+            if (datasource is None or rec.datasource == datasource) and (task_type is None or rec.type == task_type):
+                out.append(rec)
+    return out
+
+
+async def get_tasks(request: Request) -> Response:
+    q = request.query_params
+    state = q.get("state")
+    raw_interval = q.get("createdTimeInterval")
+    interval = Interval.parse(raw_interval.replace("_", "/"), field="createdTimeInterval") if raw_interval else None
+    recs = list_tasks(
+        service_of(request),
+        state=state.lower() if state else None,
+        datasource=q.get("datasource"),
+        created_interval=interval,
+        max_complete=_parse_max(q.get("max")),
+        task_type=q.get("type"),
+    )
+    return JSONResponse([r.status_json() for r in recs])
+
+
+def _state_listing(state: str):  # type: ignore[no-untyped-def]
+    async def endpoint(request: Request) -> Response:
+        limit = _parse_max(request.query_params.get("n"), "n") if state == "complete" else None
+        recs = list_tasks(service_of(request), state=state, max_complete=limit)
+        return JSONResponse([r.status_json() for r in recs])
+
+    return endpoint
+
+
+def _get_record(request: Request, *, with_payload: bool = False) -> TaskRecord:
+    task_id = request.path_params["task_id"]
+    svc = service_of(request)
+    rec = svc.queue.active.get(task_id)
+    if rec is not None and (rec.payload is not None or not with_payload):
+        return rec
+    rec = svc.store.get_task(task_id, with_payload=with_payload)
+    if rec is None:
+        raise _task_not_found(task_id)
+    return rec
+
+
+async def get_task_payload(request: Request) -> Response:
+    rec = _get_record(request, with_payload=True)
+    return JSONResponse({"task": rec.id, "payload": rec.payload})
+
+
+async def get_task_status(request: Request) -> Response:
+    task_id = request.path_params["task_id"]
+    svc = service_of(request)
+    rec = svc.queue.active.get(task_id) or svc.status_cache.get(task_id)
+    if rec is None:
+        rec = svc.store.get_task(task_id)
+        if rec is None:
+            err = _task_not_found(task_id)
+            body = {
+                "task": task_id,
+                "status": None,
+                "error": "druidException",
+                "errorCode": err.error_code,
+                "persona": "USER",
+                "category": err.category,
+                "errorMessage": err.message,
+                "context": {"taskId": task_id},
+            }
+            return JSONResponse(body, 404)
+        svc.status_cache.put(rec)
+    return JSONResponse({"task": task_id, "status": rec.status_json()})
+
+
+async def get_task_log(request: Request) -> Response:
+    rec = _get_record(request)
+    raw = request.query_params.get("offset", "0")
+    try:
+        offset = int(raw)
+    except ValueError:
+        raise InvalidInput(f"Invalid value for parameter [offset]: [{raw}] is not an integer") from None
+    path = service_of(request).log_path(rec)
+    if path is None:
+        raise NotFound(NO_LOG, taskId=rec.id)
+    try:
+        data = read_slice(path, offset)
+    except FileNotFoundError:
+        raise NotFound(NO_LOG, taskId=rec.id) from None
+    return Response(data, media_type="text/plain; charset=utf-8")
+
+
+async def get_task_reports(request: Request) -> Response:
+    rec = _get_record(request)
+    report = service_of(request).read_report(rec)
+    if report is None:
+        raise NotFound(NO_REPORTS, taskId=rec.id)
+    return Response(report, media_type="application/json")
+
+
+async def shutdown_task(request: Request) -> Response:
+    task_id = request.path_params["task_id"]
+    service_of(request).queue.shutdown(task_id)
+    return JSONResponse({"task": task_id})
+
+
+async def shutdown_all(request: Request) -> Response:
+    datasource = request.path_params["datasource"]
+    service_of(request).queue.shutdown_datasource(datasource)
+    return JSONResponse({"dataSource": datasource})
+
+
+async def bulk_status(request: Request) -> Response:
+    if not (await request.body()).strip():
+        return druid_error(400, "No Task IDs provided.")
+    ids = await read_json_body(request)
+    if not isinstance(ids, list) or not ids:
+        return druid_error(400, "No Task IDs provided.")
+    if not all(isinstance(i, str) for i in ids):
+        raise InvalidInput("Invalid request body: expected a JSON list of task id strings")
+    svc = service_of(request)
+    found: dict[str, TaskRecord] = {}
+    missing = []
+    for task_id in ids:
+        rec = svc.queue.active.get(task_id)
+        if rec is not None:
+            found[task_id] = rec
+        else:
+            missing.append(task_id)
+    for rec in svc.store.get_tasks(missing):
+        found[rec.id] = rec
+    body = {
+        task_id: {
+            "id": rec.id,
+            "status": rec.status_code.value,
+            "duration": rec.duration,
+            "errorMsg": rec.error_msg,
+            "location": rec.location.to_json(),
+        }
+        for task_id in ids
+        if (rec := found.get(task_id)) is not None
+    }
+    return JSONResponse(body)
+
+
+async def delete_pending_segments(request: Request) -> Response:
+    datasource = request.path_params["datasource"]
+    deleted = service_of(request).store.delete_pending_segments(datasource)
+    return JSONResponse({"numDeleted": deleted})
+
+
+async def get_workers(request: Request) -> Response:
+    svc = service_of(request)
+    info = svc.runner.worker_info()
+    host = svc.settings.host
+    return JSONResponse(
+        [
+            {
+                "worker": {
+                    "scheme": "http",
+                    "host": info.host,
+                    "ip": host,
+                    "capacity": info.capacity,
+                    "version": "0",
+                    "category": "_default_worker_category",
+                },
+                "currCapacityUsed": len(info.running),
+                "currParallelIndexCapacityUsed": 0,
+                "availabilityGroups": info.running,
+                "runningTasks": info.running,
+                "lastCompletedTaskTime": format_ms(info.last_completed_ms) if info.last_completed_ms else None,
+                "blacklistedUntil": None,
+            }
+        ]
+    )
+
+
+async def get_leader(request: Request) -> Response:
+    return PlainTextResponse(service_of(request).advertised_url)
+
+
+async def is_leader(request: Request) -> Response:
+    return JSONResponse({"leader": True})
+
+
+def routes() -> list[Route]:
+    p = PREFIX
+    return [
+        Route(f"{p}/task", submit_task, methods=["POST"]),
+        Route(f"{p}/tasks", get_tasks, methods=["GET"]),
+        Route(f"{p}/waitingTasks", _state_listing("waiting"), methods=["GET"]),
+        Route(f"{p}/pendingTasks", _state_listing("pending"), methods=["GET"]),
+        Route(f"{p}/runningTasks", _state_listing("running"), methods=["GET"]),
+        Route(f"{p}/completeTasks", _state_listing("complete"), methods=["GET"]),
+        Route(f"{p}/task/{{task_id}}", get_task_payload, methods=["GET"]),
+        Route(f"{p}/task/{{task_id}}/status", get_task_status, methods=["GET"]),
+        Route(f"{p}/task/{{task_id}}/log", get_task_log, methods=["GET"]),
+        Route(f"{p}/task/{{task_id}}/reports", get_task_reports, methods=["GET"]),
+        Route(f"{p}/task/{{task_id}}/report", get_task_reports, methods=["GET"]),
+        Route(f"{p}/task/{{task_id}}/shutdown", shutdown_task, methods=["POST"]),
+        Route(f"{p}/datasources/{{datasource}}/shutdownAllTasks", shutdown_all, methods=["POST"]),
+        Route(f"{p}/taskStatus", bulk_status, methods=["POST"]),
+        Route(f"{p}/pendingSegments/{{datasource}}", delete_pending_segments, methods=["DELETE"]),
+        Route(f"{p}/workers", get_workers, methods=["GET"]),
+        Route(f"{p}/leader", get_leader, methods=["GET"]),
+        Route(f"{p}/isLeader", is_leader, methods=["GET"]),
+    ]

@@ -1,0 +1,98 @@
+"""The ``overlord`` command: ``start`` runs the service; ``task`` and ``datasource`` talk to one."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from overlord import __version__
+
+app = typer.Typer(
+    help="Overlord: a small, fast task service for data ingestion (Druid's Tasks API, Elasticsearch's _tasks API).",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+
+@app.command()
+def start(
+    host: Annotated[str | None, typer.Option(help="Address to listen on (druid.host). Default 127.0.0.1")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (druid.plaintextPort). Default 8090")] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Metadata, deep storage and logs live here. Default ./var")
+    ] = None,
+    config: Annotated[Path | None, typer.Option(help="A runtime.properties-style file of settings")] = None,
+    capacity: Annotated[
+        int | None, typer.Option(help="Worker slots (druid.worker.capacity). Default: CPU count")
+    ] = None,
+    metadata_url: Annotated[
+        str | None, typer.Option(help="PostgreSQL URL for metadata, e.g. postgresql://user@host/db")
+    ] = None,
+    log_level: Annotated[str, typer.Option(help="Log level")] = "info",
+) -> None:
+    """Run the service in the foreground; stops cleanly on SIGTERM or Ctrl-C."""
+    import uvicorn
+
+    from overlord.api.app import create_app
+    from overlord.config import load_settings
+    from overlord.errors import ConfigError
+    from overlord.service import Service
+
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s - %(message)s", stream=sys.stderr
+    )
+    try:
+        settings = load_settings(
+            config_file=config,
+            overrides={
+                "host": host,
+                "port": port,
+                "data_dir": data_dir,
+                "worker_capacity": capacity,
+                "metadata_url": metadata_url,
+            },
+        )
+        service = Service(settings)
+    except ConfigError as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(2) from None
+    uvicorn.run(
+        create_app(service),
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",
+        http="httptools",
+        log_level=log_level.lower(),
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    typer.echo(__version__)
+
+
+def _mount_client_commands() -> None:
+    try:
+        from overlord.client_cli import datasource_app, task_app
+    except ImportError:  # the client CLI is optional while it is being built
+        return
+    app.add_typer(task_app, name="task", help="Submit, watch and manage tasks on a running service.")
+    app.add_typer(datasource_app, name="datasource", help="Data sources and their segments.")
+
+
+_mount_client_commands()
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

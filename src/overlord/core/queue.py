@@ -1,0 +1,310 @@
+"""TaskQueue: admission, the WAITING -> PENDING -> RUNNING -> complete lifecycle, and shutdown.
+
+Like Druid's TaskQueue, it keeps every active task in memory (the store is written first,
+so memory is only ever a cache of committed state) and schedules synchronously on each
+event: a submit, an exit, a shutdown, a released lock. It runs on the service's event loop;
+the metadata store is called inline because its calls are short, indexed transactions.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from overlord.clock import Clock
+from overlord.core.task import (
+    UNKNOWN_LOCATION,
+    Location,
+    RunnerState,
+    StatusCode,
+    TaskRecord,
+    check_transition,
+    datasource_of,
+    generate_id,
+    task_type_for,
+    validate_id,
+)
+from overlord.errors import InvalidSpec, NotFound, QueueFull, TaskNotFound
+from overlord.runner.local import LocalTaskRunner, PeonExit
+from overlord.storage.metadata import MetadataStore
+
+log = logging.getLogger(__name__)
+
+USER_SHUTDOWN = "Task was shut down: shutdown request from user"
+
+
+class Lockbox(Protocol):
+    """What the queue needs from the lock system: may this task leave WAITING?"""
+
+    def add_task(self, rec: TaskRecord) -> None: ...
+
+    def is_ready(self, rec: TaskRecord) -> bool: ...
+
+    def remove_task(self, task_id: str) -> None: ...
+
+
+class GrantAllLockbox:
+    """A lockbox that always grants: every task is ready at once."""
+
+    def add_task(self, rec: TaskRecord) -> None:
+        pass
+
+    def is_ready(self, rec: TaskRecord) -> bool:
+        return True
+
+    def remove_task(self, task_id: str) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class QueueConfig:
+    max_size: int
+    force_time_chunk_lock: bool
+    default_context: dict[str, Any]
+    location: Location
+
+
+class TaskQueue:
+    """The only writer of task state."""
+
+    def __init__(
+        self,
+        *,
+        store: MetadataStore,
+        runner: LocalTaskRunner,
+        config: QueueConfig,
+        clock: Clock,
+        lockbox: Lockbox | None = None,
+    ) -> None:
+        self.store = store
+        self.runner = runner
+        self.config = config
+        self.clock = clock
+        self.lockbox: Lockbox = lockbox or GrantAllLockbox()
+        self.active: dict[str, TaskRecord] = {}
+        self._completion_listeners: list[Callable[[TaskRecord], None]] = []
+        self.stopping = False
+        runner.on_exit = self._on_peon_exit
+
+    # -- start-up --------------------------------------------------------------------------------
+
+    def recover(self) -> None:
+        """Rebuild memory from the store after a (possibly unclean) restart; nothing is lost."""
+        for rec in self.store.list_active(with_payload=True):
+            if rec.runner_state is RunnerState.RUNNING and rec.pid is not None:
+                self.active[rec.id] = rec
+                self.lockbox.add_task(rec)
+                if not self.runner.reattach(rec):
+                    continue  # the runner reported its exit, which completed it
+            else:
+                rec = rec.with_(runner_state=RunnerState.WAITING, location=UNKNOWN_LOCATION)
+                self.active[rec.id] = rec
+                self.lockbox.add_task(rec)
+        log.info("Recovered %d active tasks", len(self.active))
+        self.schedule()
+
+    def add_completion_listener(self, listener: Callable[[TaskRecord], None]) -> None:
+        self._completion_listeners.append(listener)
+
+    # -- submission ------------------------------------------------------------------------------
+
+    def submit(self, payload: Any, headers: dict[str, str] | None = None) -> str:
+        """Validate, store (committed before we answer), then schedule. Returns the task id."""
+        rec = self.prepare(payload, headers or {})
+        if len(self.active) >= self.config.max_size:
+            raise QueueFull(
+                f"Too many tasks (max = {self.config.max_size}): the task queue is full "
+                "(druid.indexer.queue.maxSize); try again later"
+            )
+        self.store.insert_task(rec)
+        self.active[rec.id] = rec
+        self.lockbox.add_task(rec)
+        log.info("Task[%s] of type[%s] submitted", rec.id, rec.type, extra={"task_id": rec.id, "action": "submit"})
+        self.schedule()
+        return rec.id
+
+    def prepare(self, payload: Any, headers: dict[str, str]) -> TaskRecord:
+        """Turn a submitted spec into the record to store, with Druid's defaults filled in."""
+        if not isinstance(payload, dict):
+            raise InvalidSpec("The task spec must be a JSON object")
+        task_type = task_type_for(payload.get("type"))
+        payload = dict(payload)
+        if task_type.validate is not None:
+            payload = task_type.validate(payload)
+        now = self.clock.now_ms()
+        datasource = datasource_of(payload)
+        task_id = payload.get("id")
+        task_id = validate_id(task_id) if task_id is not None else generate_id(task_type.name, datasource, now)
+        group_id = payload.get("groupId")
+        group_id = validate_id(group_id, "groupId") if group_id is not None else task_id
+        context = payload.get("context") or {}
+        if not isinstance(context, dict):
+            raise InvalidSpec("Invalid value for field [context]: must be a JSON object", field="context")
+        context = dict(context)
+        context.setdefault("forceTimeChunkLock", self.config.force_time_chunk_lock)
+        for key, value in self.config.default_context.items():
+            context.setdefault(key, value)
+        context.setdefault("useLineageBasedSegmentAllocation", True)
+        priority = context.get("priority", task_type.default_priority)
+        if isinstance(priority, bool) or not isinstance(priority, int):
+            raise InvalidSpec(
+                "Invalid value for field [context.priority]: must be an integer", field="context.priority"
+            )
+        payload.update(id=task_id, groupId=group_id, context=context)
+        if datasource is not None:
+            payload.setdefault("dataSource", datasource)
+        payload.setdefault("resource", {"availabilityGroup": task_id, "requiredCapacity": 1})
+        return TaskRecord(
+            id=task_id,
+            group_id=group_id,
+            type=task_type.name,
+            datasource=datasource,
+            created_ms=now,
+            queue_insertion_ms=now,
+            priority=priority,
+            headers=headers,
+            payload=payload,
+        )
+
+    # -- scheduling ------------------------------------------------------------------------------
+
+    def schedule(self) -> None:
+        """Move WAITING tasks whose locks are free to PENDING, and PENDING ones onto free slots."""
+        if self.stopping:
+            return
+        for rec in list(self.active.values()):
+            if rec.runner_state is RunnerState.WAITING and self.lockbox.is_ready(rec):
+                self._transition(rec, RunnerState.PENDING)
+        if self.runner.free_slot_count() <= 0:
+            return
+        pending = sorted(
+            (r for r in self.active.values() if r.runner_state is RunnerState.PENDING),
+            key=lambda r: (-r.priority, r.queue_insertion_ms),
+        )
+        for rec in pending[: self.runner.free_slot_count()]:
+            self._start(rec)
+
+    def _start(self, rec: TaskRecord) -> None:
+        if rec.payload is None:
+            stored = self.store.get_task(rec.id, with_payload=True)
+            rec = rec.with_(payload=stored.payload if stored else {})
+        try:
+            peon = self.runner.launch(rec)
+        except Exception as exc:
+            log.exception("Could not start a peon for task[%s]", rec.id, extra={"task_id": rec.id})
+            self._complete(rec, success=False, error_msg=f"Could not start a peon: {exc}", duration=0)
+            return
+        check_transition(rec.id, rec.runner_state, RunnerState.RUNNING)
+        rec = rec.with_(
+            runner_state=RunnerState.RUNNING,
+            location=self.config.location,
+            slot=peon.slot.index,
+            pid=peon.pid,
+            pid_start=peon.pid_start,
+            task_dir=str(peon.task_dir),
+        )
+        self.active[rec.id] = rec
+        self.store.update_task(
+            rec.id,
+            runner_state=rec.runner_state,
+            location=rec.location,
+            slot=rec.slot,
+            pid=rec.pid,
+            pid_start=rec.pid_start,
+            task_dir=rec.task_dir,
+        )
+        log.info("Task[%s] is RUNNING", rec.id, extra={"task_id": rec.id, "action": "run"})
+
+    def _transition(self, rec: TaskRecord, new: RunnerState) -> TaskRecord:
+        check_transition(rec.id, rec.runner_state, new)
+        rec = rec.with_(runner_state=new)
+        self.active[rec.id] = rec
+        log.info("Task[%s] is %s", rec.id, new.value, extra={"task_id": rec.id, "action": new.value.lower()})
+        return rec
+
+    # -- completion ------------------------------------------------------------------------------
+
+    def _on_peon_exit(self, exit_: PeonExit) -> None:
+        rec = self.active.get(exit_.task_id)
+        if rec is None:
+            return
+        self._complete(rec, success=exit_.success, error_msg=exit_.error_msg, duration=exit_.duration_ms)
+
+    def _complete(self, rec: TaskRecord, *, success: bool, error_msg: str | None, duration: int) -> None:
+        check_transition(rec.id, rec.runner_state, RunnerState.NONE)
+        status = StatusCode.SUCCESS if success else StatusCode.FAILED
+        done = rec.with_(
+            status_code=status,
+            runner_state=RunnerState.NONE,
+            duration=max(0, duration),
+            error_msg=None if success else (error_msg or "Task failed"),
+            completed_ms=self.clock.now_ms(),
+            pid=None,
+            payload=None,
+        )
+        self.store.update_task(
+            rec.id,
+            status_code=done.status_code,
+            runner_state=done.runner_state,
+            duration=done.duration,
+            error_msg=done.error_msg,
+            completed_ms=done.completed_ms,
+            pid=None,
+        )
+        self.active.pop(rec.id, None)
+        self.lockbox.remove_task(rec.id)
+        log.info(
+            "Task[%s] completed with status[%s]%s",
+            rec.id,
+            status.value,
+            f": {done.error_msg}" if done.error_msg else "",
+            extra={"task_id": rec.id, "action": "complete"},
+        )
+        for listener in self._completion_listeners:
+            listener(done)
+        self.schedule()
+
+    def fail_on_stop(self, rec: TaskRecord) -> None:
+        """The service is stopping and its peons with it (Druid's restoreTasksOnRestart=false)."""
+        self._complete(
+            rec,
+            success=False,
+            error_msg="Task was shut down because the Overlord stopped (restoreTasksOnRestart=false)",
+            duration=0,
+        )
+
+    # -- shutdown --------------------------------------------------------------------------------
+
+    def shutdown(self, task_id: str, reason: str = USER_SHUTDOWN) -> None:
+        """Stop a task; a finished task is a no-op, an unknown one is TaskNotFound."""
+        rec = self.active.get(task_id)
+        if rec is None:
+            if self.store.get_task(task_id) is None:
+                raise TaskNotFound(f"Cannot find any task with id: [{task_id}]", taskId=task_id)
+            return
+        if rec.runner_state is RunnerState.RUNNING:
+            self.runner.shutdown(task_id, reason)
+        else:
+            self._complete(rec, success=False, error_msg=reason, duration=0)
+
+    def shutdown_datasource(self, datasource: str) -> int:
+        ids = [r.id for r in self.active.values() if r.datasource == datasource]
+        if not ids:
+            raise NotFound(f"No active tasks found for dataSource[{datasource}]", dataSource=datasource)
+        for task_id in ids:
+            self.shutdown(task_id, f"Task was shut down: shutdownAllTasks request for dataSource[{datasource}]")
+        return len(ids)
+
+    # -- reads -----------------------------------------------------------------------------------
+
+    def get(self, task_id: str) -> TaskRecord | None:
+        rec = self.active.get(task_id)
+        return rec if rec is not None else self.store.get_task(task_id)
+
+    def active_in_state(self, state: RunnerState | None = None) -> list[TaskRecord]:
+        recs = self.active.values()
+        if state is not None:
+            recs = [r for r in recs if r.runner_state is state]  # type: ignore[assignment]
+        return sorted(recs, key=lambda r: (r.queue_insertion_ms, r.id))

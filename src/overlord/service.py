@@ -1,0 +1,181 @@
+"""Assembles the service: settings -> store, task logs, runner, queue, HTTP app; start and stop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import logging
+import os
+import socket
+from collections import OrderedDict
+from pathlib import Path
+from typing import IO
+
+import overlord.tasks  # noqa: F401  (registers the built-in task types)
+from overlord import __version__
+from overlord.clock import SYSTEM_CLOCK, Clock
+from overlord.config import Settings
+from overlord.core.queue import QueueConfig, TaskQueue
+from overlord.core.retention import LogRetention
+from overlord.core.task import Location, TaskRecord
+from overlord.errors import ConfigError
+from overlord.runner.local import LocalTaskRunner
+from overlord.runner.toolbox import LIVE_REPORT_FILE, LOG_FILE
+from overlord.storage.logs import TaskLogs
+from overlord.storage.metadata import MetadataStore
+
+log = logging.getLogger(__name__)
+
+
+class StatusCache:
+    """Recently read statuses of completed tasks, which never change: spares the store on hot polls."""
+
+    def __init__(self, capacity: int = 20_000) -> None:
+        self.capacity = capacity
+        self._items: OrderedDict[str, TaskRecord] = OrderedDict()
+
+    def get(self, task_id: str) -> TaskRecord | None:
+        rec = self._items.get(task_id)
+        if rec is not None:
+            self._items.move_to_end(task_id)
+        return rec
+
+    def put(self, rec: TaskRecord) -> None:
+        if rec.active:
+            return
+        self._items[rec.id] = rec
+        self._items.move_to_end(rec.id)
+        if len(self._items) > self.capacity:
+            self._items.popitem(last=False)
+
+    def discard(self, task_ids: list[str]) -> None:
+        for task_id in task_ids:
+            self._items.pop(task_id, None)
+
+
+class Service:
+    """One Overlord: everything the HTTP layer calls into."""
+
+    def __init__(self, settings: Settings, *, clock: Clock = SYSTEM_CLOCK) -> None:
+        settings.data_dir = settings.data_dir.resolve()
+        settings.base_task_dirs = [p.resolve() for p in settings.base_task_dirs]
+        self.settings = settings
+        self.clock = clock
+        self.version = __version__
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self._lock_file = self._lock_data_dir(settings.data_dir)
+        self.store = MetadataStore.from_url(settings.effective_metadata_url)
+        self.task_logs = TaskLogs(settings.effective_task_logs_dir)
+        self.status_cache = StatusCache()
+        host = settings.host if settings.host not in ("0.0.0.0", "::", "") else socket.gethostname()
+        self.location = Location(host, settings.port, -1)
+        self.advertised_url = f"http://{host}:{settings.port}"
+        self.runner = LocalTaskRunner(
+            capacity=settings.worker_capacity,
+            base_task_dirs=[Path(p) for p in settings.effective_base_task_dirs],
+            base_task_dir_size=settings.base_task_dir_size,
+            task_logs=self.task_logs,
+            location=self.location,
+            runtime=self.peon_runtime(),
+            clock=clock,
+            shutdown_grace_ms=settings.shutdown_grace_ms,
+            on_exit=lambda _exit: None,
+        )
+        self.queue = TaskQueue(
+            store=self.store,
+            runner=self.runner,
+            clock=clock,
+            config=QueueConfig(
+                max_size=settings.queue_max_size,
+                force_time_chunk_lock=settings.force_time_chunk_lock,
+                default_context=settings.default_task_context,
+                location=self.location,
+            ),
+        )
+        self.queue.add_completion_listener(self.status_cache.put)
+        self.retention = LogRetention(self.store, self.task_logs, clock, settings.logs_kill_duration_to_retain_ms)
+        self._background: list[asyncio.Task[None]] = []
+
+    @staticmethod
+    def _lock_data_dir(data_dir: Path) -> IO[str]:
+        """One service per data directory: a second one would corrupt the first one's state."""
+        handle = (data_dir / "overlord.lock").open("a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            raise ConfigError(f"Another Overlord is already using the data directory {data_dir}") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        return handle
+
+    def peon_runtime(self) -> dict[str, object]:
+        """Settings a task needs inside its peon (plain JSON: the peon reads no config of its own)."""
+        s = self.settings
+        return {
+            "overlordUrl": f"http://{'127.0.0.1' if s.host in ('0.0.0.0', '') else s.host}:{s.port}",
+            "dataDir": str(s.data_dir.resolve()),
+            "deepStorageDir": str(s.deep_storage_dir.resolve()),
+            "allowedInputDirs": [str(p.resolve()) for p in s.effective_allowed_input_dirs],
+            "storeEmptyColumns": s.store_empty_columns,
+        }
+
+    async def start(self) -> None:
+        await self.runner.start()
+        self.queue.recover()
+        if self.settings.logs_kill_enabled:
+            self._background.append(asyncio.create_task(self._retention_loop(), name="log-retention"))
+        log.info("Overlord %s started: %s, data dir %s", self.version, self.advertised_url, self.settings.data_dir)
+
+    async def stop(self) -> None:
+        self.queue.stopping = True
+        for task in self._background:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.runner.stop(kill_running=not self.settings.restore_tasks_on_restart)
+        if not self.settings.restore_tasks_on_restart:
+            for rec in list(self.queue.active.values()):
+                if rec.id in self.runner.running:
+                    self.runner.running.pop(rec.id)
+                    self.queue.fail_on_stop(rec)
+        self.store.close()
+        self._lock_file.close()
+
+    async def _retention_loop(self) -> None:
+        await asyncio.sleep(self.settings.logs_kill_initial_delay_ms / 1000)
+        while True:
+            try:
+                result = self.retention.run_once()
+                self.status_cache.discard(result.tasks_deleted)
+            except Exception:
+                log.exception("Task-log retention failed")
+            await asyncio.sleep(self.settings.logs_kill_delay_ms / 1000)
+
+    # -- logs and reports, wherever they are now ------------------------------------------------
+
+    def log_path(self, rec: TaskRecord) -> Path | None:
+        task_dir = self.runner.task_dir_of(rec.id)
+        if task_dir is not None:
+            return task_dir / LOG_FILE
+        pushed = self.task_logs.log_path(rec.id)
+        if pushed.exists():
+            return pushed
+        if rec.task_dir and (Path(rec.task_dir) / LOG_FILE).exists():
+            return Path(rec.task_dir) / LOG_FILE
+        return None
+
+    def read_report(self, rec: TaskRecord) -> bytes | None:
+        task_dir = self.runner.task_dir_of(rec.id)
+        candidates = []
+        if rec.active and task_dir is not None:
+            candidates.append(task_dir / LIVE_REPORT_FILE)
+        else:
+            candidates.append(self.task_logs.report_path(rec.id))
+        for path in candidates:
+            with contextlib.suppress(FileNotFoundError):
+                return path.read_bytes()
+        return None

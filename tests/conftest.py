@@ -1,0 +1,131 @@
+"""Fixtures shared by every tier: a real service process on a free port, and PostgreSQL discovery."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class ServiceProcess:
+    """A real ``overlord start`` in a subprocess, driven over HTTP."""
+
+    data_dir: Path
+    port: int = field(default_factory=free_port)
+    capacity: int = 2
+    extra_env: dict[str, str] = field(default_factory=dict)
+    extra_args: list[str] = field(default_factory=list)
+    proc: subprocess.Popen[bytes] | None = None
+    client: httpx.Client | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def log_file(self) -> Path:
+        return self.data_dir.parent / f"service-{self.port}.log"
+
+    def start(self, timeout: float = 30.0) -> ServiceProcess:
+        env = {**os.environ, **self.extra_env}
+        args = [
+            sys.executable, "-m", "overlord.cli", "start",
+            "--port", str(self.port), "--data-dir", str(self.data_dir), "--capacity", str(self.capacity),
+            *self.extra_args,
+        ]  # fmt: skip
+        with self.log_file.open("ab") as out:
+            self.proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=self.data_dir.parent)
+        self.client = httpx.Client(base_url=self.url, timeout=30.0)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"service exited early:\n{self.log_file.read_text()}")
+            try:
+                if self.client.get("/status/health").status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"service did not start:\n{self.log_file.read_text()}")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int | None:
+        if self.client is not None:
+            self.client.close()
+            self.client = None
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        code = self.proc.returncode
+        self.proc = None
+        return code
+
+    def kill9(self) -> None:
+        self.stop(signal.SIGKILL)
+
+    @property
+    def http(self) -> httpx.Client:
+        assert self.client is not None
+        return self.client
+
+    def wait_for(self, task_id: str, timeout: float = 30.0, states: tuple[str, ...] = ("SUCCESS", "FAILED")) -> dict:
+        """Poll the status (short interval, generous deadline) until it reaches one of ``states``."""
+        deadline = time.monotonic() + timeout
+        body: dict = {}
+        while time.monotonic() < deadline:
+            r = self.http.get(f"/druid/indexer/v1/task/{task_id}/status")
+            if r.status_code == 200:
+                body = r.json()["status"]
+                if body["statusCode"] in states or body["runnerStatusCode"] in states:
+                    return body
+            time.sleep(0.02)
+        raise AssertionError(f"task {task_id} did not reach {states} in {timeout}s; last status {body}")
+
+    def submit(self, spec: dict, **kwargs: object) -> str:
+        r = self.http.post("/druid/indexer/v1/task", json=spec, **kwargs)  # type: ignore[arg-type]
+        assert r.status_code == 200, r.text
+        return str(r.json()["task"])
+
+
+@pytest.fixture
+def service_factory(tmp_path: Path) -> Iterator[callable]:
+    started: list[ServiceProcess] = []
+
+    def make(**kwargs: object) -> ServiceProcess:
+        data_dir = kwargs.pop("data_dir", None) or tmp_path / "var"
+        svc = ServiceProcess(data_dir=data_dir, **kwargs)  # type: ignore[arg-type]
+        started.append(svc)
+        return svc
+
+    yield make
+    for svc in started:
+        svc.stop()
+
+
+@pytest.fixture
+def service(service_factory) -> ServiceProcess:  # type: ignore[no-untyped-def]
+    """A started service with 2 slots in a fresh data directory."""
+    return service_factory().start()
