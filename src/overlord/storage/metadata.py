@@ -8,6 +8,7 @@ against a process crash (what the service promises), cheaper than an fsync per c
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -50,6 +51,7 @@ tasks = sa.Table(
     sa.Column("pid_start", sa.String(64)),
     sa.Column("task_dir", sa.Text),
     sa.Column("completed_ms", sa.BigInteger),
+    sa.Column("number", sa.BigInteger, nullable=False, unique=True),
     sa.Index("ix_overlord_tasks_active_created", "active", "created_ms"),
     sa.Index("ix_overlord_tasks_ds_active_created", "datasource", "active", "created_ms"),
     sa.Index("ix_overlord_tasks_completed", "completed_ms"),
@@ -101,6 +103,11 @@ def _row_to_record(row: Any, with_payload: bool) -> TaskRecord:
     )
 
 
+def task_number(task_id: str) -> int:
+    """A stable positive 53-bit number per task id: Elasticsearch task ids are ``node:number``."""
+    return int.from_bytes(hashlib.sha256(task_id.encode()).digest()[:8], "big") >> 11
+
+
 def _record_values(rec: TaskRecord) -> dict[str, Any]:
     return {
         "id": rec.id,
@@ -125,6 +132,7 @@ def _record_values(rec: TaskRecord) -> dict[str, Any]:
         "pid_start": rec.pid_start,
         "task_dir": rec.task_dir,
         "completed_ms": rec.completed_ms,
+        "number": task_number(rec.id),
     }
 
 
@@ -203,6 +211,12 @@ class MetadataStore:
         cols = list(tasks.c) if with_payload else _STATUS_COLUMNS
         with self.engine.connect() as conn:
             row = conn.execute(sa.select(*cols).where(tasks.c.id == task_id)).first()
+        return _row_to_record(row, with_payload) if row is not None else None
+
+    def get_task_by_number(self, number: int, *, with_payload: bool = False) -> TaskRecord | None:
+        cols = list(tasks.c) if with_payload else _STATUS_COLUMNS
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(*cols).where(tasks.c.number == number)).first()
         return _row_to_record(row, with_payload) if row is not None else None
 
     def get_tasks(self, task_ids: Sequence[str]) -> list[TaskRecord]:
