@@ -209,6 +209,7 @@ class LocalTaskRunner:
         if task_dir.exists():
             shutil.rmtree(task_dir, ignore_errors=True)
         task_dir.mkdir(parents=True)
+        (task_dir / LOG_FILE).touch()  # GET /log answers from the moment the task is RUNNING
         write_json_atomic(
             task_dir / TASK_FILE,
             {
