@@ -356,9 +356,10 @@ def _final_report(ctx: Context, task_id: str) -> Op[TaskReport | None]:
     attempt = 0
     while True:
         found = yield from _report_or_none(ctx, task_id)
-        if found is not None or ctx.clock.monotonic() - start >= ctx.wait.report_grace:
+        remaining = ctx.wait.report_grace - (ctx.clock.monotonic() - start)
+        if found is not None or remaining <= 0:
             return found
-        yield Sleep(min(ctx.wait.poll.delay(attempt, ctx.rng), ctx.wait.report_grace))
+        yield Sleep(min(ctx.wait.poll.delay(attempt, ctx.rng), remaining))
         attempt += 1
 
 
