@@ -137,6 +137,11 @@ def allocate_overwrite_segment(
     ]
     pid = max([NON_ROOT_GEN_START_PARTITION_ID - 1, *taken]) + 1
     spec = ShardSpec.overwrite(pid, start, end, minor, atomic_update_group_size)
+    got = lockbox.try_acquire(
+        task_id, first.interval, granularity=LockGranularity.SEGMENT, version=first.version, partition_id=pid
+    )
+    if not got.ok:
+        raise LockError(got.reason or "Cannot lock the new segment", task_id=task_id)
     sid = SegmentId(first.data_source, first.interval, first.version, pid)
     return PendingSegment(sid, spec, sequence_name, prev, task_id)
 

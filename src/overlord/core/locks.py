@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -32,7 +32,7 @@ from overlord.core.lockpolicy import (
     effective_priority,
     lock_timeout_ms,
 )
-from overlord.core.segments import VersionGenerator
+from overlord.core.segments import DataSegment, PendingSegment, VersionGenerator
 from overlord.errors import LockError
 from overlord.isotime import Interval
 
@@ -411,6 +411,37 @@ class TaskLockbox:
     def in_critical_section(self, task_id: str) -> bool:
         with self._cond:
             return task_id in self._critical
+
+    def allocate_segment(
+        self,
+        task_id: str,
+        data_source: str,
+        timestamp_ms: int,
+        segment_granularity: str,
+        previous_segment_id: str | None,
+        sequence_name: str,
+        existing_used_segments: Sequence[DataSegment],
+        pending_segments: Sequence[PendingSegment],
+        *,
+        lock_granularity: LockGranularity = LockGranularity.TIME_CHUNK,
+        lock_type: TaskLockType = TaskLockType.EXCLUSIVE,
+    ) -> PendingSegment | None:
+        """``segmentAllocate`` under this lockbox; see ``overlord.core.allocation.allocate_segment``."""
+        from overlord.core.allocation import allocate_segment
+
+        return allocate_segment(
+            self,
+            task_id,
+            data_source,
+            timestamp_ms,
+            segment_granularity,
+            previous_segment_id,
+            sequence_name,
+            existing_used_segments,
+            pending_segments,
+            lock_granularity=lock_granularity,
+            lock_type=lock_type,
+        )
 
     # --- persistence --------------------------------------------------------------------------------
 
