@@ -44,9 +44,11 @@ def test_429_is_retried_and_retry_after_is_a_floor(client: Client, fake: FakeOve
 
 def test_429_when_queue_stays_full_is_typed(fake: FakeOverlord, ftime: FakeTime) -> None:
     fake.fail("POST", "/task", status=429, times=5)
-    with Client("http://x", transport=fake.transport, sleep=ftime.sleep, retry=NO_RETRY) as c:
-        with pytest.raises(errors.TooManyRequests) as info:
-            c.submit({"type": "noop"})
+    with (
+        Client("http://x", transport=fake.transport, sleep=ftime.sleep, retry=NO_RETRY) as c,
+        pytest.raises(errors.TooManyRequests) as info,
+    ):
+        c.submit({"type": "noop"})
     assert isinstance(info.value, errors._server.QueueFull)
     assert ftime.sleeps == []
 
@@ -77,9 +79,11 @@ def test_caller_sets_the_policy(fake: FakeOverlord, ftime: FakeTime) -> None:
     assert ftime.sleeps == [1.0, 2.0, 2.0, 2.0, 2.0, 2.0]
     fake.fail("GET", "/t/status", status=502, times=1)
     narrow = RetryPolicy(retry_statuses=frozenset({503}), retry_all_5xx=False)
-    with Client("http://x", transport=fake.transport, sleep=ftime.sleep, retry=narrow) as c:
-        with pytest.raises(errors.ServerError):
-            c.status("t")
+    with (
+        Client("http://x", transport=fake.transport, sleep=ftime.sleep, retry=narrow) as c,
+        pytest.raises(errors.ServerError),
+    ):
+        c.status("t")
 
 
 def test_retry_policy_validates() -> None:

@@ -72,9 +72,11 @@ def test_wait_times_out_exactly(client: Client, fake: FakeOverlord, ftime: FakeT
 def test_wait_uses_policy_timeout_unless_infinite(fake: FakeOverlord, ftime: FakeTime) -> None:
     fake.add("t", steps=["RUNNING"] * 10)
     policy = WaitPolicy(poll=Backoff(initial=1.0, jitter=False, max_interval=1.0), timeout=2.0)
-    with Client("http://x", transport=fake.transport, clock=ftime.clock, sleep=ftime.sleep, wait_policy=policy) as c:
-        with pytest.raises(WaitTimeoutError):
-            c.wait("t")
+    with (
+        Client("http://x", transport=fake.transport, clock=ftime.clock, sleep=ftime.sleep, wait_policy=policy) as c,
+        pytest.raises(WaitTimeoutError),
+    ):
+        c.wait("t")
         assert c.wait("t", timeout=math.inf).status.status_code == "SUCCESS"
 
 
@@ -102,9 +104,11 @@ def test_failed_task_raises_typed_error_with_report(fake: FakeOverlord, ftime: F
 def test_transient_failure_does_not_call_structural_hook(fake: FakeOverlord, ftime: FakeTime) -> None:
     fake.add("t", steps=[], outcome="FAILED", error_msg="Task failed: worker lost during run")
     alerts: list[TaskFailedError] = []
-    with Client("http://x", transport=fake.transport, sleep=ftime.sleep, on_structural_failure=alerts.append) as c:
-        with pytest.raises(TaskFailedError) as info:
-            c.wait("t")
+    with (
+        Client("http://x", transport=fake.transport, sleep=ftime.sleep, on_structural_failure=alerts.append) as c,
+        pytest.raises(TaskFailedError) as info,
+    ):
+        c.wait("t")
     assert info.value.transient and alerts == []
 
 
@@ -114,9 +118,11 @@ def test_hook_errors_do_not_mask_the_failure(fake: FakeOverlord, ftime: FakeTime
     def broken(_e: TaskFailedError) -> None:
         raise RuntimeError("alerting down")
 
-    with Client("http://x", transport=fake.transport, sleep=ftime.sleep, on_structural_failure=broken) as c:
-        with pytest.raises(TaskFailedError):
-            c.wait("t")
+    with (
+        Client("http://x", transport=fake.transport, sleep=ftime.sleep, on_structural_failure=broken) as c,
+        pytest.raises(TaskFailedError),
+    ):
+        c.wait("t")
 
 
 def test_404_right_after_submit_is_retried_then_succeeds(client: Client, fake: FakeOverlord) -> None:
