@@ -1,0 +1,125 @@
+"""Exact rollup and row hashing over Arrow tables without per-row Python.
+
+Rows are grouped by building one dense int64 key column by column (time first). As soon as the
+key is unique per row nothing can roll up, so typical raw event data (millisecond timestamps)
+costs one ``np.unique`` instead of a many-column hash aggregation.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from overlord.ingest.spec import MetricSpec
+
+_AGG = {
+    "count": "sum",
+    "longSum": "sum",
+    "doubleSum": "sum",
+    "floatSum": "sum",
+    "longMin": "min",
+    "longMax": "max",
+    "doubleMin": "min",
+    "doubleMax": "max",
+    "floatMin": "min",
+    "floatMax": "max",
+}
+
+
+def _plain(col: pa.ChunkedArray | pa.Array) -> pa.Array:
+    if isinstance(col, pa.ChunkedArray):
+        return col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
+    return col
+
+
+def dense_codes(col: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, int]:
+    """Codes 0..k-1 such that equal values (nulls included) get equal codes."""
+    arr = _plain(col)
+    if pa.types.is_integer(arr.type) or pa.types.is_floating(arr.type):
+        if arr.null_count == 0:
+            vals = arr.to_numpy(zero_copy_only=False)
+            uniq, inv = np.unique(vals, return_inverse=True)
+            return inv.astype(np.int64), len(uniq)
+    if pa.types.is_null(arr.type):
+        return np.zeros(len(arr), dtype=np.int64), 1
+    enc = arr.dictionary_encode(null_encoding="encode")
+    idx = enc.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    return idx, max(len(enc.dictionary), 1)
+
+
+def group_ids(table: pa.Table, keys: list[str]) -> tuple[np.ndarray, int]:
+    """(group id per row in 0..g-1, g). Stops early once every row is its own group."""
+    n = table.num_rows
+    key = np.zeros(n, dtype=np.int64)
+    card = 1
+    for name in keys:
+        codes, k = dense_codes(table.column(name))
+        if card * k >= 2**62:
+            uniq, key = np.unique(key, return_inverse=True)
+            card = len(uniq)
+        key = key * k + codes
+        card *= k
+        if card >= n or name == keys[0]:
+            uniq, key = np.unique(key, return_inverse=True)
+            card = len(uniq)
+            if card == n:
+                return key.astype(np.int64), n
+    uniq, key = np.unique(key, return_inverse=True)
+    return key.astype(np.int64), len(uniq)
+
+
+def rollup(table: pa.Table, dims: list[str], metrics: tuple[MetricSpec, ...]) -> pa.Table:
+    """Aggregate rows with equal ``__time`` and dimensions; metrics merge by their aggregator.
+
+    Works both on raw rows (count column of 1s) and on already rolled-up partial results.
+    """
+    n = table.num_rows
+    if n <= 1:
+        return table
+    gid, g = group_ids(table, ["__time", *dims])
+    if g == n:
+        return table
+    _, first = np.unique(gid, return_index=True)
+    out = table.select(["__time", *dims]).take(pa.array(first))
+    if metrics:
+        agg_in = pa.table({"__g": pa.array(gid), **{m.name: table.column(m.name) for m in metrics}})
+        aggs = agg_in.group_by("__g", use_threads=False).aggregate([(m.name, _AGG[m.type]) for m in metrics])
+        aggs = aggs.take(pc.sort_indices(aggs.column("__g")))
+        for m in metrics:
+            col = aggs.column(f"{m.name}_{_AGG[m.type]}")
+            out = out.append_column(m.name, col.cast(table.schema.field(m.name).type))
+    return out
+
+
+def _hash_strings(values: list[object]) -> np.ndarray:
+    return np.array([zlib.crc32(repr(v).encode()) if v is not None else 0 for v in values], dtype=np.uint64)
+
+
+def row_hashes(table: pa.Table, columns: list[str]) -> np.ndarray:
+    """A deterministic 64-bit hash per row over ``columns`` (stable across processes and runs)."""
+    n = table.num_rows
+    h = np.full(n, 1469598103934665603, dtype=np.uint64)
+    prime = np.uint64(1099511628211)
+    for name in columns:
+        if name not in table.column_names:
+            col_h = np.zeros(n, dtype=np.uint64)
+        else:
+            arr = _plain(table.column(name))
+            if pa.types.is_null(arr.type):
+                col_h = np.zeros(n, dtype=np.uint64)
+            else:
+                enc = arr.dictionary_encode(null_encoding="encode")
+                vals = enc.dictionary.to_pylist()
+                if pa.types.is_floating(arr.type):
+                    vals = [float(v) if v is not None else None for v in vals]
+                col_h = _hash_strings(vals)[enc.indices.to_numpy(zero_copy_only=False)]
+        h = (h ^ col_h) * prime
+    return h
+
+
+def shard_of(hashes: np.ndarray, num_shards: int) -> np.ndarray:
+    """Bucket per row in 0..num_shards-1."""
+    return ((hashes >> np.uint64(1)) % np.uint64(num_shards)).astype(np.int64)
