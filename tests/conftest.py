@@ -129,3 +129,22 @@ def service_factory(tmp_path: Path) -> Iterator[callable]:
 def service(service_factory) -> ServiceProcess:  # type: ignore[no-untyped-def]
     """A started service with 2 slots in a fresh data directory."""
     return service_factory().start()
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A fresh PostgreSQL database (skipped locally without PostgreSQL, fails under CI)."""
+    from tests.pg import drop_database, fresh_database_url
+
+    url = fresh_database_url()
+    yield url
+    drop_database(url)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    from tests.pg import drop_template
+
+    try:
+        drop_template()
+    except Exception:  # best effort: a leftover template is harmless
+        pass

@@ -1,0 +1,79 @@
+from pathlib import Path
+
+import pytest
+
+from overlord.config import load_settings, parse_duration_ms, parse_size
+from overlord.errors import ConfigError
+from overlord.runner.slots import allocate_slots, directory_size
+from overlord.storage.logs import read_slice
+
+
+def test_reference_storage_example_5_slots_2_dirs_300gb():
+    slots = allocate_slots(5, [Path("A"), Path("B")], 300 * 10**9)
+    assert [s.base_dir.name for s in slots].count("A") == 3
+    assert [s.base_dir.name for s in slots].count("B") == 2
+    assert {s.quota_bytes for s in slots} == {100 * 10**9}
+
+
+def test_slots_without_size_have_no_quota():
+    assert {s.quota_bytes for s in allocate_slots(3, [Path("A")], None)} == {None}
+    with pytest.raises(ValueError):
+        allocate_slots(0, [Path("A")], None)
+
+
+def test_sizes_and_durations():
+    assert parse_size("300GiB") == 300 * 1024**3
+    assert parse_size("500m") == 500 * 10**6
+    assert parse_size("1000") == 1000
+    assert parse_duration_ms("PT1H") == 3_600_000
+    assert parse_duration_ms("P7D") == 7 * 86_400_000
+    assert parse_duration_ms("1500") == 1500
+    with pytest.raises(ConfigError):
+        parse_size("lots")
+    with pytest.raises(ConfigError):
+        parse_duration_ms("P")
+
+
+def test_precedence_file_env_flags(tmp_path):
+    props = tmp_path / "runtime.properties"
+    props.write_text(
+        '# comment\ndruid.worker.capacity=3\ndruid.plaintextPort: 9000\ndruid.worker.baseTaskDirs=["/a","/b"]\n'
+        "druid.service=druid/overlord\n"
+    )
+    s = load_settings(config_file=props, environ={})
+    assert s.worker_capacity == 3 and s.port == 9000 and s.base_task_dirs == [Path("/a"), Path("/b")]
+    s = load_settings(config_file=props, environ={"druid_worker_capacity": "4"})
+    assert s.worker_capacity == 4
+    s = load_settings(config_file=props, environ={"druid_worker_capacity": "4"}, overrides={"worker_capacity": 7})
+    assert s.worker_capacity == 7
+
+
+def test_bad_settings_are_refused(tmp_path):
+    props = tmp_path / "bad.properties"
+    props.write_text("druid.worker.capacityy=3\n")
+    with pytest.raises(ConfigError, match="unknown property"):
+        load_settings(config_file=props, environ={})
+    with pytest.raises(ConfigError, match="druid_worker_capacity"):
+        load_settings(environ={"druid_worker_capacity": "many"})
+    with pytest.raises(ConfigError, match="at least 1"):
+        load_settings(environ={"druid_worker_capacity": "0"})
+    with pytest.raises(ConfigError, match="Cannot read"):
+        load_settings(config_file=tmp_path / "missing", environ={})
+
+
+def test_read_slice_offsets(tmp_path):
+    f = tmp_path / "log"
+    f.write_bytes(b"0123456789")
+    assert read_slice(f, 0) == b"0123456789"
+    assert read_slice(f, 3) == b"3456789"
+    assert read_slice(f, -3) == b"789"
+    assert read_slice(f, -100) == b"0123456789"
+    assert read_slice(f, 100) == b""
+
+
+def test_directory_size(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "f").write_bytes(b"x" * 100)
+    (tmp_path / "g").write_bytes(b"y" * 10)
+    assert directory_size(tmp_path) == 110
+    assert directory_size(tmp_path / "missing") == 0
