@@ -51,21 +51,85 @@ def allocate_segment(
     existing segments of another granularity, or existing data is newer than the lock. The caller
     stores the returned pending segment unless it is one of ``pending_segments``.
     """
+    state = AllocationState(data_source, existing_used_segments, pending_segments)
+    return _allocate(
+        lockbox,
+        state,
+        task_id,
+        timestamp_ms,
+        segment_granularity,
+        previous_segment_id,
+        sequence_name,
+        lock_granularity,
+        lock_type,
+    )
+
+
+class AllocationState:
+    """Used and pending segments of one data source, indexed once so a batch of allocations costs
+    O(1) each instead of a scan of every pending segment."""
+
+    def __init__(self, data_source: str, used: Sequence[DataSegment], pending: Sequence[PendingSegment]) -> None:
+        self.data_source = data_source
+        self.used = [s for s in used if s.data_source == data_source]
+        self.by_sequence: dict[tuple[str, str | None], PendingSegment] = {}
+        self.known: set[SegmentId] = set()
+        self.pending_versions: dict[Interval, set[str]] = {}
+        self.max_pending: dict[tuple[Interval, str], int] = {}
+        self.used_version: dict[Interval, str] = {}
+        self.max_used: dict[tuple[Interval, str], int] = {}
+        self.core: dict[tuple[Interval, str], int] = {}
+        for seg in self.used:
+            key = (seg.interval, seg.version)
+            if seg.version > self.used_version.get(seg.interval, ""):
+                self.used_version[seg.interval] = seg.version
+            self.core[key] = max(self.core.get(key, 0), seg.shard_spec.core_partitions)
+            if not seg.shard_spec.is_overwrite:
+                self.max_used[key] = max(self.max_used.get(key, -1), seg.partition_num)
+        for p in pending:
+            if p.id.data_source == data_source:
+                self.add(p)
+
+    def add(self, p: PendingSegment) -> bool:
+        """Record a pending segment; False when it was known already."""
+        if p.id in self.known:
+            return False
+        self.known.add(p.id)
+        self.by_sequence.setdefault((p.sequence_name, p.previous_segment_id), p)
+        self.pending_versions.setdefault(p.id.interval, set()).add(p.id.version)
+        if p.id.partition_num < NON_ROOT_GEN_START_PARTITION_ID:
+            key = (p.id.interval, p.id.version)
+            self.max_pending[key] = max(self.max_pending.get(key, -1), p.id.partition_num)
+        return True
+
+    def next_partition(self, interval: Interval, version: str) -> tuple[int, int]:
+        """Next root-generation partition id and the core partition count of the existing set."""
+        key = (interval, version)
+        return max(self.max_used.get(key, -1), self.max_pending.get(key, -1)) + 1, self.core.get(key, 0)
+
+
+def _allocate(
+    lockbox: TaskLockbox,
+    state: AllocationState,
+    task_id: str,
+    timestamp_ms: int,
+    segment_granularity: str,
+    previous_segment_id: str | None,
+    sequence_name: str,
+    lock_granularity: LockGranularity,
+    lock_type: TaskLockType,
+) -> PendingSegment | None:
     prev = previous_segment_id or None
-    used = [s for s in existing_used_segments if s.data_source == data_source]
-    pending = [p for p in pending_segments if p.id.data_source == data_source]
-    interval = _choose_interval(used, timestamp_ms, segment_granularity)
+    interval = _choose_interval(state.used, timestamp_ms, segment_granularity)
     if interval is None:
         log.info("segment granularity clash", extra={"task_id": task_id, "action": "segmentAllocate"})
         return None
-    for p in pending:
-        if p.sequence_name == sequence_name and p.previous_segment_id == prev:
-            return p if p.id.interval.contains_ms(timestamp_ms) else None
+    same = state.by_sequence.get((sequence_name, prev))
+    if same is not None:
+        return same if same.id.interval.contains_ms(timestamp_ms) else None
 
-    in_chunk = [s for s in used if s.interval == interval]
-    existing_version = max((s.version for s in in_chunk), default=None)
-    pend_chunk = [p for p in pending if p.id.interval == interval]
-
+    existing_version = state.used_version.get(interval)
+    pending_versions = state.pending_versions.get(interval, set())
     if lock_granularity == LockGranularity.TIME_CHUNK:
         result = lockbox.try_acquire(task_id, interval, lock_type)
         if not result.ok or result.lock is None:
@@ -75,21 +139,19 @@ def allocate_segment(
             if existing_version > version:
                 return None
             version = existing_version
-        elif pend_chunk:
+        elif pending_versions:
             # an earlier allocation in this chunk (maybe by a group mate) fixed the version already
-            version = max((p.id.version for p in pend_chunk if p.id.version <= version), default=version)
-        pid, core = _next_partition(in_chunk, pend_chunk, version)
+            version = max((v for v in pending_versions if v <= version), default=version)
+        pid, core = state.next_partition(interval, version)
     else:
-        version = existing_version or max((p.id.version for p in pend_chunk), default=None)
-        if version is None:
-            version = lockbox.versions.next()
-        pid, core = _next_partition(in_chunk, pend_chunk, version)
+        version = existing_version or max(pending_versions, default=None) or lockbox.versions.next()
+        pid, core = state.next_partition(interval, version)
         result = lockbox.try_acquire(
             task_id, interval, lock_type, LockGranularity.SEGMENT, version=version, partition_id=pid
         )
         if not result.ok:
             return None
-    sid = SegmentId(data_source, interval, version, pid)
+    sid = SegmentId(state.data_source, interval, version, pid)
     return PendingSegment(sid, ShardSpec.numbered(pid, core), sequence_name, prev, task_id)
 
 
@@ -154,18 +216,6 @@ def _choose_interval(used: Sequence[DataSegment], timestamp_ms: int, granularity
     if any(s.interval.overlaps(bucket) for s in used):
         return None
     return bucket
-
-
-def _next_partition(used: Sequence[DataSegment], pending: Sequence[PendingSegment], version: str) -> tuple[int, int]:
-    """Next root-generation partition id and the core partition count of the existing set."""
-    ids = [s.partition_num for s in used if s.version == version and not s.shard_spec.is_overwrite]
-    ids += [
-        p.id.partition_num
-        for p in pending
-        if p.id.version == version and p.id.partition_num < NON_ROOT_GEN_START_PARTITION_ID
-    ]
-    core = max((s.shard_spec.core_partitions for s in used if s.version == version), default=0)
-    return (max(ids) + 1 if ids else 0), core
 
 
 class SegmentStore(Protocol):
@@ -305,30 +355,30 @@ class SegmentAllocationQueue:
         try:
             with ds_lock:
                 self.batches_run += 1
-                used = self.store.used_segments(data_source, interval)
-                pending = self.store.pending_segments(data_source, interval)
+                state = AllocationState(
+                    data_source,
+                    self.store.used_segments(data_source, interval),
+                    self.store.pending_segments(data_source, interval),
+                )
                 created: list[PendingSegment] = []
                 for slot in slots:
                     r = slot.request
                     try:
-                        slot.result = allocate_segment(
+                        slot.result = _allocate(
                             self.lockbox,
+                            state,
                             r.task_id,
-                            r.data_source,
                             r.timestamp_ms,
                             r.segment_granularity,
                             r.previous_segment_id,
                             r.sequence_name,
-                            used,
-                            pending,
-                            lock_granularity=r.lock_granularity,
-                            lock_type=r.lock_type,
+                            r.lock_granularity,
+                            r.lock_type,
                         )
                     except Exception as exc:
                         slot.error = exc
                         continue
-                    if slot.result is not None and slot.result not in pending:
-                        pending.append(slot.result)
+                    if slot.result is not None and state.add(slot.result):
                         created.append(slot.result)
                 if created:
                     self.store.insert_pending(created)

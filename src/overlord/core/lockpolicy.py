@@ -1,4 +1,4 @@
-"""Lock policy: lock types and granularities, default priorities, taskLockTimeout, forceTimeChunkLock.
+"""Lock vocabulary and policy: TaskLock, types and granularities, priorities, taskLockTimeout, forceTimeChunkLock.
 
 Kept apart from the lockbox so the task queue and spec validation can use these rules without it.
 """
@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from overlord.errors import InvalidSpec
+from overlord.isotime import Interval
 
 DEFAULT_LOCK_TIMEOUT_MS = 300_000
 REALTIME_PRIORITY, BATCH_PRIORITY, MERGE_PRIORITY, DEFAULT_PRIORITY = 75, 50, 25, 0
@@ -126,3 +128,59 @@ def choose_lock_granularity(
     if task_type not in SEGMENT_LOCK_TASK_TYPES or changes_segment_granularity or drop_existing:
         return LockGranularity.TIME_CHUNK
     return LockGranularity.SEGMENT
+
+
+@dataclass(frozen=True)
+class TaskLock:
+    """One lock as Druid's ``lockList`` shows it, plus who revoked it."""
+
+    granularity: LockGranularity
+    lock_type: TaskLockType
+    group_id: str
+    data_source: str
+    interval: Interval
+    version: str
+    priority: int
+    partition_id: int | None = None
+    revoked: bool = False
+    revoked_by: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "granularity": str(self.granularity),
+            "type": str(self.lock_type),
+            "groupId": self.group_id,
+            "dataSource": self.data_source,
+            "interval": str(self.interval),
+            "version": self.version,
+            "priority": self.priority,
+            "revoked": self.revoked,
+        }
+        if self.partition_id is not None:
+            out["partitionId"] = self.partition_id
+        if self.revoked_by is not None:
+            out["revokedBy"] = self.revoked_by
+        return out
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any]) -> TaskLock:
+        pid = obj.get("partitionId")
+        return cls(
+            LockGranularity(obj.get("granularity", "TIME_CHUNK")),
+            TaskLockType(obj.get("type", obj.get("lockType", "EXCLUSIVE"))),
+            str(obj["groupId"]),
+            str(obj["dataSource"]),
+            Interval.parse(str(obj["interval"])),
+            str(obj["version"]),
+            int(obj.get("priority", 0)),
+            None if pid is None else int(pid),
+            bool(obj.get("revoked", False)),
+            obj.get("revokedBy"),
+        )
+
+    def describe(self) -> str:
+        part = f", partition[{self.partition_id}]" if self.partition_id is not None else ""
+        return (
+            f"{self.granularity} {self.lock_type} lock on dataSource[{self.data_source}] "
+            f"interval[{self.interval}]{part} version[{self.version}]"
+        )

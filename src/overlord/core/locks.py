@@ -16,6 +16,7 @@ and calls ``restore()`` after a restart. Rules, from the reference's "Task lock 
 
 from __future__ import annotations
 
+import bisect
 import logging
 import threading
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
@@ -28,6 +29,7 @@ from overlord.core.lockpolicy import (
     COMPATIBLE_TYPES,
     DEFAULT_LOCK_TIMEOUT_MS,
     LockGranularity,
+    TaskLock,
     TaskLockType,
     effective_priority,
     lock_timeout_ms,
@@ -37,62 +39,6 @@ from overlord.errors import LockError
 from overlord.isotime import Interval
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class TaskLock:
-    """One lock as Druid's ``lockList`` shows it, plus who revoked it."""
-
-    granularity: LockGranularity
-    lock_type: TaskLockType
-    group_id: str
-    data_source: str
-    interval: Interval
-    version: str
-    priority: int
-    partition_id: int | None = None
-    revoked: bool = False
-    revoked_by: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "granularity": str(self.granularity),
-            "type": str(self.lock_type),
-            "groupId": self.group_id,
-            "dataSource": self.data_source,
-            "interval": str(self.interval),
-            "version": self.version,
-            "priority": self.priority,
-            "revoked": self.revoked,
-        }
-        if self.partition_id is not None:
-            out["partitionId"] = self.partition_id
-        if self.revoked_by is not None:
-            out["revokedBy"] = self.revoked_by
-        return out
-
-    @classmethod
-    def from_json(cls, obj: Mapping[str, Any]) -> TaskLock:
-        pid = obj.get("partitionId")
-        return cls(
-            LockGranularity(obj.get("granularity", "TIME_CHUNK")),
-            TaskLockType(obj.get("type", obj.get("lockType", "EXCLUSIVE"))),
-            str(obj["groupId"]),
-            str(obj["dataSource"]),
-            Interval.parse(str(obj["interval"])),
-            str(obj["version"]),
-            int(obj.get("priority", 0)),
-            None if pid is None else int(pid),
-            bool(obj.get("revoked", False)),
-            obj.get("revokedBy"),
-        )
-
-    def describe(self) -> str:
-        part = f", partition[{self.partition_id}]" if self.partition_id is not None else ""
-        return (
-            f"{self.granularity} {self.lock_type} lock on dataSource[{self.data_source}] "
-            f"interval[{self.interval}]{part} version[{self.version}]"
-        )
 
 
 @dataclass(frozen=True)
@@ -121,12 +67,55 @@ class LockboxTask:
     lock_timeout_ms: int = DEFAULT_LOCK_TIMEOUT_MS
 
 
-@dataclass
+@dataclass(eq=False)
 class _Posse:
     """A lock and the tasks (all of one group) holding it."""
 
     lock: TaskLock
     task_ids: set[str] = field(default_factory=set)
+
+
+class _Index:
+    """One data source's posses by interval, so overlap queries touch only nearby intervals."""
+
+    def __init__(self) -> None:
+        self.by_interval: dict[Interval, list[_Posse]] = {}
+        self.keys: list[Interval] = []  # sorted
+        self.starts: list[int] = []
+        self.max_len = 0
+
+    def add(self, posse: _Posse) -> None:
+        iv = posse.lock.interval
+        bucket = self.by_interval.get(iv)
+        if bucket is None:
+            bucket = self.by_interval[iv] = []
+            i = bisect.bisect_left(self.keys, iv)
+            self.keys.insert(i, iv)
+            self.starts.insert(i, iv.start)
+            self.max_len = max(self.max_len, iv.end - iv.start)
+        bucket.append(posse)
+
+    def remove(self, posse: _Posse) -> None:
+        iv = posse.lock.interval
+        bucket = self.by_interval[iv]
+        bucket.remove(posse)
+        if not bucket:
+            del self.by_interval[iv]
+            i = bisect.bisect_left(self.keys, iv)
+            del self.keys[i], self.starts[i]
+
+    def overlapping(self, iv: Interval) -> list[_Posse]:
+        lo = bisect.bisect_left(self.starts, iv.start - self.max_len)
+        hi = bisect.bisect_left(self.starts, iv.end)
+        out: list[_Posse] = []
+        for key in self.keys[lo:hi]:
+            if key.end > iv.start:
+                out.extend(self.by_interval[key])
+        return out
+
+    def __iter__(self) -> Iterator[_Posse]:
+        for key in self.keys:
+            yield from self.by_interval[key]
 
 
 @dataclass(frozen=True)
@@ -167,7 +156,8 @@ class TaskLockbox:
         self._poll = poll_interval_s
         self._cond = threading.Condition(threading.RLock())
         self._tasks: dict[str, LockboxTask] = {}
-        self._posses: dict[str, list[_Posse]] = {}
+        self._posses: dict[str, _Index] = {}
+        self._held: dict[str, list[_Posse]] = {}
         self._critical: dict[str, int] = {}
         self._waiting: dict[str, str] = {}
         self._listeners: list[RevocationListener] = []
@@ -195,11 +185,9 @@ class TaskLockbox:
     def remove_task(self, task_id: str) -> list[TaskLock]:
         """Forget a finished task, releasing all its locks and waking waiters; returns what it held."""
         with self._cond:
-            released = [p.lock for p in self._iter_posses() if task_id in p.task_ids]
-            for ds, posses in list(self._posses.items()):
-                for p in posses:
-                    p.task_ids.discard(task_id)
-                self._set_posses(ds, [p for p in posses if p.task_ids])
+            released = [p.lock for p in self._held.get(task_id, ())]
+            for p in list(self._held.get(task_id, ())):
+                self._unhold(task_id, p)
             self._tasks.pop(task_id, None)
             self._critical.pop(task_id, None)
             self._cond.notify_all()
@@ -325,29 +313,26 @@ class TaskLockbox:
         """Release the task's locks on exactly ``interval`` (one partition when given); wakes waiters."""
         released: list[TaskLock] = []
         with self._cond:
-            for ds, posses in list(self._posses.items()):
-                for p in posses:
-                    lock = p.lock
-                    same_partition = partition_id is None or lock.partition_id == partition_id
-                    if task_id in p.task_ids and lock.interval == interval and same_partition:
-                        p.task_ids.discard(task_id)
-                        released.append(lock)
-                self._set_posses(ds, [p for p in posses if p.task_ids])
+            for p in list(self._held.get(task_id, ())):
+                lock = p.lock
+                if lock.interval == interval and (partition_id is None or lock.partition_id == partition_id):
+                    self._unhold(task_id, p)
+                    released.append(lock)
             self._cond.notify_all()
         return released
 
     def find_locks(self, task_id: str) -> list[TaskLock]:
         """Every lock the task holds, revoked ones included (``lockList``)."""
         with self._cond:
-            return [p.lock for p in self._iter_posses() if task_id in p.task_ids]
+            return [p.lock for p in self._held.get(task_id, ())]
 
     def all_locks(self, data_source: str | None = None) -> list[tuple[frozenset[str], TaskLock]]:
         with self._cond:
             return [
                 (frozenset(p.task_ids), p.lock)
-                for ds, posses in self._posses.items()
+                for ds, index in self._posses.items()
                 if data_source is None or ds == data_source
-                for p in posses
+                for p in index
             ]
 
     def revoked_locks(self, task_id: str) -> list[TaskLock]:
@@ -380,7 +365,7 @@ class TaskLockbox:
         intervals are revoked or missing (it must not publish then)."""
         with self._cond:
             self._require(task_id)
-            locks = [p.lock for p in self._iter_posses() if task_id in p.task_ids]
+            locks = [p.lock for p in self._held.get(task_id, ())]
             wanted = list(intervals)
             for lock in locks:
                 if lock.revoked and (not wanted or any(lock.interval.overlaps(iv) for iv in wanted)):
@@ -491,10 +476,10 @@ class TaskLockbox:
                         int(entry.get("taskLockTimeout", DEFAULT_LOCK_TIMEOUT_MS)),
                     )
                 self.versions.observe(lock.version)
-                posses = self._posses.setdefault(lock.data_source, [])
-                same = next((p for p in posses if p.lock == lock), None)
+                index = self._posses.setdefault(lock.data_source, _Index())
+                same = next((p for p in index.overlapping(lock.interval) if p.lock == lock), None)
                 if same is not None:
-                    same.task_ids.add(tid)
+                    self._hold(tid, same)
                     restored.append((tid, lock))
                     continue
                 clash = [p for p in self._conflicts(lock) if not lock.revoked]
@@ -502,7 +487,7 @@ class TaskLockbox:
                     holders = sorted(t for p in clash for t in p.task_ids)
                     failed.append((tid, lock, f"conflicts with restored locks of tasks {holders}"))
                     continue
-                posses.append(_Posse(lock, {tid}))
+                self._new_posse(lock, tid)
                 restored.append((tid, lock))
             self._cond.notify_all()
         return RestoreResult(restored, released, failed)
@@ -519,16 +504,34 @@ class TaskLockbox:
         for posses in self._posses.values():
             yield from posses
 
-    def _set_posses(self, ds: str, posses: list[_Posse]) -> None:
-        if posses:
-            self._posses[ds] = posses
-        else:
-            self._posses.pop(ds, None)
+    def _hold(self, task_id: str, posse: _Posse) -> None:
+        if task_id not in posse.task_ids:
+            posse.task_ids.add(task_id)
+            self._held.setdefault(task_id, []).append(posse)
+
+    def _new_posse(self, lock: TaskLock, task_id: str) -> None:
+        posse = _Posse(lock)
+        self._posses.setdefault(lock.data_source, _Index()).add(posse)
+        self._hold(task_id, posse)
+
+    def _unhold(self, task_id: str, posse: _Posse) -> None:
+        posse.task_ids.discard(task_id)
+        held = self._held.get(task_id, [])
+        if posse in held:
+            held.remove(posse)
+        if not held:
+            self._held.pop(task_id, None)
+        if not posse.task_ids:
+            index = self._posses[posse.lock.data_source]
+            index.remove(posse)
+            if not index.keys:
+                del self._posses[posse.lock.data_source]
 
     def _conflicts(self, lock: TaskLock) -> list[_Posse]:
         """Live posses of other groups that cannot coexist with ``lock``."""
         out = []
-        for p in self._posses.get(lock.data_source, ()):
+        index = self._posses.get(lock.data_source)
+        for p in index.overlapping(lock.interval) if index else ():
             held = p.lock
             if held.revoked or held.group_id == lock.group_id or not held.interval.overlaps(lock.interval):
                 continue
@@ -552,7 +555,8 @@ class TaskLockbox:
         task = self._require(task_id)
         if granularity == LockGranularity.SEGMENT and partition_id is None:
             raise LockError("A segment lock needs a partitionId", task_id=task_id)
-        ds_posses = self._posses.get(task.data_source, ())
+        index = self._posses.get(task.data_source)
+        ds_posses = index.overlapping(interval) if index else []
         for p in ds_posses:
             if task_id in p.task_ids and p.lock.revoked and p.lock.interval.overlaps(interval):
                 return _Plan(LockResult(p.lock, True, _revoked_message(task_id, p.lock)))
@@ -605,7 +609,7 @@ class TaskLockbox:
         if not plan.result.ok:
             return plan.result
         if plan.join is not None:
-            plan.join.task_ids.add(task_id)
+            self._hold(task_id, plan.join)
             return LockResult(plan.join.lock)
         task = self._tasks[task_id]
         for p in plan.revoke:
@@ -621,7 +625,7 @@ class TaskLockbox:
         lock = TaskLock(
             granularity, lock_type, task.group_id, task.data_source, interval, version, task.priority, partition_id
         )
-        self._posses.setdefault(task.data_source, []).append(_Posse(lock, {task_id}))
+        self._new_posse(lock, task_id)
         log.info("lock granted", extra={"task_id": task_id, "action": "lock", "lock": lock.to_json()})
         return LockResult(lock)
 

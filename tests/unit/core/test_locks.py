@@ -11,6 +11,7 @@ import pytest
 from overlord.clock import ManualClock
 from overlord.core.lockpolicy import (
     LockGranularity,
+    TaskLock,
     TaskLockType,
     choose_lock_granularity,
     default_priority,
@@ -19,7 +20,7 @@ from overlord.core.lockpolicy import (
     lock_timeout_ms,
     validate_lock_timeout,
 )
-from overlord.core.locks import TaskLock, TaskLockbox
+from overlord.core.locks import TaskLockbox
 from overlord.errors import InvalidSpec, LockError
 from overlord.isotime import Interval
 
