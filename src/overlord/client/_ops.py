@@ -271,6 +271,7 @@ def wait(
     timeout: float | None = None,
     not_found_grace: float = 0.0,
     on_update: ProgressHook | None = None,
+    live_report: bool | None = None,
 ) -> Op[WaitResult]:
     """Poll until the task ends; returns status and report, raises ``TaskFailedError`` on FAILED.
 
@@ -278,8 +279,10 @@ def wait(
     (default: the wait policy's; ``math.inf`` for none) bounds the whole wait. Transient errors
     while polling are logged and polled through until the timeout. A 404 is tolerated for
     ``not_found_grace`` seconds before the task counts as lost (``submit_and_wait`` sets it).
+    ``live_report`` (default: the policy's) also fetches the live report for ``on_update``.
     """
     policy = ctx.wait
+    fetch_live = policy.fetch_live_report if live_report is None else live_report
     limit = policy.timeout if timeout is None else timeout
     start = ctx.clock.monotonic()
     deadline = None if limit is None or math.isinf(limit) else start + limit
@@ -308,7 +311,7 @@ def wait(
                 if current.is_terminal:
                     return (yield from _finish(ctx, current, on_update))
                 if on_update is not None:
-                    live = (yield from _report_or_none(ctx, task_id)) if policy.fetch_live_report else None
+                    live = (yield from _report_or_none(ctx, task_id)) if fetch_live else None
                     on_update(current, live)
         except errors.TransientError as exc:
             log.warning("polling task %s failed: %s", task_id, exc, extra={**extra, "error": str(exc)})
@@ -371,10 +374,15 @@ def submit_and_wait(
     attempt: int = 0,
     timeout: float | None = None,
     on_update: ProgressHook | None = None,
+    live_report: bool | None = None,
+    validate: bool = True,
 ) -> Op[WaitResult]:
     """``submit`` then ``wait``, tolerating a brief 404 right after the submit."""
-    tid = yield from submit(ctx, spec, task_id=task_id, attempt=attempt)
-    return (yield from wait(ctx, tid, timeout=timeout, not_found_grace=ctx.wait.not_found_grace, on_update=on_update))
+    tid = yield from submit(ctx, spec, task_id=task_id, attempt=attempt, validate=validate)
+    grace = ctx.wait.not_found_grace
+    return (
+        yield from wait(ctx, tid, timeout=timeout, not_found_grace=grace, on_update=on_update, live_report=live_report)
+    )
 
 
 def wait_many(

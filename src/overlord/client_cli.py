@@ -1,0 +1,365 @@
+"""``overlord task ...`` and ``overlord datasource ...``: the client from a terminal.
+
+Tables for people, ``--json`` for scripts. Exit codes say what went wrong without parsing text:
+0 ok, 1 task failed, 2 usage or bad input, 3 not found, 4 cannot connect, 5 service error,
+6 wait timed out.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from overlord.client import Client, errors
+from overlord.client.classify import explain_failure
+from overlord.client.client import DEFAULT_URL
+from overlord.client.models import TaskReport, TaskStatus, WaitResult
+
+EXIT_TASK_FAILED = 1
+EXIT_USAGE = 2
+EXIT_NOT_FOUND = 3
+EXIT_UNREACHABLE = 4
+EXIT_SERVICE_ERROR = 5
+EXIT_TIMEOUT = 6
+
+make_client: Callable[[str], Client] = Client
+"""How commands build their client; tests replace it to inject a transport and a fake clock."""
+
+task_app = typer.Typer(help="Submit, inspect and stop tasks.", no_args_is_help=True)
+datasource_app = typer.Typer(help="Data sources and their segments.", no_args_is_help=True)
+
+Url = Annotated[str, typer.Option("--url", envvar="OVERLORD_URL", help="Overlord base URL (env OVERLORD_URL).")]
+AsJson = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of tables.")]
+TaskId = Annotated[str, typer.Argument(help="Task id.")]
+DataSourceArg = Annotated[str, typer.Argument(help="Data source name.")]
+
+
+def _out() -> Console:
+    return Console(highlight=False, soft_wrap=True)
+
+
+def _err() -> Console:
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    _err().print(f"[bold red]error:[/] {message}", markup=True)
+    raise typer.Exit(code)
+
+
+def _print_json(value: Any) -> None:
+    typer.echo(json.dumps(value, indent=2, sort_keys=False, default=str))
+
+
+@contextmanager
+def _session(url: str) -> Iterator[Client]:
+    """A client for one command; maps client errors to exit codes and one line on stderr."""
+    try:
+        with make_client(url) as client:
+            yield client
+    except typer.Exit:
+        raise
+    except errors.ServiceUnavailable as exc:
+        _fail(f"cannot reach the Overlord at {url}: {exc}", EXIT_UNREACHABLE)
+    except (errors.NotFoundError, errors.TaskLostError) as exc:
+        _fail(str(exc), EXIT_NOT_FOUND)
+    except (errors.SpecValidationError, errors.BadRequest) as exc:
+        _fail(str(exc), EXIT_USAGE)
+    except errors.WaitTimeoutError as exc:
+        _fail(str(exc), EXIT_TIMEOUT)
+    except errors.TaskFailedError as exc:
+        _fail(str(exc), EXIT_TASK_FAILED)
+    except errors.ClientError as exc:
+        _fail(str(exc), EXIT_SERVICE_ERROR)
+
+
+# --- rendering --------------------------------------------------------------------------------
+
+
+def _status_table(statuses: list[TaskStatus]) -> Table:
+    table = Table("id", "type", "dataSource", "state", "created", "duration", "location", "errorMsg")
+    for st in statuses:
+        loc = st.location
+        where = f"{loc.host}:{loc.port}" if loc and loc.host else ""
+        duration = f"{st.duration / 1000:.1f}s" if st.duration >= 0 else ""
+        table.add_row(
+            st.id,
+            st.type or "",
+            st.data_source or "",
+            st.state,
+            st.created_time or "",
+            duration,
+            where,
+            (st.error_msg or "")[:80],
+        )
+    return table
+
+
+_ROW_KEYS = ("processed", "processedBytes", "processedWithError", "unparseable", "thrownAway")
+
+
+def _progress(status: TaskStatus, report: TaskReport | None) -> Table:
+    table = Table.grid(padding=(0, 2))
+    table.add_row("task", status.id)
+    table.add_row("state", status.state)
+    table.add_row("ingestion", (report.ingestion_state if report else None) or "-")
+    rows = report.build_segments if report else {}
+    for key in _ROW_KEYS:
+        if key in rows:
+            table.add_row(key, f"{rows[key]:,}" if isinstance(rows[key], int) else str(rows[key]))
+    return table
+
+
+def _summary(status: TaskStatus, report: TaskReport | None) -> Table:
+    table = _progress(status, report)
+    if status.duration >= 0:
+        table.add_row("duration", f"{status.duration / 1000:.1f}s")
+    message = status.error_msg or (report.error_msg if report else None)
+    if status.status_code == "FAILED":
+        verdict = explain_failure(status, report)
+        table.add_row("errorMsg", message or "-")
+        table.add_row("failure", f"{verdict.kind} ({verdict.reason})")
+    return table
+
+
+def _result_json(status: TaskStatus, report: TaskReport | None, kind: str | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {"task": status.id, "status": status.to_wire()}
+    body["report"] = report.to_wire() if report else None
+    if kind:
+        body["failure"] = kind
+    return body
+
+
+# --- task commands ----------------------------------------------------------------------------
+
+
+def _read_spec(path: str) -> dict[str, Any]:
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        _fail(f"cannot read {path}: {exc.strerror or exc}", EXIT_USAGE)
+    try:
+        spec = json.loads(text)
+    except json.JSONDecodeError as exc:
+        _fail(f"{path} is not valid JSON: {exc}", EXIT_USAGE)
+    if not isinstance(spec, dict) or "type" not in spec:
+        _fail(f"{path} must hold a JSON object with a 'type'", EXIT_USAGE)
+    return spec
+
+
+@task_app.command()
+def submit(
+    spec_file: Annotated[str, typer.Argument(metavar="SPEC.json", help="Task spec file, or - for stdin.")],
+    wait: Annotated[bool, typer.Option("--wait", help="Wait for the task to end, showing progress.")] = False,
+    timeout: Annotated[float | None, typer.Option(help="Give up waiting after this many seconds.")] = None,
+    task_id: Annotated[str | None, typer.Option("--id", help="Task id (default: derived from the spec).")] = None,
+    attempt: Annotated[int, typer.Option(help="Rerun number: a new deterministic id after a failure.")] = 0,
+    validate: Annotated[bool, typer.Option(help="Validate known spec types locally first.")] = True,
+    url: Url = DEFAULT_URL,
+    as_json: AsJson = False,
+) -> None:
+    """Submit a task (idempotent: the same spec attaches to the task already submitted)."""
+    spec = _read_spec(spec_file)
+    out = _out()
+    with _session(url) as client:
+        tid = client.submit(spec, task_id=task_id, attempt=attempt, validate=validate)
+        if not wait:
+            _print_json({"task": tid}) if as_json else out.print(tid)
+            return
+        if not as_json:
+            out.print(f"submitted [bold]{tid}[/]")
+        result, failure = _wait_with_progress(client, tid, timeout, out, quiet=as_json)
+        status = result.status
+        report = result.report
+        if as_json:
+            _print_json(_result_json(status, report, failure.kind if failure else None))
+        else:
+            out.print(_summary(status, report))
+        if failure is not None:
+            raise typer.Exit(EXIT_TASK_FAILED)
+
+
+def _wait_with_progress(
+    client: Client, task_id: str, timeout: float | None, out: Console, *, quiet: bool
+) -> tuple[WaitResult, errors.TaskFailedError | None]:
+    """Wait, redrawing row stats live on a terminal, or printing state changes elsewhere."""
+    last_state: list[str] = []
+
+    def on_plain(status: TaskStatus, report: TaskReport | None) -> None:
+        if quiet or (last_state and last_state[-1] == status.state) or status.is_terminal:
+            return
+        last_state.append(status.state)
+        processed = report.build_segments.get("processed") if report else None
+        suffix = f" (processed {processed:,})" if isinstance(processed, int) else ""
+        out.print(f"{task_id}: {status.state}{suffix}")
+
+    live_display = out.is_terminal and not quiet
+
+    def run(hook: Callable[[TaskStatus, TaskReport | None], None]) -> tuple[WaitResult, Any]:
+        try:
+            return client.wait(task_id, timeout=timeout, not_found_grace=10.0, on_update=hook, live_report=True), None
+        except errors.TaskFailedError as exc:
+            return WaitResult(status=exc.status, report=exc.report), exc
+
+    if not live_display:
+        return run(on_plain)
+    with Live(console=out, transient=True, refresh_per_second=4) as live:
+        return run(lambda status, report: live.update(_progress(status, report)))
+
+
+@task_app.command("ls")
+def list_tasks(
+    state: Annotated[str | None, typer.Option(help="pending, waiting, running or complete.")] = None,
+    datasource: Annotated[str | None, typer.Option(help="Only this data source.")] = None,
+    task_type: Annotated[str | None, typer.Option("--type", help="Only this task type.")] = None,
+    max_tasks: Annotated[int | None, typer.Option("--max", help="At most this many complete tasks.")] = None,
+    created: Annotated[str | None, typer.Option(help="Created within this ISO interval (a/b).")] = None,
+    url: Url = DEFAULT_URL,
+    as_json: AsJson = False,
+) -> None:
+    """List tasks as a table."""
+    if state is not None and state not in ("pending", "waiting", "running", "complete"):
+        _fail(f"--state must be pending, waiting, running or complete, not {state!r}", EXIT_USAGE)
+    with _session(url) as client:
+        found = client.tasks(
+            state=state, datasource=datasource, type=task_type, max=max_tasks, created_time_interval=created
+        )
+    if as_json:
+        _print_json([st.to_wire() for st in found])
+    else:
+        _out().print(_status_table(found))
+
+
+@task_app.command()
+def status(task_id: TaskId, url: Url = DEFAULT_URL, as_json: AsJson = False) -> None:
+    """Show one task's status."""
+    with _session(url) as client:
+        st = client.status(task_id)
+    if as_json:
+        _print_json(st.to_wire())
+    else:
+        _out().print(_status_table([st]))
+
+
+@task_app.command()
+def payload(task_id: TaskId, url: Url = DEFAULT_URL, as_json: AsJson = False) -> None:
+    """Print the stored task spec (always JSON)."""
+    with _session(url) as client:
+        body = client.payload(task_id)
+    if as_json:
+        typer.echo(json.dumps(body))
+    else:
+        _print_json(body)
+
+
+@task_app.command()
+def report(task_id: TaskId, url: Url = DEFAULT_URL, as_json: AsJson = False) -> None:
+    """Show the task's live or completion report."""
+    with _session(url) as client:
+        rep = client.report(task_id)
+    if as_json:
+        _print_json(rep.to_wire())
+        return
+    stats = rep.row_stats.get("totals") if isinstance(rep.row_stats.get("totals"), dict) else rep.row_stats
+    phases = {name: counts for name, counts in (stats or {}).items() if isinstance(counts, dict)}
+    table = Table("rows", *phases, title=f"{task_id}: {rep.ingestion_state or '-'}")
+    for key in _ROW_KEYS:
+        if any(key in counts for counts in phases.values()):
+            table.add_row(key, *(str(counts.get(key, "")) for counts in phases.values()))
+    out = _out()
+    out.print(table)
+    if rep.error_msg:
+        out.print(f"errorMsg: {rep.error_msg}")
+
+
+@task_app.command()
+def logs(
+    task_id: TaskId,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing until the task ends.")] = False,
+    offset: Annotated[int | None, typer.Option(help="Start at this byte; negative: the last bytes.")] = None,
+    url: Url = DEFAULT_URL,
+    as_json: AsJson = False,
+) -> None:
+    """Print the task log (raw text; --json wraps it)."""
+    with _session(url) as client:
+        if follow:
+            chunks = []
+            for chunk in client.follow_log(task_id, offset=offset or 0):
+                if as_json:
+                    chunks.append(chunk)
+                else:
+                    typer.echo(chunk, nl=False)
+                    sys.stdout.flush()
+            text = "".join(chunks)
+        else:
+            text = client.log(task_id, offset=offset)
+            if not as_json:
+                typer.echo(text, nl=False)
+    if as_json:
+        _print_json({"task": task_id, "log": text})
+
+
+@task_app.command()
+def kill(task_id: TaskId, url: Url = DEFAULT_URL, as_json: AsJson = False) -> None:
+    """Shut a task down."""
+    with _session(url) as client:
+        tid = client.shutdown(task_id)
+    _print_json({"task": tid}) if as_json else _out().print(f"shutdown requested for {tid}")
+
+
+@task_app.command("kill-all")
+def kill_all(datasource: DataSourceArg, url: Url = DEFAULT_URL, as_json: AsJson = False) -> None:
+    """Shut down every active task of a data source."""
+    with _session(url) as client:
+        ds = client.shutdown_all(datasource)
+    _print_json({"dataSource": ds}) if as_json else _out().print(f"shutdown requested for all tasks of {ds}")
+
+
+@task_app.command("pending-segments-clean")
+def pending_segments_clean(datasource: DataSourceArg, url: Url = DEFAULT_URL, as_json: AsJson = False) -> None:
+    """Delete a data source's pending segments."""
+    with _session(url) as client:
+        n = client.delete_pending_segments(datasource)
+    _print_json({"numDeleted": n}) if as_json else _out().print(f"deleted {n} pending segments of {datasource}")
+
+
+# --- datasource commands ----------------------------------------------------------------------
+
+
+@datasource_app.command("ls")
+def datasource_ls(url: Url = DEFAULT_URL, as_json: AsJson = False) -> None:
+    """List data sources that have segments."""
+    with _session(url) as client:
+        names = client.datasources()
+    if as_json:
+        _print_json(names)
+    else:
+        out = _out()
+        for name in names:
+            out.print(name)
+
+
+@datasource_app.command("segments")
+def datasource_segments(datasource: DataSourceArg, url: Url = DEFAULT_URL, as_json: AsJson = False) -> None:
+    """List a data source's published segments."""
+    with _session(url) as client:
+        found = client.segments(datasource)
+    if as_json:
+        _print_json([seg.to_wire() for seg in found])
+        return
+    table = Table("interval", "version", "partition", "size", "dimensions", "metrics", title=datasource)
+    for seg in found:
+        part = seg.shard_spec.get("partitionNum", "")
+        dims = seg.dimensions if isinstance(seg.dimensions, str) else ",".join(seg.dimensions)
+        mets = seg.metrics if isinstance(seg.metrics, str) else ",".join(seg.metrics)
+        table.add_row(seg.interval, seg.version, str(part), f"{seg.size:,}", dims, mets)
+    _out().print(table)
