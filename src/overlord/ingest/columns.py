@@ -16,11 +16,12 @@ _INT_RE = r"^\s*[+-]?\d{1,18}\s*$"
 _FLOAT_RE = r"^\s*[+-]?(\d+\.?\d*([eE][+-]?\d+)?|\.\d+([eE][+-]?\d+)?|Infinity|NaN)\s*$"
 
 
-def _plain(arr: pa.Array | pa.ChunkedArray) -> pa.Array:
-    if isinstance(arr, pa.ChunkedArray):
-        arr = arr.combine_chunks() if arr.num_chunks != 1 else arr.chunk(0)
+def _plain(arr: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+    """Decode dictionaries; chunked columns stay chunked (combining them would copy)."""
+    if isinstance(arr, pa.ChunkedArray) and arr.num_chunks == 1:
+        arr = arr.chunk(0)
     if pa.types.is_dictionary(arr.type):
-        arr = arr.dictionary_decode()
+        arr = arr.dictionary_decode() if isinstance(arr, pa.Array) else pc.cast(arr, arr.type.value_type)
     return arr
 
 
@@ -145,9 +146,12 @@ def convert(arr: pa.Array | pa.ChunkedArray, kind: str) -> tuple[pa.Array, np.nd
 
 
 def discover_kind(arr: pa.Array | pa.ChunkedArray) -> str:
-    """The Druid type schema discovery would give a raw column (long, double, json or string)."""
+    """The Druid type schema discovery would give a raw column (long, double, json or string).
+
+    Booleans become longs 1/0, as Druid 28+ does with strict booleans.
+    """
     t = arr.type
-    if pa.types.is_integer(t):
+    if pa.types.is_integer(t) or pa.types.is_boolean(t):
         return "long"
     if pa.types.is_floating(t):
         return "double"

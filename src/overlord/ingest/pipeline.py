@@ -262,7 +262,9 @@ class _Run:
         dims = list(kinds)
         if self.spec.granularity_spec.rollup:
             table = rollup.rollup(table, dims, self.spec.metrics)
-        table = table.take(pc.sort_indices(table.column(TIME)))
+        times = table.column(TIME).to_numpy()
+        if len(times) > 1 and not (times[1:] >= times[:-1]).all():
+            table = table.take(pc.sort_indices(table.column(TIME)))
         if not self.store_empty:
             empty = [d for d in dims if table.column(d).null_count == table.num_rows]
             table = table.drop_columns(empty)

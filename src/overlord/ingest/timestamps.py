@@ -215,8 +215,8 @@ def parse_column(arr: pa.Array, fmt: str) -> tuple[pa.Array, np.ndarray]:
 
     Nulls are returned as null and flagged bad so the caller can apply ``missingValue``.
     """
-    if isinstance(arr, pa.ChunkedArray):
-        arr = arr.combine_chunks()
+    if isinstance(arr, pa.ChunkedArray) and arr.num_chunks == 1:
+        arr = arr.chunk(0)
     if pa.types.is_null(arr.type):
         return pa.nulls(len(arr), pa.int64()), np.ones(len(arr), dtype=bool)
     fast = _vector_cast(arr, fmt)
