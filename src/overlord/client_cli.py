@@ -203,10 +203,11 @@ def _wait_with_progress(
         out.print(f"{task_id}: {status.state}{suffix}")
 
     live_display = out.is_terminal and not quiet
+    grace = client.wait_policy.not_found_grace  # the task was just submitted
 
     def run(hook: Callable[[TaskStatus, TaskReport | None], None]) -> tuple[WaitResult, Any]:
         try:
-            return client.wait(task_id, timeout=timeout, not_found_grace=10.0, on_update=hook, live_report=True), None
+            return client.wait(task_id, timeout=timeout, not_found_grace=grace, on_update=hook, live_report=True), None
         except errors.TaskFailedError as exc:
             return WaitResult(status=exc.status, report=exc.report), exc
 

@@ -6,7 +6,7 @@ and how a pause is taken. Everything else runs unchanged under both.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator
 from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, overload
 
 import httpx
@@ -30,34 +30,41 @@ def _step(op: Op[Any], value: Any, failure: BaseException | None) -> Any:
     return op.throw(failure) if failure is not None else op.send(value)
 
 
-def drive_sync(op: Op[T], http: httpx.Client, sleep: Callable[[float], None]) -> Iterator[Any]:
-    """Run ``op``; yields emitted values; the operation's result is the StopIteration value."""
+def drive_sync(op: Op[T], http: httpx.Client, sleep: Callable[[float], None]) -> Generator[Any, None, T]:
+    """Run ``op``; yields emitted values; the operation's result is the generator's return value."""
     value: Any = None
     failure: BaseException | None = None
-    while True:
-        try:
-            effect = _step(op, value, failure)
-        except StopIteration as stop:
-            return stop.value
-        value, failure = None, None
-        if isinstance(effect, Request):
+    try:
+        while True:
             try:
-                value = _response(http.send(_build(http, effect)))
-            except httpx.TransportError as exc:
-                failure = TransportFailure(f"{type(exc).__name__}: {exc}")
-        elif isinstance(effect, Sleep):
-            sleep(effect.seconds)
-        elif isinstance(effect, Emit):
-            yield effect.value
+                effect = _step(op, value, failure)
+            except StopIteration as stop:
+                result: T = stop.value
+                return result
+            value, failure = None, None
+            if isinstance(effect, Request):
+                try:
+                    value = _response(http.send(_build(http, effect)))
+                except httpx.TransportError as exc:
+                    failure = TransportFailure(f"{type(exc).__name__}: {exc}")
+            elif isinstance(effect, Sleep):
+                sleep(effect.seconds)
+            elif isinstance(effect, Emit):
+                yield effect.value
+    finally:
+        op.close()
 
 
 def run_sync(op: Op[T], http: httpx.Client, sleep: Callable[[float], None]) -> T:
+    """Run a non-streaming ``op`` to its result."""
     gen = drive_sync(op, http, sleep)
-    while True:
-        try:
-            next(gen)
-        except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
+    try:
+        next(gen)
+    except StopIteration as stop:
+        result: T = stop.value
+        return result
+    gen.close()
+    raise TypeError("this operation streams; use its streaming method")
 
 
 async def _execute(http: httpx.AsyncClient, effect: Request) -> tuple[Any, BaseException | None]:
@@ -75,7 +82,8 @@ async def run_async(op: Op[T], http: httpx.AsyncClient, sleep: Callable[[float],
         try:
             effect = _step(op, value, failure)
         except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
+            result: T = stop.value
+            return result
         value, failure = None, None
         if isinstance(effect, Request):
             value, failure = await _execute(http, effect)

@@ -39,13 +39,15 @@ def spec_hash(spec: Mapping[str, Any], length: int = 16) -> str:
 
 def data_source_of(spec: Mapping[str, Any]) -> str | None:
     """Where Druid keeps the data source: top level (compact, kill) or ``spec.dataSchema``."""
-    if isinstance(spec.get("dataSource"), str):
-        return spec["dataSource"]
+    top = spec.get("dataSource")
+    if isinstance(top, str):
+        return top
     inner = spec.get("spec")
     if isinstance(inner, Mapping):
         schema = inner.get("dataSchema")
-        if isinstance(schema, Mapping) and isinstance(schema.get("dataSource"), str):
-            return schema["dataSource"]
+        name = schema.get("dataSource") if isinstance(schema, Mapping) else None
+        if isinstance(name, str):
+            return name
     return None
 
 

@@ -213,3 +213,13 @@ def test_wait_many_times_out_per_task(client: Client, fake: FakeOverlord) -> Non
     fake.add("slow", steps=["RUNNING"] * 50)
     results = client.wait_many(["slow"], timeout=1.0)
     assert isinstance(results["slow"], WaitTimeoutError)
+
+
+def test_log_records_carry_the_task_id(client: Client, fake: FakeOverlord, caplog: pytest.LogCaptureFixture) -> None:
+    fake.add("t", steps=["RUNNING"], outcome="FAILED", error_msg="lock revoked")
+    with caplog.at_level("INFO", logger="overlord.client"), pytest.raises(TaskFailedError):
+        client.wait("t")
+    records = [r for r in caplog.records if getattr(r, "task_id", None) == "t"]
+    actions = [getattr(r, "action", None) for r in records]
+    assert "wait" in actions and "finish" in actions
+    assert any(getattr(r, "kind", None) == "transient" for r in records)
