@@ -332,9 +332,9 @@ def bucket_interval(timestamp_ms: int, granularity: str) -> Interval:
     index = dt.year * 12 + dt.month - 1
     first = index - index % months
     last = first + months
-    start = datetime(first // 12, first % 12 + 1, 1, tzinfo=UTC)
-    end = datetime(last // 12, last % 12 + 1, 1, tzinfo=UTC)
-    return Interval(_to_ms(start), _to_ms(end))
+    first_day = datetime(first // 12, first % 12 + 1, 1, tzinfo=UTC)
+    end_day = datetime(last // 12, last % 12 + 1, 1, tzinfo=UTC)
+    return Interval(_to_ms(first_day), _to_ms(end_day))
 
 
 def _to_ms(dt: datetime) -> int:
