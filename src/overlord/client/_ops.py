@@ -219,11 +219,13 @@ def submit(
     """Submit a task; returns its id. Idempotent: resubmitting the same spec attaches to the task.
 
     The id is ``task_id``, else the spec's ``id``, else derived from the spec's content. If the
-    service already has that id with the same spec (say our first answer was lost), this returns
-    the id; with a different spec it raises ``SpecMismatchError``.
+    service already has that id (say our first answer was lost), this returns the id: a derived id
+    proves the same content; a chosen id is checked against the stored spec, and a different one
+    raises ``SpecMismatchError``.
     """
     body = to_druid(spec, validate=validate)
-    tid = task_id or body.get("id") or deterministic_task_id(body, attempt)
+    derived = deterministic_task_id(body, attempt)
+    tid = task_id or body.get("id") or derived
     body = {**body, "id": tid}
     extra = {"task_id": tid, "action": "submit"}
     request = Request("POST", f"{INDEXER}/task", json=body)
@@ -236,7 +238,9 @@ def submit(
     error = error_for(request, response)
     if not isinstance(error, errors.TaskAlreadyExists):
         raise error
-    stored = yield from _stored_payload(ctx, tid)
+    # A derived id already encodes the content: only a chosen id needs the stored spec compared
+    # (the service may store a normalised form, e.g. intervals rewritten to full ISO instants).
+    stored = None if tid == derived else (yield from _stored_payload(ctx, tid))
     if stored is not None and not is_same_spec(body, stored):
         raise errors.SpecMismatchError(
             f"Task[{tid}] already exists with a different spec",

@@ -32,7 +32,21 @@ def test_resubmit_after_dropped_answer_attaches(client: Client, fake: FakeOverlo
     tid = client.submit(index_spec())
     assert list(fake.tasks) == [tid]  # one task, not two
     assert fake.count("POST", "/task") == 2  # the retry got "already exists"
-    assert fake.count("GET", f"/task/{tid}") == 1  # and checked the stored payload
+    assert fake.count("GET", f"/task/{tid}") == 0  # a derived id proves the content
+
+
+def test_dropped_answer_with_chosen_id_checks_stored_spec(client: Client, fake: FakeOverlord) -> None:
+    fake.drop_answer("POST", "/task")
+    assert client.submit(index_spec(), task_id="mine") == "mine"
+    assert fake.count("POST", "/task") == 2 and fake.count("GET", "/task/mine") == 1
+
+
+def test_derived_id_attaches_even_if_the_service_normalised_the_spec(client: Client, fake: FakeOverlord) -> None:
+    tid = client.submit(index_spec())
+    fake.tasks[tid].payload["spec"]["dataSchema"]["granularitySpec"]["intervals"] = [
+        "2015-09-12T00:00:00.000Z/2015-09-13T00:00:00.000Z"
+    ]
+    assert client.submit(index_spec()) == tid
 
 
 def test_resubmit_in_a_new_process_attaches(client: Client, fake: FakeOverlord) -> None:
