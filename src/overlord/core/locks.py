@@ -31,12 +31,33 @@ from overlord.core.lockpolicy import (
     LockGranularity,
     TaskLock,
     TaskLockType,
+    choose_lock_granularity,
+    default_priority,
     effective_priority,
+    force_time_chunk_lock,
     lock_timeout_ms,
+    validate_lock_timeout,
 )
 from overlord.core.segments import DataSegment, PendingSegment, VersionGenerator
 from overlord.errors import LockError
 from overlord.isotime import Interval
+
+__all__ = [
+    "DEFAULT_LOCK_TIMEOUT_MS",
+    "LockGranularity",
+    "LockResult",
+    "LockboxTask",
+    "RestoreResult",
+    "TaskLock",
+    "TaskLockType",
+    "TaskLockbox",
+    "choose_lock_granularity",
+    "default_priority",
+    "effective_priority",
+    "force_time_chunk_lock",
+    "lock_timeout_ms",
+    "validate_lock_timeout",
+]
 
 log = logging.getLogger(__name__)
 
