@@ -16,15 +16,15 @@ and calls ``restore()`` after a restart. Rules, from the reference's "Task lock 
 
 from __future__ import annotations
 
-import bisect
 import logging
 import threading
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from overlord.clock import SYSTEM_CLOCK, Clock
+from overlord.core.lockindex import LockIndex, LockPosse
 from overlord.core.lockpolicy import (
     COMPATIBLE_TYPES,
     DEFAULT_LOCK_TIMEOUT_MS,
@@ -38,7 +38,7 @@ from overlord.core.lockpolicy import (
     lock_timeout_ms,
     validate_lock_timeout,
 )
-from overlord.core.segments import DataSegment, PendingSegment, VersionGenerator
+from overlord.core.segments import VersionGenerator
 from overlord.errors import LockError
 from overlord.isotime import Interval
 
@@ -88,57 +88,6 @@ class LockboxTask:
     lock_timeout_ms: int = DEFAULT_LOCK_TIMEOUT_MS
 
 
-@dataclass(eq=False)
-class _Posse:
-    """A lock and the tasks (all of one group) holding it."""
-
-    lock: TaskLock
-    task_ids: set[str] = field(default_factory=set)
-
-
-class _Index:
-    """One data source's posses by interval, so overlap queries touch only nearby intervals."""
-
-    def __init__(self) -> None:
-        self.by_interval: dict[Interval, list[_Posse]] = {}
-        self.keys: list[Interval] = []  # sorted
-        self.starts: list[int] = []
-        self.max_len = 0
-
-    def add(self, posse: _Posse) -> None:
-        iv = posse.lock.interval
-        bucket = self.by_interval.get(iv)
-        if bucket is None:
-            bucket = self.by_interval[iv] = []
-            i = bisect.bisect_left(self.keys, iv)
-            self.keys.insert(i, iv)
-            self.starts.insert(i, iv.start)
-            self.max_len = max(self.max_len, iv.end - iv.start)
-        bucket.append(posse)
-
-    def remove(self, posse: _Posse) -> None:
-        iv = posse.lock.interval
-        bucket = self.by_interval[iv]
-        bucket.remove(posse)
-        if not bucket:
-            del self.by_interval[iv]
-            i = bisect.bisect_left(self.keys, iv)
-            del self.keys[i], self.starts[i]
-
-    def overlapping(self, iv: Interval) -> list[_Posse]:
-        lo = bisect.bisect_left(self.starts, iv.start - self.max_len)
-        hi = bisect.bisect_left(self.starts, iv.end)
-        out: list[_Posse] = []
-        for key in self.keys[lo:hi]:
-            if key.end > iv.start:
-                out.extend(self.by_interval[key])
-        return out
-
-    def __iter__(self) -> Iterator[_Posse]:
-        for key in self.keys:
-            yield from self.by_interval[key]
-
-
 @dataclass(frozen=True)
 class RestoreResult:
     restored: list[tuple[str, TaskLock]]
@@ -151,8 +100,8 @@ class _Plan:
     """The outcome of checking one request, before anything changes."""
 
     result: LockResult
-    join: _Posse | None = None
-    revoke: tuple[_Posse, ...] = ()
+    join: LockPosse | None = None
+    revoke: tuple[LockPosse, ...] = ()
 
 
 RevocationListener = Callable[[str, TaskLock], None]
@@ -177,8 +126,8 @@ class TaskLockbox:
         self._poll = poll_interval_s
         self._cond = threading.Condition(threading.RLock())
         self._tasks: dict[str, LockboxTask] = {}
-        self._posses: dict[str, _Index] = {}
-        self._held: dict[str, list[_Posse]] = {}
+        self._posses: dict[str, LockIndex] = {}
+        self._held: dict[str, list[LockPosse]] = {}
         self._critical: dict[str, int] = {}
         self._waiting: dict[str, str] = {}
         self._listeners: list[RevocationListener] = []
@@ -418,37 +367,6 @@ class TaskLockbox:
         with self._cond:
             return task_id in self._critical
 
-    def allocate_segment(
-        self,
-        task_id: str,
-        data_source: str,
-        timestamp_ms: int,
-        segment_granularity: str,
-        previous_segment_id: str | None,
-        sequence_name: str,
-        existing_used_segments: Sequence[DataSegment],
-        pending_segments: Sequence[PendingSegment],
-        *,
-        lock_granularity: LockGranularity = LockGranularity.TIME_CHUNK,
-        lock_type: TaskLockType = TaskLockType.EXCLUSIVE,
-    ) -> PendingSegment | None:
-        """``segmentAllocate`` under this lockbox; see ``overlord.core.allocation.allocate_segment``."""
-        from overlord.core.allocation import allocate_segment
-
-        return allocate_segment(
-            self,
-            task_id,
-            data_source,
-            timestamp_ms,
-            segment_granularity,
-            previous_segment_id,
-            sequence_name,
-            existing_used_segments,
-            pending_segments,
-            lock_granularity=lock_granularity,
-            lock_type=lock_type,
-        )
-
     # --- persistence --------------------------------------------------------------------------------
 
     def snapshot(self) -> list[dict[str, Any]]:
@@ -497,7 +415,7 @@ class TaskLockbox:
                         int(entry.get("taskLockTimeout", DEFAULT_LOCK_TIMEOUT_MS)),
                     )
                 self.versions.observe(lock.version)
-                index = self._posses.setdefault(lock.data_source, _Index())
+                index = self._posses.setdefault(lock.data_source, LockIndex())
                 same = next((p for p in index.overlapping(lock.interval) if p.lock == lock), None)
                 if same is not None:
                     self._hold(tid, same)
@@ -521,21 +439,21 @@ class TaskLockbox:
             raise LockError(f"Unable to grant lock to inactive task[{task_id}]", task_id=task_id)
         return task
 
-    def _iter_posses(self) -> Iterator[_Posse]:
+    def _iter_posses(self) -> Iterator[LockPosse]:
         for posses in self._posses.values():
             yield from posses
 
-    def _hold(self, task_id: str, posse: _Posse) -> None:
+    def _hold(self, task_id: str, posse: LockPosse) -> None:
         if task_id not in posse.task_ids:
             posse.task_ids.add(task_id)
             self._held.setdefault(task_id, []).append(posse)
 
     def _new_posse(self, lock: TaskLock, task_id: str) -> None:
-        posse = _Posse(lock)
-        self._posses.setdefault(lock.data_source, _Index()).add(posse)
+        posse = LockPosse(lock)
+        self._posses.setdefault(lock.data_source, LockIndex()).add(posse)
         self._hold(task_id, posse)
 
-    def _unhold(self, task_id: str, posse: _Posse) -> None:
+    def _unhold(self, task_id: str, posse: LockPosse) -> None:
         posse.task_ids.discard(task_id)
         held = self._held.get(task_id, [])
         if posse in held:
@@ -548,7 +466,7 @@ class TaskLockbox:
             if not index.keys:
                 del self._posses[posse.lock.data_source]
 
-    def _conflicts(self, lock: TaskLock) -> list[_Posse]:
+    def _conflicts(self, lock: TaskLock) -> list[LockPosse]:
         """Live posses of other groups that cannot coexist with ``lock``."""
         out = []
         index = self._posses.get(lock.data_source)
