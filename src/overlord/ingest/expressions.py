@@ -407,7 +407,7 @@ class _Parser:
             return out
         while True:
             out.append(self.binary(0))
-            kind, val = self.take()
+            _kind, val = self.take()
             if val == ")":
                 return out
             if val != ",":

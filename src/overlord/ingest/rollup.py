@@ -38,11 +38,10 @@ def _plain(col: pa.ChunkedArray | pa.Array) -> pa.Array:
 def dense_codes(col: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, int]:
     """Codes 0..k-1 such that equal values (nulls included) get equal codes."""
     arr = _plain(col)
-    if pa.types.is_integer(arr.type) or pa.types.is_floating(arr.type):
-        if arr.null_count == 0:
-            vals = arr.to_numpy(zero_copy_only=False)
-            uniq, inv = np.unique(vals, return_inverse=True)
-            return inv.astype(np.int64), len(uniq)
+    if (pa.types.is_integer(arr.type) or pa.types.is_floating(arr.type)) and arr.null_count == 0:
+        vals = arr.to_numpy(zero_copy_only=False)
+        uniq, inv = np.unique(vals, return_inverse=True)
+        return inv.astype(np.int64), len(uniq)
     if pa.types.is_null(arr.type):
         return np.zeros(len(arr), dtype=np.int64), 1
     enc = arr.dictionary_encode(null_encoding="encode")

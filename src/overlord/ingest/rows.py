@@ -8,6 +8,7 @@ are replayed in input order so saved events and the maxParseExceptions cut-off m
 from __future__ import annotations
 
 import numpy as np
+import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -42,7 +43,18 @@ class RowProcessor:
     def dimension_names(self) -> list[str]:
         return list(self.discovered)
 
-    def _row_dict(self, table: pa.Table, i: int) -> dict[str, object]:
+    def _event(self, table: pa.Table, batch: RawBatch, i: int, raw_i: int) -> str:
+        return java_map(self._row_dict(table, i, batch.raw(raw_i)))
+
+    def _row_dict(self, table: pa.Table, i: int, raw: str | None = None) -> dict[str, object]:
+        """The input row for messages: the JSON object as written when there is one."""
+        if raw and self.spec.io_config.input_format.type == "json":
+            try:
+                value = orjson.loads(raw)
+                if isinstance(value, dict):
+                    return value
+            except orjson.JSONDecodeError:
+                pass
         return table.slice(i, 1).to_pylist()[0]
 
     def process(self, batch: RawBatch) -> pa.Table | None:
@@ -67,7 +79,7 @@ class RowProcessor:
         if bad.any():
             for i in np.nonzero(bad)[0]:
                 value = raw_ts[int(i)].as_py()
-                event = java_map(self._row_dict(table, int(i)))
+                event = java_map(self._row_dict(table, int(i), batch.raw(int(i))))
                 events.append(
                     (
                         int(positions[i]),
@@ -93,7 +105,8 @@ class RowProcessor:
                             int(positions[i]),
                             "unparseable",
                             batch.raw(int(raw_idx[i])),
-                            f"Timestamp[null] is unparseable! Event: {java_map(self._row_dict(table, int(i)))}",
+                            "Timestamp[null] is unparseable! Event: "
+                            + self._event(table, batch, int(i), int(raw_idx[i])),
                         )
                     )
                 ok = np.nonzero(~nulls)[0]
@@ -134,7 +147,7 @@ class RowProcessor:
                     if mask[i]
                 ]
                 msg = (
-                    f"Found unparseable columns in row: [{java_map(self._row_dict(table, int(i)))}], "
+                    f"Found unparseable columns in row: [{self._event(table, batch, int(i), int(raw_idx[i]))}], "
                     f"exceptions: [{','.join(bad_vals)}]"
                 )
                 events.append((int(positions[i]), "processedWithError", batch.raw(int(raw_idx[i])), msg))

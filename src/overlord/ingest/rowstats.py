@@ -104,7 +104,7 @@ class Meter:
         self.count = 0
 
     def _now(self) -> int:
-        return int(round(self._clock.monotonic() * 1e9))
+        return round(self._clock.monotonic() * 1e9)
 
     def _tick_if_necessary(self) -> None:
         now = self._now()

@@ -80,18 +80,31 @@ def test_identifiers_and_rows() -> None:
     assert expressions.parse("missing")({}) is None
 
 
-@pytest.mark.parametrize("text", ["1 +", "foo(1)", "concat('a'", "'unterminated", "1 2", "",
-                                  "timestamp_floor(x, 'PT1Q')", "timestamp_extract(x, 'EON')"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "1 +",
+        "foo(1)",
+        "concat('a'",
+        "'unterminated",
+        "1 2",
+        "",
+        "timestamp_floor(x, 'PT1Q')",
+        "timestamp_extract(x, 'EON')",
+    ],
+)
 def test_bad_expressions(text: str) -> None:
     with pytest.raises(ExprError):
         expressions.parse(text)
 
 
-TABLE = pa.table({
-    "dim": ["a", "b", None, "abc", "10"],
-    "num": [1, 5, 10, None, 20],
-    "txt": ["2", "10", "3", "x", None],
-})
+TABLE = pa.table(
+    {
+        "dim": ["a", "b", None, "abc", "10"],
+        "num": [1, 5, 10, None, 20],
+        "txt": ["2", "10", "3", "x", None],
+    }
+)
 
 
 def _mask(spec: dict) -> list[bool]:
@@ -105,7 +118,12 @@ def test_selector_in_not() -> None:
     assert _mask({"type": "selector", "dimension": "num", "value": "5"}) == [False, True, False, False, False]
     assert _mask({"type": "in", "dimension": "dim", "values": ["a", "abc"]}) == [True, False, False, True, False]
     assert _mask({"type": "not", "field": {"type": "selector", "dimension": "dim", "value": "a"}}) == [
-        False, True, True, True, True]
+        False,
+        True,
+        True,
+        True,
+        True,
+    ]
     assert _mask({"type": "selector", "dimension": "nope", "value": "a"}) == [False] * 5
 
 
@@ -114,18 +132,34 @@ def test_bound_orderings() -> None:
     assert _mask(lex) == [True, False, True, False, False]
     num = {"type": "bound", "dimension": "txt", "lower": "2", "upper": "10", "ordering": "numeric"}
     assert _mask(num) == [True, True, True, False, False]
-    strict = {"type": "bound", "dimension": "num", "lower": "1", "lowerStrict": True, "upper": "20",
-              "upperStrict": True, "ordering": "numeric"}
+    strict = {
+        "type": "bound",
+        "dimension": "num",
+        "lower": "1",
+        "lowerStrict": True,
+        "upper": "20",
+        "upperStrict": True,
+        "ordering": "numeric",
+    }
     assert _mask(strict) == [False, True, True, False, False]
 
 
 def test_and_or_like_regex_interval() -> None:
-    both = {"type": "and", "fields": [{"type": "like", "dimension": "dim", "pattern": "a%"},
-                                      {"type": "not", "field": {"type": "selector", "dimension": "dim",
-                                                                "value": "a"}}]}
+    both = {
+        "type": "and",
+        "fields": [
+            {"type": "like", "dimension": "dim", "pattern": "a%"},
+            {"type": "not", "field": {"type": "selector", "dimension": "dim", "value": "a"}},
+        ],
+    }
     assert _mask(both) == [False, False, False, True, False]
-    either = {"type": "or", "fields": [{"type": "regex", "dimension": "dim", "pattern": "^b"},
-                                       {"type": "selector", "dimension": "dim", "value": "10"}]}
+    either = {
+        "type": "or",
+        "fields": [
+            {"type": "regex", "dimension": "dim", "pattern": "^b"},
+            {"type": "selector", "dimension": "dim", "value": "10"},
+        ],
+    }
     assert _mask(either) == [False, True, False, False, True]
     iv = filters.parse_filter({"type": "interval", "dimension": "__time", "intervals": ["2015-09-12/2015-09-13"]})
     get = filters.table_getter(TABLE, {"__time": pa.array([T, 0, T, 0, T])})

@@ -47,10 +47,20 @@ def test_row_meters_totals_and_averages() -> None:
     clock.advance(5.5)
     avg = rm.moving_averages()
     assert list(avg) == ["1m", "5m", "15m"]
-    assert avg["1m"] == {"processed": 2.0, "processedBytes": 200.0, "processedWithError": 0.0,
-                         "unparseable": 0.0, "thrownAway": 0.4}
-    assert rm.totals.to_dict() == {"processed": 10, "processedBytes": 1000, "processedWithError": 0,
-                                   "thrownAway": 2, "unparseable": 0}
+    assert avg["1m"] == {
+        "processed": 2.0,
+        "processedBytes": 200.0,
+        "processedWithError": 0.0,
+        "unparseable": 0.0,
+        "thrownAway": 0.4,
+    }
+    assert rm.totals.to_dict() == {
+        "processed": 10,
+        "processedBytes": 1000,
+        "processedWithError": 0,
+        "thrownAway": 2,
+        "unparseable": 0,
+    }
     payload = row_stats_payload({"buildSegments": rm})
     assert set(payload) == {"movingAverages", "totals"}
     assert payload["totals"]["buildSegments"]["processed"] == 10
@@ -63,8 +73,13 @@ def test_parse_exception_handler_limit_and_saving() -> None:
     h.handle("unparseable", "{bad", "Unable to parse row [{bad]")
     h.handle("processedWithError", "{}", "oops")
     assert [e.to_dict() for e in h.saved] == [
-        {"input": "{bad", "errorType": "unparseable", "details": ["Unable to parse row [{bad]"],
-         "timeOfExceptionMillis": 123}]
+        {
+            "input": "{bad",
+            "errorType": "unparseable",
+            "details": ["Unable to parse row [{bad]"],
+            "timeOfExceptionMillis": 123,
+        }
+    ]
     with pytest.raises(ParseExceptionLimit, match=r"^Max parse exceptions\[2\] exceeded$"):
         h.handle("unparseable", "x", "y")
     assert rm.totals.unparseable == 2 and rm.totals.processed_with_error == 1
@@ -80,10 +95,20 @@ def test_report_shapes() -> None:
                 "ingestionState": "COMPLETED",
                 "unparseableEvents": {},
                 "rowStats": {
-                    "determinePartitions": {"processed": 0, "processedBytes": 0, "processedWithError": 0,
-                                            "thrownAway": 0, "unparseable": 0},
-                    "buildSegments": {"processed": 5, "processedBytes": 50, "processedWithError": 1,
-                                      "thrownAway": 2, "unparseable": 3},
+                    "determinePartitions": {
+                        "processed": 0,
+                        "processedBytes": 0,
+                        "processedWithError": 0,
+                        "thrownAway": 0,
+                        "unparseable": 0,
+                    },
+                    "buildSegments": {
+                        "processed": 5,
+                        "processedBytes": 50,
+                        "processedWithError": 1,
+                        "thrownAway": 2,
+                        "unparseable": 3,
+                    },
                 },
                 "segmentAvailabilityConfirmed": False,
                 "segmentAvailabilityWaitTimeMs": 0,
@@ -94,8 +119,12 @@ def test_report_shapes() -> None:
         },
         "taskContext": {"type": "taskContext", "taskId": "t1", "payload": {"forceTimeChunkLock": True}},
     }
-    live = live_report("t1", IngestionState.BUILD_SEGMENTS, {"buildSegments": RowMeters(ManualClock())},
-                       {"determinePartitions": [], "buildSegments": []})
+    live = live_report(
+        "t1",
+        IngestionState.BUILD_SEGMENTS,
+        {"buildSegments": RowMeters(ManualClock())},
+        {"determinePartitions": [], "buildSegments": []},
+    )
     payload = live["ingestionStatsAndErrors"]["payload"]
     assert payload["ingestionState"] == "BUILD_SEGMENTS"
     assert payload["unparseableEvents"] == {"determinePartitions": [], "buildSegments": []}

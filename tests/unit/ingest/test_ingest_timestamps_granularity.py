@@ -36,8 +36,9 @@ def test_parse_value(value: object, fmt: str, expected: int) -> None:
     assert timestamps.parse_value(value, fmt) == expected
 
 
-@pytest.mark.parametrize(("value", "fmt"), [("abc", "iso"), ("abc", "millis"), (None, "auto"), ("", "iso"),
-                                            ("2015-13-45", "yyyy-MM-dd")])
+@pytest.mark.parametrize(
+    ("value", "fmt"), [("abc", "iso"), ("abc", "millis"), (None, "auto"), ("", "iso"), ("2015-13-45", "yyyy-MM-dd")]
+)
 def test_parse_value_errors(value: object, fmt: str) -> None:
     with pytest.raises(timestamps.TimestampError):
         timestamps.parse_value(value, fmt)
