@@ -7,17 +7,20 @@ from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from overlord.api import druid_tasks
+from overlord.api import druid_tasks, es_tasks
 from overlord.api.errors import (
     JSONResponse,
     http_error_handler,
     overlord_error_handler,
     unexpected_error_handler,
 )
+from overlord.api.es_errors import EsError, es_aware, es_error_handler
+from overlord.api.es_middleware import EsCompatMiddleware
 from overlord.errors import OverlordError
 from overlord.service import Service
 
@@ -44,14 +47,17 @@ def create_app(service: Service) -> Starlette:
         Route("/status/health", health, methods=["GET"]),
         Route("/status", status, methods=["GET"]),
         *druid_tasks.routes(),
+        *es_tasks.routes(),
     ]
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
+        middleware=[Middleware(EsCompatMiddleware)],
         exception_handlers={
-            OverlordError: overlord_error_handler,
-            HTTPException: http_error_handler,
-            Exception: unexpected_error_handler,
+            EsError: es_error_handler,
+            OverlordError: es_aware(overlord_error_handler),
+            HTTPException: es_aware(http_error_handler),
+            Exception: es_aware(unexpected_error_handler),
         },
     )
     app.state.service = service

@@ -1,0 +1,187 @@
+"""What the Elasticsearch-compatible API keeps between requests: this node's identity, the API
+requests in flight (shown as short-lived transport tasks), and waiters for task completion.
+
+Nothing here is a second source of truth about tasks: the TaskQueue and the MetadataStore are.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import itertools
+import os
+import socket
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from overlord import __version__
+from overlord.core.task import TaskRecord
+from overlord.storage.metadata import task_number
+
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
+
+    from overlord.service import Service
+
+# The Elasticsearch version this API answers as (its wire format and parameters), not Overlord's.
+ES_VERSION = "9.0.0"
+ROLES = ("ingest", "master")
+NODE_ID_FILE = "node_id"
+
+
+def load_node_id(data_dir: Path) -> str:
+    """A node id like Elasticsearch's (22 url-safe characters), written once so it survives restarts."""
+    path = data_dir / NODE_ID_FILE
+    with contextlib.suppress(FileNotFoundError):
+        existing = path.read_text().strip()
+        if existing:
+            return existing
+    node_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    tmp = path.with_name(f".{NODE_ID_FILE}.{os.getpid()}.tmp")
+    tmp.write_text(node_id + "\n")
+    os.replace(tmp, path)
+    return node_id
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    """This service as an Elasticsearch node (the one node that runs, or queues, every task)."""
+
+    id: str
+    name: str
+    host: str
+    ip: str
+    port: int
+    roles: tuple[str, ...] = ROLES
+
+    @property
+    def transport_address(self) -> str:
+        return f"{self.ip}:{self.port}"
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "transport_address": self.transport_address,
+            "host": self.host,
+            "ip": self.transport_address,
+            "roles": list(self.roles),
+        }
+
+
+def _node_info(svc: Service) -> NodeInfo:
+    host = svc.location.host or socket.gethostname()
+    bind = svc.settings.host
+    if bind in ("0.0.0.0", "::", ""):
+        try:
+            ip = socket.gethostbyname(host)
+        except OSError:
+            ip = "127.0.0.1"
+    else:
+        ip = bind
+    return NodeInfo(load_node_id(svc.settings.data_dir), socket.gethostname(), host, ip, svc.settings.port)
+
+
+@dataclass
+class TransportTask:
+    """An API request being served, listed like Elasticsearch lists its own transport actions."""
+
+    number: int
+    action: str
+    start_ms: int
+    start_ns: int
+    headers: dict[str, str]
+    description: str = ""
+
+
+@dataclass
+class EsState:
+    """Per-service state of the ES API; created on first use and kept on ``app.state``."""
+
+    service: Service
+    node: NodeInfo
+    inflight: dict[int, TransportTask] = field(default_factory=dict)
+    _waiters: dict[str, list[asyncio.Future[TaskRecord]]] = field(default_factory=dict)
+    _numbers: dict[str, int] = field(default_factory=dict)
+    _counter: Iterator[int] = field(default_factory=lambda: itertools.count(1))
+
+    def number_of(self, task_id: str) -> int:
+        """The task's stable ES number (a hash), memoised because listings ask for it on every request."""
+        number = self._numbers.get(task_id)
+        if number is None:
+            if len(self._numbers) > 200_000:
+                self._numbers.clear()
+            number = self._numbers[task_id] = task_number(task_id)
+        return number
+
+    @contextlib.contextmanager
+    def transport_task(self, action: str, headers: dict[str, str]) -> Iterator[TransportTask]:
+        """Register the current request as a transport task for as long as it is served."""
+        task = TransportTask(next(self._counter), action, self.service.clock.now_ms(), time.monotonic_ns(), headers)
+        self.inflight[task.number] = task
+        try:
+            yield task
+        finally:
+            self.inflight.pop(task.number, None)
+
+    # -- completion ------------------------------------------------------------------------------
+
+    def _on_complete(self, rec: TaskRecord) -> None:
+        for fut in self._waiters.pop(rec.id, ()):
+            if not fut.done():
+                fut.set_result(rec)
+
+    async def wait_for(self, task_ids: list[str], timeout_s: float) -> bool:
+        """Wait until none of ``task_ids`` is active any more; False on timeout."""
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future[TaskRecord]] = []
+        for task_id in task_ids:
+            if task_id in self.service.queue.active:
+                fut: asyncio.Future[TaskRecord] = loop.create_future()
+                self._waiters.setdefault(task_id, []).append(fut)
+                futures.append(fut)
+        if not futures:
+            return True
+        try:
+            _done, pending = await asyncio.wait(futures, timeout=max(0.0, timeout_s))
+        finally:
+            self._forget(task_ids, futures)
+        return not pending
+
+    def _forget(self, task_ids: list[str], futures: list[asyncio.Future[TaskRecord]]) -> None:
+        mine = set(map(id, futures))
+        for task_id in task_ids:
+            waiters = self._waiters.get(task_id)
+            if waiters:
+                waiters[:] = [f for f in waiters if id(f) not in mine]
+                if not waiters:
+                    del self._waiters[task_id]
+
+
+def es_state(app: Starlette) -> EsState:
+    """The app's EsState, made on first use (the node id file is read or written then, once)."""
+    state: EsState | None = getattr(app.state, "es", None)
+    if state is None:
+        svc: Service = app.state.service
+        state = EsState(service=svc, node=_node_info(svc))
+        svc.queue.add_completion_listener(state._on_complete)
+        app.state.es = state
+    return state
+
+
+def es_version_info() -> dict[str, object]:
+    return {
+        "number": ES_VERSION,
+        "build_flavor": "default",
+        "build_type": "overlord",
+        "build_hash": "overlord-" + __version__,
+        "build_date": "2025-01-01T00:00:00.000Z",
+        "build_snapshot": False,
+        "lucene_version": "10.1.0",
+        "minimum_wire_compatibility_version": "8.18.0",
+        "minimum_index_compatibility_version": "8.0.0",
+    }
