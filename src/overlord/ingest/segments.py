@@ -115,6 +115,6 @@ def write_segment(out_dir: Path, relpath: str, table: pa.Table) -> int:
     target = out_dir / relpath
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(target.name + ".tmp")
-    pq.write_table(table, tmp, compression="snappy", row_group_size=256 * 1024)
+    pq.write_table(table, tmp, compression="snappy")
     os.replace(tmp, target)
     return target.stat().st_size
