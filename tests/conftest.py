@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -47,7 +48,7 @@ class ServiceProcess:
     def start(self, timeout: float = 30.0) -> ServiceProcess:
         env = {**os.environ, **self.extra_env}
         args = [
-            sys.executable, "-m", "overlord.cli", "start",
+            sys.executable, "-m", "overlord", "start",
             "--port", str(self.port), "--data-dir", str(self.data_dir), "--capacity", str(self.capacity),
             *self.extra_args,
         ]  # fmt: skip
@@ -144,7 +145,5 @@ def pg_url() -> Iterator[str]:
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     from tests.pg import drop_template
 
-    try:
+    with contextlib.suppress(Exception):  # best effort: a leftover template is harmless
         drop_template()
-    except Exception:  # best effort: a leftover template is harmless
-        pass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -13,8 +14,14 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 def format_ms(epoch_ms: int) -> str:
     """Format epoch millis as Druid does: ``2023-06-23T21:07:28.226Z``."""
-    dt = _EPOCH + timedelta(milliseconds=epoch_ms)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+    seconds, millis = divmod(epoch_ms, 1000)
+    return f"{_format_second(seconds)}.{millis:03d}Z"
+
+
+@functools.lru_cache(maxsize=8192)
+def _format_second(epoch_s: int) -> str:
+    """Whole-second prefix, cached: status listings format many timestamps from the same seconds."""
+    return (_EPOCH + timedelta(seconds=epoch_s)).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 _DATE_ONLY = re.compile(r"^\d{4}(-\d{2}(-\d{2})?)?$")

@@ -29,23 +29,17 @@ log = logging.getLogger(__name__)
 
 
 class StatusCache:
-    """Recently read statuses of completed tasks, which never change: spares the store on hot polls."""
+    """Rendered status bodies of completed tasks, which never change: spares the store on hot polls."""
 
     def __init__(self, capacity: int = 20_000) -> None:
         self.capacity = capacity
-        self._items: OrderedDict[str, TaskRecord] = OrderedDict()
+        self._items: OrderedDict[str, bytes] = OrderedDict()
 
-    def get(self, task_id: str) -> TaskRecord | None:
-        rec = self._items.get(task_id)
-        if rec is not None:
-            self._items.move_to_end(task_id)
-        return rec
+    def get(self, task_id: str) -> bytes | None:
+        return self._items.get(task_id)
 
-    def put(self, rec: TaskRecord) -> None:
-        if rec.active:
-            return
-        self._items[rec.id] = rec
-        self._items.move_to_end(rec.id)
+    def put(self, task_id: str, body: bytes) -> None:
+        self._items[task_id] = body
         if len(self._items) > self.capacity:
             self._items.popitem(last=False)
 
@@ -93,7 +87,6 @@ class Service:
                 location=self.location,
             ),
         )
-        self.queue.add_completion_listener(self.status_cache.put)
         self.retention = LogRetention(self.store, self.task_logs, clock, settings.logs_kill_duration_to_retain_ms)
         self._background: list[asyncio.Task[None]] = []
 

@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from overlord.api.errors import JSONResponse, druid_error
+from overlord.api.errors import JSONResponse, druid_error, druid_error_body
 from overlord.core.task import RunnerState, TaskRecord
 from overlord.errors import InvalidInput, NotFound, TaskNotFound
 from overlord.isotime import Interval, format_ms
@@ -157,24 +157,22 @@ async def get_task_payload(request: Request) -> Response:
 async def get_task_status(request: Request) -> Response:
     task_id = request.path_params["task_id"]
     svc = service_of(request)
-    rec = svc.queue.active.get(task_id) or svc.status_cache.get(task_id)
-    if rec is None:
+    rec = svc.queue.active.get(task_id)
+    if rec is not None:
+        return JSONResponse({"task": task_id, "status": rec.status_json()})
+    body = svc.status_cache.get(task_id)  # a completed task's status never changes: keep its bytes
+    if body is None:
         rec = svc.store.get_task(task_id)
         if rec is None:
             err = _task_not_found(task_id)
-            body = {
-                "task": task_id,
-                "status": None,
-                "error": "druidException",
-                "errorCode": err.error_code,
-                "persona": "USER",
-                "category": err.category,
-                "errorMessage": err.message,
-                "context": {"taskId": task_id},
-            }
-            return JSONResponse(body, 404)
-        svc.status_cache.put(rec)
-    return JSONResponse({"task": task_id, "status": rec.status_json()})
+            not_found = {"task": task_id, "status": None, **druid_error_body(
+                err.message, error_code=err.error_code, category=err.category, context={"taskId": task_id}
+            )}  # fmt: skip
+            return JSONResponse(not_found, 404)
+        body = orjson.dumps({"task": task_id, "status": rec.status_json()})
+        if not rec.active:
+            svc.status_cache.put(task_id, body)
+    return Response(body, media_type="application/json")
 
 
 async def get_task_log(request: Request) -> Response:
@@ -290,6 +288,7 @@ async def is_leader(request: Request) -> Response:
 def routes() -> list[Route]:
     p = PREFIX
     return [
+        Route(f"{p}/task/{{task_id}}/status", get_task_status, methods=["GET"]),  # hottest first: routes match in order
         Route(f"{p}/task", submit_task, methods=["POST"]),
         Route(f"{p}/tasks", get_tasks, methods=["GET"]),
         Route(f"{p}/waitingTasks", _state_listing("waiting"), methods=["GET"]),
@@ -297,7 +296,6 @@ def routes() -> list[Route]:
         Route(f"{p}/runningTasks", _state_listing("running"), methods=["GET"]),
         Route(f"{p}/completeTasks", _state_listing("complete"), methods=["GET"]),
         Route(f"{p}/task/{{task_id}}", get_task_payload, methods=["GET"]),
-        Route(f"{p}/task/{{task_id}}/status", get_task_status, methods=["GET"]),
         Route(f"{p}/task/{{task_id}}/log", get_task_log, methods=["GET"]),
         Route(f"{p}/task/{{task_id}}/reports", get_task_reports, methods=["GET"]),
         Route(f"{p}/task/{{task_id}}/report", get_task_reports, methods=["GET"]),

