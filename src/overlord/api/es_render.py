@@ -15,7 +15,7 @@ import orjson
 
 from overlord.api.es_params import TaskId, format_time_nanos, simple_match
 from overlord.api.es_state import EsState, TransportTask
-from overlord.core.es_mapping import TASK_TYPE, TRANSPORT_TYPE, action_for, describe
+from overlord.core.es_mapping import TASK_TYPE, TRANSPORT_TYPE, action_for
 from overlord.core.task import RunnerState, TaskRecord
 
 SHUTDOWN_PREFIX = "Task was shut down"
@@ -154,7 +154,7 @@ def from_record(
         druid_id=rec.id,
     )
     if detailed:
-        task.description = describe(rec.id, rec.type, rec.datasource, rec.payload)
+        task.description = state.description_of(rec)
         task.status = task_status(state, rec)
     return task
 

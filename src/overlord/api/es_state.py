@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from overlord import __version__
+from overlord.core.es_mapping import describe
 from overlord.core.task import TaskRecord
 from overlord.storage.metadata import task_number
 
@@ -107,6 +108,7 @@ class EsState:
     inflight: dict[int, TransportTask] = field(default_factory=dict)
     _waiters: dict[str, list[asyncio.Future[TaskRecord]]] = field(default_factory=dict)
     _numbers: dict[str, int] = field(default_factory=dict)
+    _descriptions: dict[str, str] = field(default_factory=dict)
     _counter: Iterator[int] = field(default_factory=lambda: itertools.count(1))
 
     def number_of(self, task_id: str) -> int:
@@ -117,6 +119,15 @@ class EsState:
                 self._numbers.clear()
             number = self._numbers[task_id] = task_number(task_id)
         return number
+
+    def description_of(self, rec: TaskRecord) -> str:
+        """A task's ``description``; specs never change, so active tasks' descriptions are memoised."""
+        text = self._descriptions.get(rec.id)
+        if text is None:
+            text = describe(rec.id, rec.type, rec.datasource, rec.payload)
+            if rec.active and rec.payload is not None:
+                self._descriptions[rec.id] = text
+        return text
 
     @contextlib.contextmanager
     def transport_task(self, action: str, headers: dict[str, str]) -> Iterator[TransportTask]:
@@ -131,6 +142,7 @@ class EsState:
     # -- completion ------------------------------------------------------------------------------
 
     def _on_complete(self, rec: TaskRecord) -> None:
+        self._descriptions.pop(rec.id, None)
         for fut in self._waiters.pop(rec.id, ()):
             if not fut.done():
                 fut.set_result(rec)
