@@ -17,7 +17,8 @@ from typing import Annotated, Any, NoReturn
 import typer
 from rich.console import Console
 from rich.live import Live
-from rich.table import Table
+from rich.markup import escape
+from rich.table import Column, Table
 
 from overlord.client import Client, errors
 from overlord.client.classify import explain_failure
@@ -52,7 +53,7 @@ def _err() -> Console:
 
 
 def _fail(message: str, code: int) -> NoReturn:
-    _err().print(f"[bold red]error:[/] {message}", markup=True)
+    _err().print(f"[bold red]error:[/] {escape(message)}", markup=True)
     raise typer.Exit(code)
 
 
@@ -86,7 +87,18 @@ def _session(url: str) -> Iterator[Client]:
 
 
 def _status_table(statuses: list[TaskStatus]) -> Table:
-    table = Table("id", "type", "dataSource", "state", "created", "duration", "location", "errorMsg")
+    # Ids (copied into the next command) and states are never truncated; the rest is squeezed.
+    width = max((len(st.id) for st in statuses), default=2)
+    table = Table(
+        Column("id", no_wrap=True, min_width=width),
+        "type",
+        "dataSource",
+        Column("state", no_wrap=True, min_width=7),
+        "created",
+        "duration",
+        "location",
+        "errorMsg",
+    )
     for st in statuses:
         loc = st.location
         where = f"{loc.host}:{loc.port}" if loc and loc.host else ""

@@ -333,7 +333,7 @@ def wait(
 
 def _finish(ctx: Context, final: TaskStatus, on_update: ProgressHook | None) -> Op[WaitResult]:
     """Fetch the completion report (briefly retrying a 404) and raise on FAILED."""
-    final_report = yield from _final_report(ctx, final.id)
+    final_report = yield from _final_report(ctx, final.id, final.type)
     if on_update is not None:
         on_update(final, final_report)
     extra = {"task_id": final.id, "action": "finish", "state": str(final.status_code)}
@@ -358,12 +358,13 @@ def _finish(ctx: Context, final: TaskStatus, on_update: ProgressHook | None) -> 
     raise failure
 
 
-def _final_report(ctx: Context, task_id: str) -> Op[TaskReport | None]:
+def _final_report(ctx: Context, task_id: str, task_type: str | None = None) -> Op[TaskReport | None]:
     start = ctx.clock.monotonic()
+    grace = 0.0 if task_type in ctx.wait.reportless_types else ctx.wait.report_grace
     attempt = 0
     while True:
         found = yield from _report_or_none(ctx, task_id)
-        remaining = ctx.wait.report_grace - (ctx.clock.monotonic() - start)
+        remaining = grace - (ctx.clock.monotonic() - start)
         if found is not None or remaining <= 0:
             return found
         yield Sleep(min(ctx.wait.poll.delay(attempt, ctx.rng), remaining))

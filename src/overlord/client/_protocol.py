@@ -21,6 +21,7 @@ from overlord.client.breaker import CircuitBreaker
 from overlord.clock import SYSTEM_CLOCK, Clock
 
 log = logging.getLogger("overlord.client")
+log.addHandler(logging.NullHandler())  # a library stays quiet unless the application configures logging
 
 T = TypeVar("T")
 

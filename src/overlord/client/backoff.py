@@ -96,5 +96,7 @@ class WaitPolicy:
     timeout: float | None = None
     not_found_grace: float = 10.0
     report_grace: float = 5.0
+    reportless_types: frozenset[str] = frozenset({"noop", "kill", "archive", "move", "restore"})
+    """Task types that never write a report: their 404 is final, no ``report_grace`` is spent."""
     fetch_live_report: bool = False
     """Also fetch the live report at each poll (for progress displays)."""

@@ -178,10 +178,16 @@ def test_transient_errors_while_polling_are_polled_through(client: Client, fake:
 
 
 def test_missing_final_report_is_awaited_briefly_then_none(client: Client, fake: FakeOverlord, ftime: FakeTime) -> None:
-    fake.add("t", steps=[], report_visible=False)
+    fake.add("t", payload={"type": "index_parallel", "id": "t"}, steps=[], report_visible=False)
     result = client.wait("t")
     assert result.report is None
     assert sum(ftime.sleeps) == pytest.approx(1.0)  # report_grace
+
+
+def test_reportless_task_types_spend_no_report_grace(client: Client, fake: FakeOverlord, ftime: FakeTime) -> None:
+    fake.add("t", steps=[], report_visible=False)  # a noop never writes a report
+    assert client.wait("t").report is None
+    assert ftime.sleeps == []
 
 
 def test_progress_hook_sees_states_and_live_reports(fake: FakeOverlord, ftime: FakeTime) -> None:
