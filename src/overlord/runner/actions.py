@@ -1,0 +1,195 @@
+"""The peon's side of the task-action protocol (docs/task-actions.md).
+
+A running task never touches the metadata store: it posts actions to the Overlord at
+``runtime["overlordUrl"]``, so the same task code works when the peon runs elsewhere. The client
+is synchronous (task code is plain blocking Python) and retries connection errors, because an
+Overlord restart or a busy event loop must not fail a task that has done all its work.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import httpx
+
+from overlord.errors import LockError, TaskFailure
+
+ACTION_PATH = "/druid/indexer/v1/action"
+_LOG = logging.getLogger(__name__)
+
+
+def error_message(response: httpx.Response) -> str:
+    """The server's ``errorMessage`` (Druid error body), or the raw text when there is none."""
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text.strip() or f"HTTP {response.status_code}"
+    if isinstance(body, dict):
+        for key in ("errorMessage", "error", "message"):
+            if isinstance(body.get(key), str) and (key != "error" or body[key] != "druidException"):
+                return str(body[key])
+    return response.text.strip() or f"HTTP {response.status_code}"
+
+
+class ActionClient:
+    """Posts task actions for one task; typed helpers return the action's ``result``.
+
+    ``transport`` (or the class-wide ``default_transport``) lets tests answer actions in memory
+    with an ``httpx.MockTransport``.
+    """
+
+    default_transport: httpx.BaseTransport | None = None
+
+    def __init__(
+        self,
+        base_url: str,
+        task_id: str,
+        *,
+        timeout_s: float = 330.0,
+        retries: int = 5,
+        backoff_s: float = 0.2,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.task_id = task_id
+        self.retries = retries
+        self.backoff_s = backoff_s
+        self._sleep = sleep
+        self.http = httpx.Client(base_url=base_url, timeout=timeout_s, transport=transport or self.default_transport)
+
+    @classmethod
+    def for_toolbox(cls, toolbox: Any, **kwargs: Any) -> ActionClient:
+        url = toolbox.runtime.get("overlordUrl")
+        if not url:
+            raise TaskFailure("runtime.overlordUrl is not set: this task needs the Overlord for task actions")
+        return cls(str(url), toolbox.task_id, **kwargs)
+
+    def close(self) -> None:
+        self.http.close()
+
+    def __enter__(self) -> ActionClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- transport ------------------------------------------------------------------------------
+
+    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """One HTTP call to the Overlord, retried on connection errors (not on answers)."""
+        attempt = 0
+        while True:
+            try:
+                return self.http.request(method, path, **kwargs)
+            except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
+                attempt += 1
+                if attempt > self.retries:
+                    raise TaskFailure(f"Overlord unreachable at {self.http.base_url}: {exc}") from exc
+                delay = self.backoff_s * 2 ** (attempt - 1)
+                _LOG.warning("%s %s failed (%s); retry %d in %.1fs", method, path, exc, attempt, delay)
+                self._sleep(delay)
+
+    def submit(self, action: dict[str, Any]) -> Any:
+        """Run one action; LockError for 409, TaskFailure for other errors, with the server's message."""
+        r = self.request("POST", ACTION_PATH, json={"task": self.task_id, "action": action})
+        if r.status_code == 200:
+            return r.json().get("result")
+        msg = f"Task action [{action.get('type')}] failed: {error_message(r)}"
+        if r.status_code == 409:
+            raise LockError(msg, task_id=self.task_id, status=r.status_code)
+        raise TaskFailure(msg, task_id=self.task_id, status=r.status_code)
+
+    # ---- locks ----------------------------------------------------------------------------------
+
+    @staticmethod
+    def _lock_action(kind: str, interval: str, lock_type: str, granularity: str, **extra: Any) -> dict[str, Any]:
+        action: dict[str, Any] = {"type": kind, "interval": interval, "lockType": lock_type}
+        action["granularity"] = granularity
+        action.update({k: v for k, v in extra.items() if v is not None})
+        return action
+
+    def lock_acquire(
+        self,
+        interval: str,
+        *,
+        lock_type: str = "EXCLUSIVE",
+        granularity: str = "timeChunk",
+        partition_id: int | None = None,
+        timeout_ms: int | None = None,
+    ) -> dict[str, Any]:
+        lock = self.submit(
+            self._lock_action(
+                "lockAcquire", interval, lock_type, granularity, partitionId=partition_id, timeoutMs=timeout_ms
+            )
+        )
+        if not isinstance(lock, dict):
+            raise LockError(f"Could not acquire lock on interval[{interval}]", task_id=self.task_id)
+        return lock
+
+    def lock_try_acquire(
+        self, interval: str, *, lock_type: str = "EXCLUSIVE", granularity: str = "timeChunk"
+    ) -> dict[str, Any] | None:
+        return self.submit(self._lock_action("lockTryAcquire", interval, lock_type, granularity))  # type: ignore[no-any-return]
+
+    def lock_release(self, interval: str) -> None:
+        self.submit({"type": "lockRelease", "interval": interval})
+
+    def lock_list(self) -> list[dict[str, Any]]:
+        return list(self.submit({"type": "lockList"}) or [])
+
+    # ---- segments -------------------------------------------------------------------------------
+
+    def segment_allocate(
+        self,
+        *,
+        data_source: str,
+        timestamp: str,
+        query_granularity: Any,
+        preferred_segment_granularity: Any,
+        sequence_name: str,
+        previous_segment_id: str | None,
+        lock_granularity: str = "TIME_CHUNK",
+        task_lock_type: str = "EXCLUSIVE",
+    ) -> dict[str, Any] | None:
+        """A pending segment id ``{"dataSource","interval","version","shardSpec"}`` or None."""
+        return self.submit(  # type: ignore[no-any-return]
+            {
+                "type": "segmentAllocate",
+                "dataSource": data_source,
+                "timestamp": timestamp,
+                "queryGranularity": query_granularity,
+                "preferredSegmentGranularity": preferred_segment_granularity,
+                "sequenceName": sequence_name,
+                "previousSegmentId": previous_segment_id,
+                "lockGranularity": lock_granularity,
+                "taskLockType": task_lock_type,
+            }
+        )
+
+    def segment_transactional_insert(
+        self, segments: list[dict[str, Any]], segments_to_be_dropped: Iterable[dict[str, Any]] | None = None
+    ) -> dict[str, Any]:
+        action: dict[str, Any] = {"type": "segmentTransactionalInsert", "segments": segments}
+        if segments_to_be_dropped:
+            action["segmentsToBeDropped"] = list(segments_to_be_dropped)
+        result = self.submit(action)
+        if not isinstance(result, dict) or not result.get("success"):
+            raise TaskFailure(f"Failed to publish segments: {result!r}", task_id=self.task_id)
+        return result
+
+    def segment_list_used(self, data_source: str, intervals: list[str]) -> list[dict[str, Any]]:
+        return list(self.submit({"type": "segmentListUsed", "dataSource": data_source, "intervals": intervals}) or [])
+
+    def retrieve_unused_segments(self, data_source: str, interval: str) -> list[dict[str, Any]]:
+        result = self.submit({"type": "retrieveUnusedSegments", "dataSource": data_source, "interval": interval})
+        return list(result or [])
+
+    def segment_nuke(self, segments: list[dict[str, Any]]) -> None:
+        self.submit({"type": "segmentNuke", "segments": segments})
+
+    def mark_segments_unused(self, data_source: str, interval: str) -> int:
+        result = self.submit({"type": "markSegmentsAsUnused", "dataSource": data_source, "interval": interval})
+        return int((result or {}).get("numChangedSegments", 0))

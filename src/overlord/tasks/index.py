@@ -1,0 +1,222 @@
+"""``index`` and ``index_parallel``: Druid's native batch ingestion, and the ``single_phase_sub_task``.
+
+The task ingests into its work dir under a placeholder version, then publishes (final ids from the
+Overlord, files moved into deep storage, one ``segmentTransactionalInsert``; see ``publish``).
+``index_parallel`` with ``maxNumConcurrentSubTasks`` > 1 and several input files hands the files
+to sub-tasks (``parallel``), which push to a staging area; the parent publishes everything.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from overlord.core.task import TaskType, register
+from overlord.errors import InvalidSpec, OverlordError, TaskFailure
+from overlord.ingest.pipeline import IngestionResult, Progress, run_ingestion
+from overlord.ingest.rowstats import IngestionState, RowStats, completion_report
+from overlord.ingest.segments import SegmentDescriptor
+from overlord.ingest.sources import InputSplit, list_input_splits
+from overlord.ingest.spec import IndexSpec, validate_index_spec
+from overlord.runner.actions import ActionClient
+from overlord.runner.toolbox import TaskResult, TaskToolbox
+from overlord.tasks import publish as pub
+from overlord.tasks.reporting import (
+    LiveReporter,
+    allowed_dirs_of,
+    check_lock_timeout,
+    deep_storage_dir,
+    log_peak_memory,
+    store_empty_columns,
+)
+
+SUB_TASK_TYPE = "single_phase_sub_task"
+_TOP_FIELDS = {"type", "id", "groupId", "resource", "spec", "context", "dataSource"}
+_SUB_FIELDS = _TOP_FIELDS | {"supervisorTaskId", "inputSplits", "numAttempts", "subtaskSpecId"}
+
+
+def validate(payload: dict[str, Any], ctx: Any = None) -> dict[str, Any]:
+    """Validate at submit (nothing is stored on error); the 400 names the field."""
+    unknown = sorted(set(payload) - _TOP_FIELDS)
+    if unknown:
+        raise InvalidSpec(f"{unknown[0]}: unknown field for task type [{payload.get('type')}]", field=unknown[0])
+    check_lock_timeout(payload, ctx)
+    validate_index_spec(payload, allowed_dirs=allowed_dirs_of(ctx))
+    return payload
+
+
+def validate_sub_task(payload: dict[str, Any], ctx: Any = None) -> dict[str, Any]:
+    unknown = sorted(set(payload) - _SUB_FIELDS)
+    if unknown:
+        raise InvalidSpec(f"{unknown[0]}: unknown field for task type [{SUB_TASK_TYPE}]", field=unknown[0])
+    if not isinstance(payload.get("supervisorTaskId"), str):
+        raise InvalidSpec("supervisorTaskId: missing required field", field="supervisorTaskId")
+    splits = payload.get("inputSplits")
+    if not isinstance(splits, list) or not all(isinstance(s, dict) for s in splits):
+        raise InvalidSpec("inputSplits: expected a list of input splits", field="inputSplits")
+    check_lock_timeout(payload, ctx)
+    validate_index_spec(_as_index_payload(payload), allowed_dirs=allowed_dirs_of(ctx))
+    return payload
+
+
+def _as_index_payload(payload: dict[str, Any]) -> dict[str, Any]:
+    return {**payload, "type": "index_parallel"}
+
+
+def lock_intervals(payload: dict[str, Any]) -> list[str]:
+    """Intervals to lock before the task runs (granularitySpec.intervals); empty: it locks as it goes."""
+    try:
+        return list(payload["spec"]["dataSchema"]["granularitySpec"].get("intervals") or [])
+    except (KeyError, TypeError, AttributeError):
+        return []
+
+
+def load_spec(toolbox: TaskToolbox, payload: dict[str, Any] | None = None) -> IndexSpec:
+    """Re-validate in the peon against the runtime's allowed dirs (defence in depth)."""
+    dirs = [Path(p) for p in toolbox.runtime.get("allowedInputDirs") or []]
+    if not dirs:
+        dirs = [Path("/")]
+    return validate_index_spec(payload or toolbox.payload, allowed_dirs=dirs)
+
+
+def failure_report(toolbox: TaskToolbox, exc: BaseException, progress: Progress | None, message: str) -> dict[str, Any]:
+    """Druid's completion report for a failed run, from the error's context or the last progress."""
+    ctx = getattr(exc, "context", {}) or {}
+    stats = ctx.get("row_stats") or (progress.totals() if progress else {})
+    events = ctx.get("unparseable_events", progress.events if progress else None)
+    state = ctx.get("ingestion_state") or (progress.state if progress else IngestionState.NOT_STARTED)
+    return completion_report(toolbox.task_id, state, stats, events, message, toolbox.context)
+
+
+class _Tracker(LiveReporter):
+    """A LiveReporter that remembers the last Progress, for the failure report."""
+
+    last: Progress | None = None
+
+    def __call__(self, progress: Progress) -> None:
+        self.last = progress
+        super().__call__(progress)
+
+
+def ingest(
+    toolbox: TaskToolbox,
+    spec: IndexSpec,
+    out_dir: Path,
+    splits: list[InputSplit] | None = None,
+) -> tuple[IngestionResult, _Tracker]:
+    """Run the pipeline with live reports; on error, write the failure report and raise TaskFailure."""
+    tracker = _Tracker(toolbox)
+    try:
+        result = run_ingestion(
+            spec,
+            out_dir=out_dir,
+            version=pub.PLACEHOLDER_VERSION,
+            clock=toolbox.clock,
+            files=splits,
+            on_progress=tracker,
+            log=toolbox.log,
+            store_empty_columns=store_empty_columns(toolbox),
+        )
+    except OverlordError as exc:
+        toolbox.write_report(failure_report(toolbox, exc, tracker.last, exc.message))
+        raise TaskFailure(exc.message) from exc
+    except BaseException as exc:
+        msg = f"Task was shut down: {exc}" if not isinstance(exc, Exception) else (str(exc) or type(exc).__name__)
+        toolbox.write_report(failure_report(toolbox, exc, tracker.last, msg))
+        raise
+    return result, tracker
+
+
+def publish_staged(
+    toolbox: TaskToolbox, client: ActionClient, spec: IndexSpec, staged: list[pub.StagedSegment]
+) -> list[dict[str, Any]]:
+    """Final ids (overwrite: lock version, append: segmentAllocate), move, one transactional insert."""
+    if spec.io_config.append_to_existing:
+        finals = pub.assign_append_ids(client, staged, spec.granularity_spec.segment, spec.granularity_spec.query)
+    else:
+        timeout = toolbox.context.get("taskLockTimeout")
+        finals = pub.assign_overwrite_ids(client, staged, timeout if isinstance(timeout, int) else None)
+    return pub.publish(client, finals, deep_storage_dir(toolbox), log=toolbox.log)
+
+
+def run_in_process(toolbox: TaskToolbox, spec: IndexSpec, splits: list[InputSplit] | None = None) -> TaskResult:
+    """Ingest and publish in this peon (``index``, or ``index_parallel`` with one worker)."""
+    out_dir = toolbox.work_dir / "segments"
+    result, _ = ingest(toolbox, spec, out_dir, splits)
+    staged = [pub.StagedSegment(d, out_dir, toolbox.task_id) for d in result.segments]
+    try:
+        with ActionClient.for_toolbox(toolbox) as client:
+            publish_staged(toolbox, client, spec, staged)
+    except BaseException as exc:
+        msg = str(exc) if isinstance(exc, Exception) else f"Task was shut down: {exc}"
+        toolbox.write_report(result.completion_report(toolbox.task_id, toolbox.context, msg))
+        raise
+    toolbox.write_report(result.completion_report(toolbox.task_id, toolbox.context, None))
+    toolbox.log.info("Ingested %s", _summary(result.row_stats, len(result.segments)))
+    return TaskResult.ok()
+
+
+def _summary(stats: dict[str, RowStats], segments: int) -> str:
+    t = stats.get("buildSegments") or RowStats()
+    return (
+        f"{t.processed} rows ({t.processed_with_error} with errors, {t.unparseable} unparseable, "
+        f"{t.thrown_away} thrown away, {t.processed_bytes} bytes) into {segments} segments"
+    )
+
+
+def run(toolbox: TaskToolbox) -> TaskResult:
+    """Entry point of ``index`` and ``index_parallel``."""
+    try:
+        spec = load_spec(toolbox)
+        workers = spec.tuning.max_num_concurrent_sub_tasks
+        if spec.task_type == "index_parallel" and workers > 1:
+            splits = list_input_splits(spec)
+            if len(splits) > 1:
+                from overlord.tasks.parallel import run_supervisor
+
+                return run_supervisor(toolbox, spec, splits)
+        return run_in_process(toolbox, spec)
+    finally:
+        log_peak_memory(toolbox)
+
+
+# ---- single_phase_sub_task --------------------------------------------------------------------
+
+
+def staging_root(deep_root: Path, supervisor_id: str) -> Path:
+    return deep_root / "_staging" / supervisor_id
+
+
+def run_sub_task(toolbox: TaskToolbox) -> TaskResult:
+    """Ingest the given splits and push the segments to the supervisor's staging area (no publish)."""
+    payload = toolbox.payload
+    spec = load_spec(toolbox, _as_index_payload(payload))
+    splits = [InputSplit.from_dict(d) for d in payload.get("inputSplits") or []]
+    out_dir = staging_root(deep_storage_dir(toolbox), payload["supervisorTaskId"]) / toolbox.task_id
+    try:
+        result, _ = ingest(toolbox, spec, out_dir, splits)
+        report = result.completion_report(toolbox.task_id, toolbox.context, None)
+        report["pushedSegments"] = pushed_segments_report(toolbox.task_id, out_dir, result.segments)
+        toolbox.write_report(report)
+        toolbox.log.info("Pushed %s to %s", _summary(result.row_stats, len(result.segments)), out_dir)
+        return TaskResult.ok()
+    finally:
+        log_peak_memory(toolbox)
+
+
+def pushed_segments_report(task_id: str, root: Path, segments: list[SegmentDescriptor]) -> dict[str, Any]:
+    """What a sub-task hands its supervisor (Druid's PushedSegmentsReport, as a report entry)."""
+    return {
+        "type": "pushedSegments",
+        "taskId": task_id,
+        "payload": {"stagingDir": str(root), "segments": [s.to_dict(load_spec_root=str(root)) for s in segments]},
+    }
+
+
+INDEX = register(TaskType(name="index", run=f"{__name__}:run", default_priority=50, validate=validate))  # type: ignore[arg-type]
+INDEX_PARALLEL = register(
+    TaskType(name="index_parallel", run=f"{__name__}:run", default_priority=50, validate=validate)  # type: ignore[arg-type]
+)
+SINGLE_PHASE_SUB_TASK = register(
+    TaskType(name=SUB_TASK_TYPE, run=f"{__name__}:run_sub_task", default_priority=50, validate=validate_sub_task)  # type: ignore[arg-type]
+)

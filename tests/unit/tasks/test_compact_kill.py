@@ -1,0 +1,137 @@
+"""compact, the legacy forms and kill against the in-memory Overlord."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from fake_overlord import FakeOverlord
+from test_index_task import ROWS, inline, report, spec
+
+from overlord.core.task import SubmitContext
+from overlord.errors import InvalidSpec
+from overlord.tasks import compact, index, kill, legacy
+
+CTX = SubmitContext(allowed_input_dirs=[], http_max_idle_time_ms=300_000)
+
+
+def rows_of(segments: list[dict]) -> list[dict]:
+    tables = [pq.read_table(s["loadSpec"]["path"]) for s in segments]
+    out = pa.concat_tables(tables, promote_options="permissive").to_pylist()
+    return sorted(out, key=lambda r: (r["__time"], r["dim"]))
+
+
+def ingest_small_segments(fake: FakeOverlord) -> list[dict]:
+    assert index.run(fake.toolbox(spec("t1", inline(ROWS), maxRowsPerSegment=1))).success
+    return fake.used()
+
+
+def test_compact_merges_segments_with_identical_data(overlord: FakeOverlord) -> None:
+    before = ingest_small_segments(overlord)
+    assert len(before) == 3
+    data_before = rows_of(before)
+    payload = {"type": "compact", "id": "c1", "dataSource": "ds", "interval": "2020-01-01/2020-01-03"}
+    assert compact.validate(payload, CTX) is payload
+    assert compact.run(overlord.toolbox(payload)).success
+    after = overlord.used()
+    assert len(after) == 2
+    assert rows_of(after) == data_before
+    assert all(s["version"] > before[0]["version"] for s in after)
+    state = after[0]["lastCompactionState"]
+    assert state["partitionsSpec"]["maxRowsPerSegment"] == 5_000_000
+    assert state["granularitySpec"]["rollup"] is True
+    assert {m["name"]: m["type"] for m in state["metricsSpec"]} == {"count": "longSum", "v": "longSum"}
+    r = report(overlord, "c1")
+    assert set(r) == {"ingestionStatsAndErrors_0", "ingestionStatsAndErrors_1", "taskContext"}
+    p0 = r["ingestionStatsAndErrors_0"]["payload"]
+    assert (p0["segmentsRead"], p0["segmentsPublished"]) == (2, 1)
+    assert p0["rowStats"]["buildSegments"]["processed"] == 2
+
+
+def test_compact_new_granularity_rolls_up(overlord: FakeOverlord) -> None:
+    ingest_small_segments(overlord)
+    payload = {
+        "type": "compact",
+        "id": "c1",
+        "dataSource": "ds",
+        "ioConfig": {"type": "compact", "inputSpec": {"type": "interval", "interval": "2020-01-01/2020-01-08"}},
+        "granularitySpec": {"segmentGranularity": "week", "queryGranularity": "day"},
+        "context": {"storeCompactionState": False},
+    }
+    overlord.locks.clear()
+    assert compact.run(overlord.toolbox(payload)).success
+    (seg,) = [s for s in overlord.used() if s["interval"].startswith("2019-12-30")]
+    assert "lastCompactionState" not in seg
+    rows = rows_of([seg])
+    assert [(r["dim"], r["count"], r["v"]) for r in rows] == [("a", 1, 1), ("b", 1, 2), ("a", 1, 3)]
+    r = report(overlord, "c1")
+    assert r["ingestionStatsAndErrors"]["payload"]["segmentsRead"] == 3
+
+
+def test_compact_validation_names_fields() -> None:
+    with pytest.raises(InvalidSpec, match=r"^dataSource"):
+        compact.validate({"type": "compact", "interval": "2020/2021"}, CTX)
+    with pytest.raises(InvalidSpec, match=r"ioConfig.inputSpec"):
+        compact.validate({"type": "compact", "dataSource": "ds"}, CTX)
+    with pytest.raises(InvalidSpec, match=r"granularitySpec.segmentGranularity"):
+        compact.validate(
+            {
+                "type": "compact",
+                "dataSource": "ds",
+                "interval": "2020/2021",
+                "granularitySpec": {"segmentGranularity": "x"},
+            },
+            CTX,
+        )
+    with pytest.raises(InvalidSpec, match=r"maxRowsPerSegment"):
+        compact.validate(
+            {"type": "compact", "dataSource": "ds", "interval": "2020/2021",
+             "tuningConfig": {"partitionsSpec": {"type": "dynamic", "maxRowsPerSegment": 0}}},
+            CTX,
+        )  # fmt: skip
+
+
+def test_legacy_forms_translate_to_compact() -> None:
+    seg = {"interval": "2020-01-01/2020-01-02"}
+    merged = legacy.to_compact(
+        {"type": "merge", "dataSource": "ds", "segments": [seg, {"interval": "2020-01-02/2020-01-03"}],
+         "aggregations": [{"type": "count", "name": "count"}], "rollup": True}
+    )  # fmt: skip
+    assert merged["interval"] == "2020-01-01T00:00:00.000Z/2020-01-03T00:00:00.000Z"
+    assert merged["metricsSpec"] == [{"type": "count", "name": "count"}]
+    assert legacy.validate({"type": "same_interval_merge", "dataSource": "ds", "interval": "2020/2021"}, CTX)
+    with pytest.raises(InvalidSpec, match=r"segments"):
+        legacy.validate({"type": "append", "dataSource": "ds", "segments": []}, CTX)
+    with pytest.raises(InvalidSpec, match=r"aggregations"):
+        legacy.validate({"type": "append", "dataSource": "ds", "segments": [seg], "aggregations": [{"x": 1}]}, CTX)
+
+
+def test_legacy_merge_runs(overlord: FakeOverlord) -> None:
+    before = ingest_small_segments(overlord)
+    payload = {"type": "same_interval_merge", "id": "m1", "dataSource": "ds", "interval": "2020-01-01/2020-01-02"}
+    assert legacy.run(overlord.toolbox(payload)).success
+    assert len([s for s in overlord.used() if s["interval"].startswith("2020-01-01")]) == 1
+    assert rows_of(overlord.used()) == rows_of(before)
+
+
+def test_kill_deletes_only_unused(overlord: FakeOverlord) -> None:
+    ingest_small_segments(overlord)
+    old = overlord.used()
+    assert index.run(overlord.toolbox(spec("t2", inline(ROWS)))).success
+    new = overlord.used()
+    payload = {"type": "kill", "id": "k1", "dataSource": "ds", "interval": "2020-01-01/2020-01-03"}
+    assert kill.validate(payload, CTX) is payload
+    assert kill.run(overlord.toolbox(payload)).success
+    assert all(not Path(s["loadSpec"]["path"]).exists() for s in old)
+    assert all(Path(s["loadSpec"]["path"]).exists() for s in new)
+    assert {s["identifier"] for s in overlord.segments} == {s["identifier"] for s in new}
+    assert report(overlord, "k1")["killUnusedSegments"]["payload"]["numSegmentsKilled"] == 3
+
+
+def test_kill_validation() -> None:
+    with pytest.raises(InvalidSpec, match=r"^interval"):
+        kill.validate({"type": "kill", "dataSource": "ds"}, CTX)
+    with pytest.raises(InvalidSpec, match=r"^dataSource"):
+        kill.validate({"type": "kill", "interval": "2020/2021"}, CTX)

@@ -1,0 +1,181 @@
+"""index / index_parallel / single_phase_sub_task against the in-memory Overlord."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+import pytest
+from fake_overlord import FakeOverlord
+
+from overlord.core.task import SubmitContext
+from overlord.errors import ForbiddenPath, InvalidSpec, TaskFailure
+from overlord.runner.toolbox import LIVE_REPORT_FILE, REPORT_FILE, read_json
+from overlord.tasks import index
+
+ROWS = [
+    '{"ts":"2020-01-01T01:00:00Z","dim":"a","v":1}',
+    '{"ts":"2020-01-01T02:00:00Z","dim":"b","v":2}',
+    '{"ts":"2020-01-02T01:00:00Z","dim":"a","v":3}',
+    "not json",
+]
+
+
+def spec(task_id: str, io: dict[str, Any], **tuning: Any) -> dict[str, Any]:
+    return {
+        "type": "index_parallel",
+        "id": task_id,
+        "spec": {
+            "dataSchema": {
+                "dataSource": "ds",
+                "timestampSpec": {"column": "ts", "format": "iso"},
+                "dimensionsSpec": {"dimensions": ["dim"]},
+                "metricsSpec": [{"type": "count", "name": "count"}, {"type": "longSum", "name": "v", "fieldName": "v"}],
+                "granularitySpec": {"segmentGranularity": "day", "queryGranularity": "none", "rollup": True},
+            },
+            "ioConfig": {"type": "index_parallel", "inputFormat": {"type": "json"}, **io},
+            "tuningConfig": {"type": "index_parallel", "maxSavedParseExceptions": 10, **tuning},
+        },
+        "context": {"priority": 60},
+    }
+
+
+def inline(rows: list[str]) -> dict[str, Any]:
+    return {"inputSource": {"type": "inline", "data": "\n".join(rows)}}
+
+
+def report(fake: FakeOverlord, task_id: str) -> dict[str, Any]:
+    return read_json(fake.root / "tasks" / task_id / REPORT_FILE)
+
+
+def payload_of(r: dict[str, Any]) -> dict[str, Any]:
+    return r["ingestionStatsAndErrors"]["payload"]
+
+
+def test_index_publishes_with_lock_version_and_reports(overlord: FakeOverlord) -> None:
+    tb = overlord.toolbox(spec("t1", inline(ROWS)))
+    assert index.run(tb).success
+    r = report(overlord, "t1")
+    p = payload_of(r)
+    assert p["rowStats"]["buildSegments"] == {
+        "processed": 3,
+        "processedBytes": sum(len(x) + 1 for x in ROWS) - 1,
+        "processedWithError": 0,
+        "thrownAway": 0,
+        "unparseable": 1,
+    }
+    assert p["ingestionState"] == "COMPLETED" and p["errorMsg"] is None
+    assert r["taskContext"]["payload"] == {"priority": 60}
+    assert len(p["unparseableEvents"]["buildSegments"]) == 1
+    used = overlord.used()
+    assert [s["interval"] for s in used] == [
+        "2020-01-01T00:00:00.000Z/2020-01-02T00:00:00.000Z",
+        "2020-01-02T00:00:00.000Z/2020-01-03T00:00:00.000Z",
+    ]
+    locks = {lk["interval"]: lk["version"] for lk in overlord.locks["t1"]}
+    for s in used:
+        assert s["version"] == locks[s["interval"]]
+        assert s["shardSpec"] == {"type": "numbered", "partitionNum": 0, "partitions": 1}
+        path = Path(s["loadSpec"]["path"])
+        assert path.is_file() and path.is_relative_to(overlord.deep)
+        assert s["identifier"].startswith("ds_2020-01-0")
+    t = pq.read_table(used[0]["loadSpec"]["path"]).to_pylist()
+    assert [(r["dim"], r["count"], r["v"]) for r in t] == [("a", 1, 1), ("b", 1, 2)]
+    assert read_json(tb.task_dir / LIVE_REPORT_FILE)["ingestionStatsAndErrors"]["payload"]["ingestionState"]
+    assert not list((tb.work_dir / "segments").rglob("*.parquet"))
+
+
+def test_overwrite_gets_higher_version_and_append_adds_partitions(overlord: FakeOverlord) -> None:
+    assert index.run(overlord.toolbox(spec("t1", inline(ROWS[:2])))).success
+    v1 = overlord.used()[0]["version"]
+    assert index.run(overlord.toolbox(spec("t2", inline(ROWS[:2])))).success
+    (seg,) = overlord.used()
+    assert seg["version"] > v1 and seg["shardSpec"]["partitionNum"] == 0
+    appending = spec("t3", {**inline(ROWS[:1]), "appendToExisting": True})
+    assert index.run(overlord.toolbox(appending)).success
+    used = sorted(overlord.used(), key=lambda s: s["shardSpec"]["partitionNum"])
+    assert [(s["version"], s["shardSpec"]["partitionNum"]) for s in used] == [(seg["version"], 0), (seg["version"], 1)]
+    alloc = [a for a in overlord.actions if a["type"] == "segmentAllocate"]
+    assert alloc and alloc[0]["sequenceName"] == "t3" and alloc[0]["previousSegmentId"] is None
+
+
+def test_failed_publish_leaves_no_files(overlord: FakeOverlord) -> None:
+    overlord.fail_insert = True
+    tb = overlord.toolbox(spec("t1", inline(ROWS)))
+    with pytest.raises(Exception, match="locks were revoked"):
+        index.run(tb)
+    assert not list(overlord.deep.rglob("*.parquet")) if overlord.deep.exists() else True
+    assert overlord.used() == []
+    assert "locks were revoked" in payload_of(report(overlord, "t1"))["errorMsg"]
+
+
+def test_max_parse_exceptions_fails_with_druid_message(overlord: FakeOverlord) -> None:
+    tb = overlord.toolbox(spec("t1", inline([*ROWS, "bad", "worse"]), maxParseExceptions=1))
+    with pytest.raises(TaskFailure, match=r"Max parse exceptions\[1\] exceeded"):
+        index.run(tb)
+    p = payload_of(report(overlord, "t1"))
+    assert p["errorMsg"] == "Max parse exceptions[1] exceeded"
+    assert p["rowStats"]["buildSegments"]["unparseable"] == 2
+    assert overlord.used() == []
+
+
+def test_parallel_sub_tasks_publish_together(overlord: FakeOverlord, tmp_path: Path) -> None:
+    files = []
+    for i, rows in enumerate([ROWS[:2], ROWS[2:]]):
+        f = tmp_path / "in" / f"part{i}.json"
+        f.parent.mkdir(exist_ok=True)
+        f.write_text("\n".join(rows) + "\n")
+        files.append(f)
+    io = {"inputSource": {"type": "local", "baseDir": str(tmp_path / "in"), "filter": "*.json"}}
+    tb = overlord.toolbox(spec("parent", io, maxNumConcurrentSubTasks=2, maxRowsPerSegment=1))
+    assert index.run(tb).success
+    subs = list(overlord.payloads.values())
+    assert len(subs) == 2
+    for s in subs:
+        assert s["type"] == "single_phase_sub_task" and s["groupId"] == "parent"
+        assert s["supervisorTaskId"] == "parent" and s["context"]["priority"] == 60
+    stats = payload_of(report(overlord, "parent"))["rowStats"]["buildSegments"]
+    assert stats["processed"] == 3 and stats["unparseable"] == 1
+    used = overlord.used()
+    assert len(used) == 3
+    day1 = sorted(s["shardSpec"]["partitionNum"] for s in used if s["interval"].startswith("2020-01-01"))
+    assert day1 == [0, 1]
+    assert all(s["shardSpec"]["partitions"] == len(day1) for s in used if s["interval"].startswith("2020-01-01"))
+    assert not (overlord.deep / "_staging" / "parent").exists()
+    inserts = [a for a in overlord.actions if a["type"] == "segmentTransactionalInsert"]
+    assert len(inserts) == 1
+
+
+def test_parallel_sub_task_failure_fails_parent_and_cleans_staging(overlord: FakeOverlord, tmp_path: Path) -> None:
+    for i in range(2):
+        (tmp_path / f"p{i}.json").write_text(ROWS[i] + "\n")
+    io = {"inputSource": {"type": "local", "files": [str(tmp_path / "p0.json"), str(tmp_path / "p1.json")]}}
+    payload = spec("parent", io, maxNumConcurrentSubTasks=2)
+    from overlord.tasks.parallel import sub_task_id
+
+    overlord.fail_sub_task = sub_task_id("parent", "ds", 1)
+    with pytest.raises(TaskFailure, match=r"Sub-task\[single_phase_sub_task_ds_.*_1\] failed: boom"):
+        index.run(overlord.toolbox(payload))
+    assert overlord.used() == []
+    assert not (overlord.deep / "_staging" / "parent").exists()
+    assert "failed: boom" in payload_of(report(overlord, "parent"))["errorMsg"]
+
+
+def test_validate_names_fields(tmp_path: Path) -> None:
+    ctx = SubmitContext(allowed_input_dirs=[tmp_path], http_max_idle_time_ms=1000)
+    ok = spec("t", inline(ROWS))
+    assert index.validate(ok, ctx) is ok
+    with pytest.raises(InvalidSpec, match=r"spec.dataSchema.dataSource"):
+        bad = spec("t", inline(ROWS))
+        del bad["spec"]["dataSchema"]["dataSource"]
+        index.validate(bad, ctx)
+    with pytest.raises(ForbiddenPath, match="outside the allowed"):
+        index.validate(spec("t", {"inputSource": {"type": "local", "files": ["/etc/passwd"]}}), ctx)
+    with pytest.raises(ForbiddenPath):
+        escape = str(tmp_path / ".." / "x.json")
+        index.validate(spec("t", {"inputSource": {"type": "local", "files": [escape]}}), ctx)
+    with pytest.raises(InvalidSpec, match=r"taskLockTimeout"):
+        index.validate({**ok, "context": {"taskLockTimeout": 5000}}, ctx)
+    with pytest.raises(InvalidSpec, match=r"bogus"):
+        index.validate({**ok, "bogus": 1}, ctx)
