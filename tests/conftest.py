@@ -105,6 +105,24 @@ class ServiceProcess:
             time.sleep(0.02)
         raise AssertionError(f"task {task_id} did not reach {states} in {timeout}s; last status {body}")
 
+    def peon_pid(self, task_id: str, timeout: float = 10.0) -> int:
+        """The peon's pid, from the metadata the service keeps for reattaching after restarts."""
+        import sqlalchemy as sa
+
+        engine = sa.create_engine(f"sqlite:///{self.data_dir / 'metadata.db'}")
+        deadline = time.monotonic() + timeout
+        try:
+            while time.monotonic() < deadline:
+                with engine.connect() as conn:
+                    q = sa.text("select pid from overlord_tasks where id = :i")
+                    pid = conn.execute(q, {"i": task_id}).scalar()
+                if pid:
+                    return int(pid)
+                time.sleep(0.02)
+        finally:
+            engine.dispose()
+        raise AssertionError(f"no pid recorded for {task_id}")
+
     def submit(self, spec: dict, **kwargs: object) -> str:
         r = self.http.post("/druid/indexer/v1/task", json=spec, **kwargs)  # type: ignore[arg-type]
         assert r.status_code == 200, r.text

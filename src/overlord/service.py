@@ -16,14 +16,17 @@ import overlord.tasks  # noqa: F401  (registers the built-in task types)
 from overlord import __version__
 from overlord.clock import SYSTEM_CLOCK, Clock
 from overlord.config import Settings
+from overlord.core.actions import TaskActionHandler
+from overlord.core.locks import TaskLockbox
 from overlord.core.queue import QueueConfig, TaskQueue
 from overlord.core.retention import LogRetention
-from overlord.core.task import Location, TaskRecord
+from overlord.core.task import Location, SubmitContext, TaskRecord
 from overlord.errors import ConfigError
 from overlord.runner.local import LocalTaskRunner
 from overlord.runner.toolbox import LIVE_REPORT_FILE, LOG_FILE
 from overlord.storage.logs import TaskLogs
 from overlord.storage.metadata import MetadataStore
+from overlord.storage.segments import SegmentMetadata
 
 log = logging.getLogger(__name__)
 
@@ -76,16 +79,33 @@ class Service:
             shutdown_grace_ms=settings.shutdown_grace_ms,
             on_exit=lambda _exit: None,
         )
+        self.lockbox = TaskLockbox(clock)
+        self.segments = SegmentMetadata(self.store)
         self.queue = TaskQueue(
             store=self.store,
             runner=self.runner,
             clock=clock,
+            lockbox=self.lockbox,
+            segments=self.segments,
             config=QueueConfig(
                 max_size=settings.queue_max_size,
                 force_time_chunk_lock=settings.force_time_chunk_lock,
                 default_context=settings.default_task_context,
                 location=self.location,
+                submit_context=SubmitContext(
+                    allowed_input_dirs=[p.resolve() for p in settings.effective_allowed_input_dirs],
+                    http_max_idle_time_ms=settings.http_max_idle_time_ms,
+                ),
             ),
+        )
+        self.actions = TaskActionHandler(
+            lockbox=self.lockbox,
+            segments=self.segments,
+            clock=clock,
+            active=self.queue.active,
+            force_time_chunk_lock=settings.force_time_chunk_lock,
+            batch_segment_allocation=settings.batch_segment_allocation,
+            on_locks_changed=self.queue.persist_locks,
         )
         self.retention = LogRetention(self.store, self.task_logs, clock, settings.logs_kill_duration_to_retain_ms)
         self._background: list[asyncio.Task[None]] = []
@@ -117,8 +137,14 @@ class Service:
         }
 
     async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        # revocations can happen on a lockAcquire worker thread: hop to the loop, the queue's thread
+        self.lockbox.add_revocation_listener(
+            lambda task_id, _lock: loop.call_soon_threadsafe(self.queue.on_revoked, task_id)
+        )
         await self.runner.start()
         self.queue.recover()
+        self._background.append(asyncio.create_task(self._schedule_loop(), name="schedule-tick"))
         if self.settings.logs_kill_enabled:
             self._background.append(asyncio.create_task(self._retention_loop(), name="log-retention"))
         log.info("Overlord %s started: %s, data dir %s", self.version, self.advertised_url, self.settings.data_dir)
@@ -137,6 +163,15 @@ class Service:
                     self.queue.fail_on_stop(rec)
         self.store.close()
         self._lock_file.close()
+
+    async def _schedule_loop(self) -> None:
+        """Re-check WAITING tasks twice a second: lock timeouts expire without any event to wake them."""
+        while True:
+            await asyncio.sleep(0.5)
+            try:
+                self.queue.schedule()
+            except Exception:
+                log.exception("Scheduling pass failed")
 
     async def _retention_loop(self) -> None:
         await asyncio.sleep(self.settings.logs_kill_initial_delay_ms / 1000)

@@ -11,30 +11,12 @@ from pathlib import Path
 API = "/druid/indexer/v1"
 
 
-def _pid_of(service, task_id: str, timeout: float = 10.0) -> int:
-    """The peon's pid, read from the metadata the service keeps for reattaching after restarts."""
-    import sqlalchemy as sa
-
-    engine = sa.create_engine(f"sqlite:///{service.data_dir / 'metadata.db'}")
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            with engine.connect() as conn:
-                pid = conn.execute(sa.text("select pid from overlord_tasks where id = :i"), {"i": task_id}).scalar()
-            if pid:
-                return int(pid)
-            time.sleep(0.02)
-    finally:
-        engine.dispose()
-    raise AssertionError(f"no pid recorded for {task_id}")
-
-
 def test_peon_killed_while_service_runs_fails_fast_and_frees_slot(service_factory):
     svc = service_factory(capacity=1).start()
     victim = svc.submit({"type": "noop", "runTime": 60000})
     svc.wait_for(victim, states=("RUNNING",))
     follower = svc.submit({"type": "noop", "runTime": 0})
-    os.kill(_pid_of(svc, victim), signal.SIGKILL)
+    os.kill(svc.peon_pid(victim), signal.SIGKILL)
     t0 = time.monotonic()
     st = svc.wait_for(victim, timeout=5)
     assert time.monotonic() - t0 < 2
@@ -46,7 +28,7 @@ def test_peon_killed_while_service_runs_fails_fast_and_frees_slot(service_factor
 def test_peon_crash_with_exit_code_is_named(service):
     task_id = service.submit({"type": "noop", "runTime": 60000})
     service.wait_for(task_id, states=("RUNNING",))
-    os.kill(_pid_of(service, task_id), signal.SIGSEGV)
+    os.kill(service.peon_pid(task_id), signal.SIGSEGV)
     st = service.wait_for(task_id, timeout=5)
     assert st["statusCode"] == "FAILED" and "SIGSEGV" in st["errorMsg"]
 
@@ -58,7 +40,7 @@ def test_kill9_and_restart_loses_nothing(service_factory, tmp_path):
     svc.wait_for(done)
     survivor = svc.submit({"type": "noop", "runTime": 2500})  # its peon outlives the service
     svc.wait_for(survivor, states=("RUNNING",))
-    survivor_pid = _pid_of(svc, survivor)
+    survivor_pid = svc.peon_pid(survivor)
     pending = [svc.submit({"type": "noop", "runTime": 0}) for _ in range(3)]
     svc.kill9()
 
@@ -85,7 +67,7 @@ def test_peon_that_dies_while_service_is_down_ends_failed_with_reason(service_fa
     svc.start()
     task_id = svc.submit({"type": "noop", "runTime": 60000})
     svc.wait_for(task_id, states=("RUNNING",))
-    pid = _pid_of(svc, task_id)
+    pid = svc.peon_pid(task_id)
     svc.kill9()
     os.kill(pid, signal.SIGKILL)
     time.sleep(0.1)

@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from overlord.api import druid_tasks, es_tasks
+from overlord.api import actions, coordinator, druid_tasks, es_tasks, worker_chat
 from overlord.api.errors import (
     JSONResponse,
     http_error_handler,
@@ -44,9 +44,12 @@ def create_app(service: Service) -> Starlette:
             await service.stop()
 
     routes = [
+        *druid_tasks.routes(),  # first: Starlette matches in order and task status is the hottest path
+        *actions.routes(),
+        *coordinator.routes(),
+        *worker_chat.routes(),
         Route("/status/health", health, methods=["GET"]),
         Route("/status", status, methods=["GET"]),
-        *druid_tasks.routes(),
         *es_tasks.routes(),
     ]
     app = Starlette(

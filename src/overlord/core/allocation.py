@@ -395,3 +395,7 @@ class SegmentAllocationQueue:
         if slot.error is not None:
             raise slot.error
         return slot.result
+
+
+allocate_in_state = _allocate
+"""Allocate against an AllocationState the caller shares across a batch (the service's asyncio batching)."""

@@ -10,15 +10,19 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Protocol
+from dataclasses import dataclass, field
+from typing import Any
 
 from overlord.clock import Clock
+from overlord.core.lock_intervals import declared_lock_intervals
+from overlord.core.lockpolicy import default_priority, validate_lock_timeout
+from overlord.core.locks import TaskLockbox
 from overlord.core.task import (
     UNKNOWN_LOCATION,
     Location,
     RunnerState,
     StatusCode,
+    SubmitContext,
     TaskRecord,
     check_transition,
     datasource_of,
@@ -29,33 +33,11 @@ from overlord.core.task import (
 from overlord.errors import InvalidSpec, NotFound, QueueFull, TaskNotFound
 from overlord.runner.local import LocalTaskRunner, PeonExit
 from overlord.storage.metadata import MetadataStore
+from overlord.storage.segments import SegmentMetadata
 
 log = logging.getLogger(__name__)
 
 USER_SHUTDOWN = "Task was shut down: shutdown request from user"
-
-
-class Lockbox(Protocol):
-    """What the queue needs from the lock system: may this task leave WAITING?"""
-
-    def add_task(self, rec: TaskRecord) -> None: ...
-
-    def is_ready(self, rec: TaskRecord) -> bool: ...
-
-    def remove_task(self, task_id: str) -> None: ...
-
-
-class GrantAllLockbox:
-    """A lockbox that always grants: every task is ready at once."""
-
-    def add_task(self, rec: TaskRecord) -> None:
-        pass
-
-    def is_ready(self, rec: TaskRecord) -> bool:
-        return True
-
-    def remove_task(self, task_id: str) -> None:
-        pass
 
 
 @dataclass(frozen=True)
@@ -64,6 +46,7 @@ class QueueConfig:
     force_time_chunk_lock: bool
     default_context: dict[str, Any]
     location: Location
+    submit_context: SubmitContext = field(default_factory=SubmitContext)
 
 
 class TaskQueue:
@@ -76,34 +59,58 @@ class TaskQueue:
         runner: LocalTaskRunner,
         config: QueueConfig,
         clock: Clock,
-        lockbox: Lockbox | None = None,
+        lockbox: TaskLockbox,
+        segments: SegmentMetadata,
     ) -> None:
         self.store = store
         self.runner = runner
         self.config = config
         self.clock = clock
-        self.lockbox: Lockbox = lockbox or GrantAllLockbox()
+        self.lockbox = lockbox
+        self.segments = segments
         self.active: dict[str, TaskRecord] = {}
         self._completion_listeners: list[Callable[[TaskRecord], None]] = []
         self.stopping = False
+        self._recovering = False
+        self._scheduling = False
         runner.on_exit = self._on_peon_exit
 
     # -- start-up --------------------------------------------------------------------------------
 
     def recover(self) -> None:
-        """Rebuild memory from the store after a (possibly unclean) restart; nothing is lost."""
-        for rec in self.store.list_active(with_payload=True):
-            if rec.runner_state is RunnerState.RUNNING and rec.pid is not None:
+        """Rebuild memory from the store after a (possibly unclean) restart; nothing is lost.
+
+        Peons still alive are reattached and keep their locks; locks of tasks that are gone are
+        released; waiting and pending tasks go back to WAITING and take their locks again.
+        """
+        self._recovering = True
+        alive: list[str] = []
+        try:
+            for rec in self.store.list_active(with_payload=True):
+                running = rec.runner_state is RunnerState.RUNNING and rec.pid is not None
+                if not running:
+                    rec = rec.with_(runner_state=RunnerState.WAITING, location=UNKNOWN_LOCATION)
                 self.active[rec.id] = rec
-                self.lockbox.add_task(rec)
-                if not self.runner.reattach(rec):
-                    continue  # the runner reported its exit, which completed it
-            else:
-                rec = rec.with_(runner_state=RunnerState.WAITING, location=UNKNOWN_LOCATION)
-                self.active[rec.id] = rec
-                self.lockbox.add_task(rec)
-        log.info("Recovered %d active tasks", len(self.active))
+                self._register(rec)
+                if running and self.runner.reattach(rec):
+                    alive.append(rec.id)
+            restored = self.lockbox.restore(self.segments.load_task_locks(), alive)
+            self.segments.delete_task_locks({tid for tid, _ in restored.released})
+            for task_id, _lock, why in restored.failed:
+                self.shutdown(task_id, f"Task failed: its lock could not be restored after a restart ({why})")
+        finally:
+            self._recovering = False
+        log.info("Recovered %d active tasks (%d peons reattached)", len(self.active), len(alive))
         self.schedule()
+
+    def _register(self, rec: TaskRecord) -> None:
+        ctx = (rec.payload or {}).get("context") or {}
+        self.lockbox.add_task(rec.id, rec.group_id, rec.type, rec.priority, rec.datasource or "", context=ctx)
+
+    def persist_locks(self, task_id: str) -> None:
+        """Write one task's locks to the store, so they survive a restart of the service."""
+        entries = [e for e in self.lockbox.snapshot() if e["taskId"] == task_id]
+        self.segments.save_task_locks(task_id, entries)
 
     def add_completion_listener(self, listener: Callable[[TaskRecord], None]) -> None:
         self._completion_listeners.append(listener)
@@ -120,7 +127,7 @@ class TaskQueue:
             )
         self.store.insert_task(rec)
         self.active[rec.id] = rec
-        self.lockbox.add_task(rec)
+        self._register(rec)
         log.info("Task[%s] of type[%s] submitted", rec.id, rec.type, extra={"task_id": rec.id, "action": "submit"})
         self.schedule()
         return rec.id
@@ -132,7 +139,7 @@ class TaskQueue:
         task_type = task_type_for(payload.get("type"))
         payload = dict(payload)
         if task_type.validate is not None:
-            payload = task_type.validate(payload)
+            payload = task_type.validate(payload, self.config.submit_context)
         now = self.clock.now_ms()
         datasource = datasource_of(payload)
         task_id = payload.get("id")
@@ -147,11 +154,12 @@ class TaskQueue:
         for key, value in self.config.default_context.items():
             context.setdefault(key, value)
         context.setdefault("useLineageBasedSegmentAllocation", True)
-        priority = context.get("priority", task_type.default_priority)
+        priority = context.get("priority", default_priority(task_type.name))
         if isinstance(priority, bool) or not isinstance(priority, int):
             raise InvalidSpec(
                 "Invalid value for field [context.priority]: must be an integer", field="context.priority"
             )
+        validate_lock_timeout(context, self.config.submit_context.http_max_idle_time_ms)
         payload.update(id=task_id, groupId=group_id, context=context)
         if datasource is not None:
             payload.setdefault("dataSource", datasource)
@@ -171,20 +179,61 @@ class TaskQueue:
     # -- scheduling ------------------------------------------------------------------------------
 
     def schedule(self) -> None:
-        """Move WAITING tasks whose locks are free to PENDING, and PENDING ones onto free slots."""
-        if self.stopping:
+        """Move WAITING tasks whose locks are granted to PENDING, and PENDING ones onto free slots.
+
+        Tasks that declare their intervals lock them here (Druid's isReady); one that has waited
+        longer than its taskLockTimeout fails. Re-entrant calls (a completion while scheduling)
+        are folded into the running pass.
+        """
+        if self.stopping or self._recovering or self._scheduling:
             return
-        for rec in list(self.active.values()):
-            if rec.runner_state is RunnerState.WAITING and self.lockbox.is_ready(rec):
-                self._transition(rec, RunnerState.PENDING)
-        if self.runner.free_slot_count() <= 0:
+        self._scheduling = True
+        try:
+            now = self.clock.now_ms()
+            for rec in list(self.active.values()):
+                if rec.runner_state is RunnerState.WAITING and self.active.get(rec.id) is rec:
+                    self._try_ready(rec, now)
+            if self.runner.free_slot_count() <= 0:
+                return
+            pending = sorted(
+                (r for r in self.active.values() if r.runner_state is RunnerState.PENDING),
+                key=lambda r: (-r.priority, r.queue_insertion_ms),
+            )
+            for rec in pending[: self.runner.free_slot_count()]:
+                self._start(rec)
+        finally:
+            self._scheduling = False
+
+    def _try_ready(self, rec: TaskRecord, now_ms: int) -> None:
+        intervals = declared_lock_intervals(rec.payload or {})
+        if intervals:
+            result = self.lockbox.try_acquire_all(rec.id, intervals)
+            if not result.ok:
+                entry = self.lockbox.task(rec.id)
+                timeout = entry.lock_timeout_ms if entry is not None else 300_000
+                if now_ms - rec.queue_insertion_ms > timeout:
+                    self._complete(
+                        rec,
+                        success=False,
+                        error_msg=f"Task[{rec.id}] failed to acquire its locks within taskLockTimeout[{timeout}] ms "
+                        f"while WAITING: {result.reason}",
+                        duration=0,
+                    )
+                return
+            self.persist_locks(rec.id)
+        self._transition(rec, RunnerState.PENDING)
+
+    def on_revoked(self, task_id: str) -> None:
+        """A higher-priority task took this task's lock: the task fails, saying by whom."""
+        rec = self.active.get(task_id)
+        if rec is None:
             return
-        pending = sorted(
-            (r for r in self.active.values() if r.runner_state is RunnerState.PENDING),
-            key=lambda r: (-r.priority, r.queue_insertion_ms),
-        )
-        for rec in pending[: self.runner.free_slot_count()]:
-            self._start(rec)
+        message = self.lockbox.revocation_message(task_id) or f"Task[{task_id}]'s lock was revoked"
+        log.warning("Task[%s] lost its lock: %s", task_id, message, extra={"task_id": task_id, "action": "revoke"})
+        if rec.runner_state is RunnerState.RUNNING:
+            self.runner.shutdown(task_id, message)
+        else:
+            self._complete(rec, success=False, error_msg=message, duration=0)
 
     def _start(self, rec: TaskRecord) -> None:
         if rec.payload is None:
@@ -255,6 +304,9 @@ class TaskQueue:
         )
         self.active.pop(rec.id, None)
         self.lockbox.remove_task(rec.id)
+        self.segments.delete_task_locks([rec.id])
+        if not any(r.group_id == rec.group_id for r in self.active.values()):
+            self.segments.delete_pending_of_group(rec.group_id)
         log.info(
             "Task[%s] completed with status[%s]%s",
             rec.id,

@@ -8,6 +8,7 @@ import re
 import string
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from overlord.errors import InvalidSpec, UnsupportedTaskType
@@ -112,13 +113,25 @@ class TaskRecord:
 
 
 @dataclass(frozen=True)
+class SubmitContext:
+    """What a task type's ``validate`` may need to know about the service, at submit time."""
+
+    allowed_input_dirs: list[Path] = field(default_factory=list)
+    http_max_idle_time_ms: int = 300_000
+
+
+@dataclass(frozen=True)
 class TaskType:
-    """A kind of task the service can run; later task types plug in by calling ``register``."""
+    """A kind of task the service can run; later task types plug in by calling ``register``.
+
+    ``validate(payload, ctx)`` runs before anything is stored: it raises InvalidSpec naming the field
+    and returns the payload to store (possibly normalised).
+    """
 
     name: str
     run: str  # "module:function" the peon imports and calls with a TaskToolbox
     default_priority: int = 0
-    validate: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    validate: Callable[[dict[str, Any], SubmitContext], dict[str, Any]] | None = None
     description: str = ""
 
 

@@ -70,7 +70,33 @@ pending_segments = sa.Table(
     sa.Column("sequence_name", sa.String(255), nullable=False),
     sa.Column("sequence_prev_id", sa.String(512), nullable=False),
     sa.Column("task_group", sa.String(255)),
+    sa.Column("task_id", sa.String(255), index=True),
     sa.Column("payload", sa.Text, nullable=False),
+)
+
+segments = sa.Table(
+    "overlord_segments",
+    metadata_obj,
+    sa.Column("id", sa.String(512), primary_key=True),
+    sa.Column("datasource", sa.String(255), nullable=False),
+    sa.Column("start_ms", sa.BigInteger, nullable=False),
+    sa.Column("end_ms", sa.BigInteger, nullable=False),
+    sa.Column("version", sa.String(64), nullable=False),
+    sa.Column("partition_num", sa.Integer, nullable=False),
+    sa.Column("used", sa.Boolean, nullable=False),
+    sa.Column("created_ms", sa.BigInteger, nullable=False),
+    sa.Column("used_status_last_updated_ms", sa.BigInteger, nullable=False),
+    sa.Column("payload", sa.Text, nullable=False),
+    sa.Index("ix_overlord_segments_ds_used_time", "datasource", "used", "start_ms", "end_ms"),
+)
+
+task_locks = sa.Table(
+    "overlord_task_locks",
+    metadata_obj,
+    sa.Column("task_id", sa.String(255), nullable=False, index=True),
+    sa.Column("seq", sa.Integer, nullable=False),
+    sa.Column("payload", sa.Text, nullable=False),
+    sa.PrimaryKeyConstraint("task_id", "seq"),
 )
 
 _STATUS_COLUMNS = [c for c in tasks.c if c.name not in ("payload",)]
@@ -217,9 +243,7 @@ class MetadataStore:
         values: dict[str, Any] = {}
         for key, value in changes.items():
             if key == "location":
-                values.update(
-                    location_host=value.host, location_port=value.port, location_tls_port=value.tls_port
-                )
+                values.update(location_host=value.host, location_port=value.port, location_tls_port=value.tls_port)
             elif key in ("status_code", "runner_state"):
                 values[key] = value.value
                 if key == "status_code":
@@ -278,9 +302,7 @@ class MetadataStore:
         cols = _ALL_COLUMNS if with_payload else _STATUS_COLUMNS
         with self.engine.connect() as conn:
             rows = conn.execute(
-                sa.select(*cols)
-                .where(tasks.c.active.is_(True))
-                .order_by(tasks.c.queue_insertion_ms, tasks.c.id)
+                sa.select(*cols).where(tasks.c.active.is_(True)).order_by(tasks.c.queue_insertion_ms, tasks.c.id)
             )
             return [_row_to_record(r, with_payload) for r in rows]
 
@@ -333,7 +355,5 @@ class MetadataStore:
 
     def delete_pending_segments(self, datasource: str) -> int:
         with self.engine.begin() as conn:
-            result = conn.execute(
-                pending_segments.delete().where(pending_segments.c.datasource == datasource)
-            )
+            result = conn.execute(pending_segments.delete().where(pending_segments.c.datasource == datasource))
             return int(result.rowcount or 0)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from overlord.core.task import TaskType, register
+from overlord.core.task import SubmitContext, TaskType, register
 from overlord.errors import InvalidSpec
 from overlord.runner.toolbox import TaskResult, TaskToolbox
 
@@ -30,7 +30,7 @@ _FIELDS = {
 }
 
 
-def validate(payload: dict[str, Any]) -> dict[str, Any]:
+def validate(payload: dict[str, Any], ctx: SubmitContext) -> dict[str, Any]:
     unknown = sorted(set(payload) - _FIELDS)
     if unknown:
         raise InvalidSpec(f"Unknown field [{unknown[0]}] for task type [noop]", field=unknown[0])
@@ -40,9 +40,7 @@ def validate(payload: dict[str, Any]) -> dict[str, Any]:
             raise InvalidSpec(f"Invalid value for field [{name}]: must be a non-negative integer", field=name)
     fail = payload.get("fail")
     if fail is not None and not isinstance(fail, bool | str):
-        raise InvalidSpec(
-            "Invalid value for field [fail]: must be a boolean or an error message", field="fail"
-        )
+        raise InvalidSpec("Invalid value for field [fail]: must be a boolean or an error message", field="fail")
     payload.setdefault("dataSource", "none")  # Druid's NoopTask default
     return payload
 
