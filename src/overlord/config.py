@@ -115,6 +115,7 @@ class Settings:
         default=86_400_000, metadata={"prop": "druid.indexer.storage.recentlyFinishedThreshold"}
     )
     restore_tasks_on_restart: bool = field(default=False, metadata={"prop": "druid.indexer.task.restoreTasksOnRestart"})
+    compaction_period_ms: int = field(default=1_800_000, metadata={"prop": "druid.coordinator.period.indexingPeriod"})
     allowed_input_dirs: list[Path] = field(default_factory=list, metadata={"prop": "overlord.ingest.allowedDirs"})
     start_dir: Path = field(default_factory=Path.cwd, metadata={"prop": "overlord.startDir"})
 
@@ -161,6 +162,7 @@ _CONVERTERS = {
     "http_max_idle_time_ms": parse_duration_ms,
     "recently_finished_threshold_ms": parse_duration_ms,
     "restore_tasks_on_restart": _parse_bool,
+    "compaction_period_ms": parse_duration_ms,
     "allowed_input_dirs": lambda v: [Path(p) for p in _parse_list(v)],
     "start_dir": Path,
 }

@@ -17,13 +17,17 @@ from overlord import __version__
 from overlord.clock import SYSTEM_CLOCK, Clock
 from overlord.config import Settings
 from overlord.core.actions import TaskActionHandler
+from overlord.core.auto_compaction import DutyResult, run_duty
+from overlord.core.lock_intervals import declared_lock_intervals
 from overlord.core.locks import TaskLockbox
 from overlord.core.queue import QueueConfig, TaskQueue
 from overlord.core.retention import LogRetention
 from overlord.core.task import Location, SubmitContext, TaskRecord
 from overlord.errors import ConfigError
+from overlord.isotime import Interval
 from overlord.runner.local import LocalTaskRunner
 from overlord.runner.toolbox import LIVE_REPORT_FILE, LOG_FILE
+from overlord.storage.compaction_configs import CompactionConfigs
 from overlord.storage.logs import TaskLogs
 from overlord.storage.metadata import MetadataStore
 from overlord.storage.segments import SegmentMetadata
@@ -107,6 +111,7 @@ class Service:
             batch_segment_allocation=settings.batch_segment_allocation,
             on_locks_changed=self.queue.persist_locks,
         )
+        self.compaction_configs = CompactionConfigs(self.store)
         self.retention = LogRetention(self.store, self.task_logs, clock, settings.logs_kill_duration_to_retain_ms)
         self._background: list[asyncio.Task[None]] = []
 
@@ -145,6 +150,7 @@ class Service:
         await self.runner.start()
         self.queue.recover()
         self._background.append(asyncio.create_task(self._schedule_loop(), name="schedule-tick"))
+        self._background.append(asyncio.create_task(self._compaction_loop(), name="auto-compaction"))
         if self.settings.logs_kill_enabled:
             self._background.append(asyncio.create_task(self._retention_loop(), name="log-retention"))
         log.info("Overlord %s started: %s, data dir %s", self.version, self.advertised_url, self.settings.data_dir)
@@ -172,6 +178,34 @@ class Service:
                 self.queue.schedule()
             except Exception:
                 log.exception("Scheduling pass failed")
+
+    def run_compaction_duty(self) -> DutyResult:
+        """Submit compaction tasks for fragmented chunks of configured data sources (not busy ones)."""
+
+        def busy(ds: str) -> list[Interval]:
+            held = [lock.interval for _, lock in self.lockbox.all_locks(ds)]
+            queued = [
+                iv
+                for rec in self.queue.active.values()
+                if rec.datasource == ds
+                for iv in declared_lock_intervals(rec.payload or {})
+            ]
+            return held + queued
+
+        return run_duty(
+            self.compaction_configs.all(),
+            visible_segments=self.segments.visible_segments,
+            busy_intervals=busy,
+            submit=self.queue.submit,
+        )
+
+    async def _compaction_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.compaction_period_ms / 1000)
+            try:
+                self.run_compaction_duty()
+            except Exception:
+                log.exception("Automatic compaction duty failed")
 
     async def _retention_loop(self) -> None:
         await asyncio.sleep(self.settings.logs_kill_initial_delay_ms / 1000)

@@ -176,3 +176,18 @@ def test_worker_chat_endpoints(service):
     r = service.http.get(f"/druid/worker/v1/chat/{a}/rowStats")
     assert r.status_code == 404  # a noop task keeps no live report
     assert service.http.get("/druid/worker/v1/chat/nope/liveReports").status_code == 404
+
+
+def test_compaction_config_api(service):
+    base = "/druid/coordinator/v1/config/compaction"
+    assert service.http.get(base).json()["compactionConfigs"] == []
+    r = service.http.post(base, json={"dataSource": "wiki", "skipOffsetFromLatest": "PT1H", "maxRowsPerSegment": 5})
+    assert r.status_code == 200
+    got = service.http.get(f"{base}/wiki").json()
+    assert got["dataSource"] == "wiki" and got["maxRowsPerSegment"] == 5 and got["skipOffsetFromLatest"] == "PT1H"
+    assert [c["dataSource"] for c in service.http.get(base).json()["compactionConfigs"]] == ["wiki"]
+    bad = service.http.post(base, json={"dataSource": "wiki", "maxRowsPerSegment": -1})
+    assert bad.status_code == 400 and "maxRowsPerSegment" in bad.json()["errorMessage"]
+    assert service.http.delete(f"{base}/wiki").status_code == 200
+    assert service.http.get(f"{base}/wiki").status_code == 404
+    assert service.http.delete(f"{base}/wiki").status_code == 404

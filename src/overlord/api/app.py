@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from overlord.api import actions, coordinator, druid_tasks, es_tasks, worker_chat
+from overlord.api import actions, compaction_config, coordinator, druid_tasks, es_tasks, worker_chat
 from overlord.api.errors import (
     JSONResponse,
     http_error_handler,
@@ -47,6 +47,7 @@ def create_app(service: Service) -> Starlette:
         *druid_tasks.routes(),  # first: Starlette matches in order and task status is the hottest path
         *actions.routes(),
         *coordinator.routes(),
+        *compaction_config.routes(),
         *worker_chat.routes(),
         Route("/status/health", health, methods=["GET"]),
         Route("/status", status, methods=["GET"]),

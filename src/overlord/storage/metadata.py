@@ -99,6 +99,13 @@ task_locks = sa.Table(
     sa.PrimaryKeyConstraint("task_id", "seq"),
 )
 
+compaction_configs = sa.Table(
+    "overlord_compaction_configs",
+    metadata_obj,
+    sa.Column("datasource", sa.String(255), primary_key=True),
+    sa.Column("payload", sa.Text, nullable=False),
+)
+
 _STATUS_COLUMNS = [c for c in tasks.c if c.name not in ("payload",)]
 
 
