@@ -66,7 +66,7 @@ class CompactionConfig:
             max_rows = (tuning.get("partitionsSpec") or {}).get("maxRowsPerSegment", DEFAULT_MAX_ROWS)
         if isinstance(max_rows, bool) or not isinstance(max_rows, int) or max_rows < 1:
             raise InvalidInput("Invalid value for field [maxRowsPerSegment]: must be a positive integer")
-        context = body.get("taskContext") or {}
+        context = body.get("taskContext", {})
         if not isinstance(context, dict):
             raise InvalidInput("Invalid value for field [taskContext]: must be an object")
         gspec = body.get("granularitySpec")
