@@ -132,3 +132,44 @@ def test_live_report_while_running(svc: ServiceProcess, inputs: Path) -> None:
     report = svc.http.get(f"{API}/task/{task_id}/reports").json()
     assert payload_of(report)["rowStats"]["buildSegments"]["processed"] == first + 10
     thread.join(5)
+
+
+def test_parent_shutdown_stops_sub_tasks_and_cleans_staging(svc: ServiceProcess, inputs: Path) -> None:
+    fifos = [inputs / "s0.json", inputs / "s1.json"]
+    release = threading.Event()
+
+    def writer(path: Path) -> None:
+        with path.open("wb") as out:
+            out.write(rows("04", 5, "x").encode())
+            out.flush()
+            release.wait(30)
+
+    for f in fifos:
+        os.mkfifo(f)
+    threads = [threading.Thread(target=writer, args=(f,), daemon=True) for f in fifos]
+    for t in threads:
+        t.start()
+    spec = index_spec("stop_ds", {"type": "local", "files": [str(f) for f in fifos]}, {"type": "json"},
+                      dims=["page"], tuning={"maxNumConcurrentSubTasks": 2})  # fmt: skip
+    parent = svc.submit(spec)
+    try:
+
+        def subs_running() -> list[dict]:
+            subs = [t for t in svc.http.get(f"{API}/tasks").json() if t["groupId"] == parent and t["id"] != parent]
+            return subs if len(subs) == 2 and all(t["runnerStatusCode"] == "RUNNING" for t in subs) else []
+
+        try:
+            subs = wait_until(subs_running, timeout=15)
+        except AssertionError:
+            raise AssertionError(svc.http.get(f"{API}/tasks").json()) from None
+        assert svc.http.post(f"{API}/task/{parent}/shutdown").status_code == 200
+        release.set()
+        status = svc.wait_for(parent, timeout=30)
+        assert status["status"] == "FAILED"
+        for t in subs:
+            assert svc.wait_for(t["id"], timeout=30)["status"] == "FAILED"
+    finally:
+        release.set()
+    assert segments(svc, "stop_ds") == []
+    assert not list(svc.data_dir.rglob(f"_staging/{parent}"))
+    assert not list(svc.data_dir.rglob("stop_ds/*"))

@@ -19,6 +19,7 @@ from overlord.errors import LockError, TaskFailure
 
 ACTION_PATH = "/druid/indexer/v1/action"
 _LOG = logging.getLogger(__name__)
+logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per action would drown the task log
 
 
 def error_message(response: httpx.Response) -> str:

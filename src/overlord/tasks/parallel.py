@@ -29,6 +29,7 @@ TASK_API = "/druid/indexer/v1"
 POLL_INTERVAL_S = 0.2
 LIVE_REPORT_INTERVAL_S = 1.0
 DEFAULT_PRIORITY = 50
+SHUTDOWN_WAIT_S = 10.0
 
 
 @dataclass
@@ -142,6 +143,13 @@ class Supervisor:
                 self.toolbox.log.info("Shut down sub-task[%s]", s.id)
             except Exception as exc:  # the parent is failing anyway; keep stopping the others
                 self.toolbox.log.warning("Could not shut down sub-task[%s]: %s", s.id, exc)
+        deadline = time.monotonic() + SHUTDOWN_WAIT_S
+        while any(s.status == "RUNNING" for s in self.subs) and time.monotonic() < deadline:
+            try:
+                self._poll()  # let them clean up their own files before the staging area goes
+            except Exception:
+                break
+            time.sleep(POLL_INTERVAL_S or 0.05)
 
     def _write_live_report(self) -> None:
         """Sum the sub-tasks' live (or final) reports into the parent's live report, about once a second."""
@@ -227,6 +235,9 @@ def run_supervisor(toolbox: TaskToolbox, spec: IndexSpec, splits: list[InputSpli
     """Run sub-tasks over the splits, then publish all their segments in one transaction."""
     workers = spec.tuning.max_num_concurrent_sub_tasks
     groups = split_evenly(splits, workers)
+    wanted = min(workers, len(splits))
+    if len(groups) < wanted:  # sizes unknown (all zero, e.g. pipes): spread round-robin instead
+        groups = [splits[i::wanted] for i in range(wanted)]
     payloads = sub_task_payloads(toolbox, spec, groups)
     deep_root = deep_storage_dir(toolbox)
     staging = staging_root(deep_root, toolbox.task_id)
