@@ -191,3 +191,24 @@ def test_compaction_config_api(service):
     assert service.http.delete(f"{base}/wiki").status_code == 200
     assert service.http.get(f"{base}/wiki").status_code == 404
     assert service.http.delete(f"{base}/wiki").status_code == 404
+
+
+def test_task_with_declared_interval_waits_for_the_lock(service_factory):
+    svc = service_factory(capacity=3).start()
+    a = holder(svc)
+    act(svc, a, {"type": "lockAcquire", "interval": DAY})
+    kill = svc.submit({"type": "kill", "dataSource": "wiki", "interval": DAY})
+    st = svc.http.get(f"{API}/task/{kill}/status").json()["status"]
+    assert st["statusCode"] == "RUNNING" and st["runnerStatusCode"] == "WAITING"
+    assert [t["id"] for t in svc.http.get(f"{API}/waitingTasks").json()] == [kill]
+    act(svc, a, {"type": "lockRelease", "interval": DAY})
+    assert svc.wait_for(kill, timeout=20)["statusCode"] == "SUCCESS"
+
+
+def test_waiting_task_fails_after_its_lock_timeout(service_factory):
+    svc = service_factory(capacity=3).start()
+    a = holder(svc)
+    act(svc, a, {"type": "lockAcquire", "interval": DAY})
+    kill = svc.submit({"type": "kill", "dataSource": "wiki", "interval": DAY, "context": {"taskLockTimeout": 500}})
+    st = svc.wait_for(kill, timeout=10)
+    assert st["statusCode"] == "FAILED" and "taskLockTimeout[500]" in st["errorMsg"]
