@@ -103,7 +103,7 @@ def parse_metrics(value: object, field: str) -> tuple[MetricSpec, ...] | None:
         if not isinstance(m, dict) or not isinstance(m.get("name"), str):
             raise _fail(p, "expected an aggregator object with a name")
         kind = m.get("type")
-        if kind not in METRIC_TYPES:
+        if not isinstance(kind, str) or kind not in METRIC_TYPES:
             raise _fail(f"{p}.type", f"unknown aggregator type '{kind}'")
         out.append(MetricSpec(_COMBINING.get(kind, kind), m["name"], m["name"]))
     return tuple(out)
@@ -231,7 +231,7 @@ def read_segments(segments: list[dict[str, Any]]) -> pa.Table:
 def _names(value: object) -> list[str]:
     if isinstance(value, str):
         return [v for v in value.split(",") if v]
-    return [str(v) for v in value or []]
+    return [str(v) for v in value] if isinstance(value, list | tuple) else []
 
 
 def _ordered_union(lists: list[list[str]]) -> list[str]:

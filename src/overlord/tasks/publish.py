@@ -186,7 +186,7 @@ def assign_append_ids(
                 f"[{interval_text(d.interval)}]; existing segments use another segmentGranularity"
             )
         spec = dict(got.get("shardSpec") or {"type": "numbered", "partitionNum": 0, "partitions": 0})
-        pn = int(spec.get("partitionNum", spec.get("partitionId", 0)))
+        pn = int(spec.get("partitionNum", spec.get("partitionId")) or 0)
         final = FinalSegment(s, iv, str(got["version"]), pn, spec)
         previous[s.sequence_name] = str(SegmentId(d.data_source, iv, final.version, pn))
         out.append(final)
