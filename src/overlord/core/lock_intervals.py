@@ -38,7 +38,7 @@ def declared_lock_intervals(payload: dict[str, Any]) -> list[Interval]:
             buckets: list[Interval] = []
             for text in raw:
                 iv = Interval.parse(str(text))
-                if gran.is_all() or gran.is_none():
+                if gran.is_all or gran.is_none:
                     buckets.append(iv)
                 else:
                     start = gran.truncate(iv.start)
@@ -50,6 +50,6 @@ def declared_lock_intervals(payload: dict[str, Any]) -> list[Interval]:
             interval = (payload["ioConfig"].get("inputSpec") or {}).get("interval")
         if isinstance(interval, str) and payload.get("type") != "noop":
             return [Interval.parse(interval)]
-    except (InvalidInput, InvalidSpec, ValueError, TypeError):
+    except (InvalidInput, InvalidSpec, ValueError):
         return []  # the type's own validation reports a malformed interval
     return []
