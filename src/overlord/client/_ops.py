@@ -334,6 +334,13 @@ def wait(
 def _finish(ctx: Context, final: TaskStatus, on_update: ProgressHook | None) -> Op[WaitResult]:
     """Fetch the completion report (briefly retrying a 404) and raise on FAILED."""
     final_report = yield from _final_report(ctx, final.id, final.type)
+    return _conclude(ctx, final, final_report, on_update)
+
+
+def _conclude(
+    ctx: Context, final: TaskStatus, final_report: TaskReport | None, on_update: ProgressHook | None
+) -> WaitResult:
+    """The result of a task that ended: returned on SUCCESS, raised as ``TaskFailedError`` on FAILED."""
     if on_update is not None:
         on_update(final, final_report)
     extra = {"task_id": final.id, "action": "finish", "state": str(final.status_code)}
@@ -396,43 +403,61 @@ def wait_many(
     """Wait for many tasks with one bulk status request per poll (no thread or coroutine each).
 
     Returns, per id, a ``WaitResult`` or the error that ended its wait (``TaskFailedError``,
-    ``TaskLostError``, ``WaitTimeoutError``).
+    ``TaskLostError``, ``WaitTimeoutError``). Completion reports not there yet share one
+    ``report_grace`` window (the bulk status does not say a task's type, so it cannot tell a
+    reportless task), instead of one window per task.
     """
     limit = ctx.wait.timeout if timeout is None else timeout
     start = ctx.clock.monotonic()
     results: dict[str, WaitResult | errors.ClientError] = {}
     pending = list(dict.fromkeys(task_ids))
+    awaiting: dict[str, tuple[TaskStatus, float]] = {}  # ended, report not seen yet: (status, give up at)
     attempt = 0
-    while pending:
-        try:
-            found = yield from statuses(ctx, pending)
-        except errors.TransientError as exc:
-            log.warning("bulk status failed: %s", exc, extra={"action": "wait_many"})
-            found = {}
-        elapsed = ctx.clock.monotonic() - start
+    found: dict[str, TaskStatus] = {}
+    while pending or awaiting:
+        if pending:
+            try:
+                found = yield from statuses(ctx, pending)
+            except errors.TransientError as exc:
+                log.warning("bulk status failed: %s", exc, extra={"action": "wait_many"})
+                found = {}
+        now = ctx.clock.monotonic()
+        elapsed = now - start
         for tid in list(pending):
             current = found.get(tid)
             if current is not None and current.is_terminal:
                 pending.remove(tid)
-                try:
-                    results[tid] = yield from _finish(ctx, current, None)
-                except errors.TaskFailedError as failure:
-                    results[tid] = failure
+                grace = 0.0 if current.type in ctx.wait.reportless_types else ctx.wait.report_grace
+                awaiting[tid] = (current, now + grace)
             elif current is None and elapsed >= ctx.wait.not_found_grace:
                 pending.remove(tid)
                 results[tid] = errors.TaskLostError(f"Task[{tid}] is not known to the service", task_id=tid)
-        if not pending:
+        for tid, (final, give_up_at) in list(awaiting.items()):
+            final_report = yield from _report_or_none(ctx, tid)
+            if final_report is None and ctx.clock.monotonic() < give_up_at:
+                continue
+            del awaiting[tid]
+            try:
+                results[tid] = _conclude(ctx, final, final_report, None)
+            except errors.TaskFailedError as failure:
+                results[tid] = failure
+        if not (pending or awaiting):
             break
         delay = ctx.wait.poll.delay(attempt, ctx.rng)
         attempt += 1
-        if limit is not None and not math.isinf(limit):
+        if awaiting:
+            soonest = min(give_up_at for _, give_up_at in awaiting.values())
+            delay = max(0.0, min(delay, soonest - ctx.clock.monotonic()))
+        if pending and limit is not None and not math.isinf(limit):
             remaining = start + limit - ctx.clock.monotonic()
             if remaining <= 0:
                 for tid in pending:
                     message = f"Task[{tid}] did not finish within {limit}s"
                     results[tid] = errors.WaitTimeoutError(message, task_id=tid, last_status=found.get(tid))
-                break
-            delay = min(delay, remaining)
+                pending = []
+                if not awaiting:
+                    break
+            delay = min(delay, max(remaining, 0.0))
         yield Sleep(delay)
     return {tid: results[tid] for tid in dict.fromkeys(task_ids)}
 

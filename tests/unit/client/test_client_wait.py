@@ -215,6 +215,14 @@ def test_wait_many_uses_bulk_status(client: Client, fake: FakeOverlord) -> None:
     assert fake.count("GET", "/status") == 0
 
 
+def test_wait_many_shares_one_report_grace_window(client: Client, fake: FakeOverlord, ftime: FakeTime) -> None:
+    for i in range(5):  # the bulk status carries no type, so these might still get a report
+        fake.add(f"t{i}", steps=[], report_visible=False)
+    results = client.wait_many([f"t{i}" for i in range(5)])
+    assert all(r.report is None for r in results.values())  # type: ignore[union-attr]
+    assert sum(ftime.sleeps) == pytest.approx(1.0)  # one report_grace for all, not one each
+
+
 def test_wait_many_times_out_per_task(client: Client, fake: FakeOverlord) -> None:
     fake.add("slow", steps=["RUNNING"] * 50)
     results = client.wait_many(["slow"], timeout=1.0)
