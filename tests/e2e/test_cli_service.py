@@ -202,3 +202,45 @@ def test_not_found_usage_and_unreachable_exit_codes(svc: ServiceProcess, tmp_pat
     assert unreachable.code == EXIT_UNREACHABLE, unreachable
     assert f"cannot reach the Overlord at {closed}" in unreachable.err and "Traceback" not in unreachable.err
     assert runs["env_url"].code == 0 and isinstance(json.loads(runs["env_url"].out), list)
+
+
+def test_ingestion_report_and_segments_commands(svc: ServiceProcess, ds: str, tmp_path: Path) -> None:
+    rows = '{"ts":"2015-09-12T01:00:00Z","page":"a"}\n{"ts":"2015-09-12T02:00:00Z","page":"b"}'
+    spec = {
+        "type": "index_parallel",
+        "spec": {
+            "dataSchema": {
+                "dataSource": ds,
+                "timestampSpec": {"column": "ts", "format": "auto"},
+                "dimensionsSpec": {"dimensions": ["page"]},
+                "granularitySpec": {"segmentGranularity": "day", "intervals": ["2015-09-12/2015-09-13"]},
+            },
+            "ioConfig": {
+                "type": "index_parallel",
+                "inputSource": {"type": "inline", "data": rows},
+                "inputFormat": {"type": "json"},
+            },
+        },
+    }
+    submitted = cli("task", "submit", spec_file(tmp_path, spec), "--wait", url=svc.url)
+    if submitted.code != 0 and "index_parallel" in submitted.err:
+        pytest.skip(f"index_parallel is not served yet: {submitted.err.strip()}")
+    assert submitted.code == 0, submitted.err
+    assert "SUCCESS" in submitted.out and "COMPLETED" in submitted.out and "processed" in submitted.out
+    task_id = submitted.out.split()[1]
+    procs = {
+        "report": start("task", "report", task_id, url=svc.url),
+        "report_json": start("task", "report", task_id, "--json", url=svc.url),
+        "ls": start("datasource", "ls", url=svc.url),
+        "segments": start("datasource", "segments", ds, url=svc.url),
+        "segments_json": start("datasource", "segments", ds, "--json", url=svc.url),
+    }
+    runs = {name: finish(proc) for name, proc in procs.items()}
+    assert all(run.code == 0 for run in runs.values()), {k: v.err for k, v in runs.items() if v.code}
+    assert "COMPLETED" in runs["report"].out and "processed" in runs["report"].out
+    payload = json.loads(runs["report_json"].out)["ingestionStatsAndErrors"]["payload"]
+    assert payload["rowStats"]["buildSegments"]["processed"] == 2
+    assert ds in runs["ls"].out.split()
+    assert "2015-09-12T00:00:00.000Z/2015-09-13T00:00:00.000Z" in runs["segments"].out
+    (segment,) = json.loads(runs["segments_json"].out)
+    assert segment["dataSource"] == ds and segment["shardSpec"]["partitionNum"] == 0
