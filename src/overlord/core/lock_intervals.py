@@ -1,20 +1,23 @@
-"""Which intervals a task must lock before it may run (Druid's ``isReady``), read from its spec.
+"""Which intervals a task must lock before it may run (Druid's ``isReady``).
 
-Batch tasks that name their intervals lock them up front, bucketed to the segment granularity and
-condensed, and stay WAITING until the lockbox grants all of them; tasks that do not (e.g. an
-``index_parallel`` without ``granularitySpec.intervals``) lock while they run, through actions.
+Each task type says so through its ``lock_intervals`` hook; batch tasks that name their intervals
+lock them up front (bucketed to the segment granularity, condensed) and stay WAITING until the
+lockbox grants all of them, while tasks that do not (an ``index_parallel`` without
+``granularitySpec.intervals``) lock as they run, through task actions.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
+from overlord.core.task import registered_types
 from overlord.errors import InvalidInput, InvalidSpec
-from overlord.ingest import granularity as granularities
+from overlord.ingest.granularity import Granularity
 from overlord.isotime import Interval
 
 
-def condense(intervals: list[Interval]) -> list[Interval]:
+def condense(intervals: Iterable[Interval]) -> list[Interval]:
     """Merge overlapping and abutting intervals, as Druid's JodaUtils.condenseIntervals."""
     out: list[Interval] = []
     for iv in sorted(intervals):
@@ -25,31 +28,25 @@ def condense(intervals: list[Interval]) -> list[Interval]:
     return out
 
 
+def bucketed(intervals: Iterable[Interval], granularity: Granularity) -> list[Interval]:
+    """Widen each interval to whole segment-granularity buckets, then condense."""
+    out = []
+    for iv in intervals:
+        if granularity.is_all or granularity.is_none:
+            out.append(iv)
+            continue
+        start = granularity.truncate(iv.start)
+        end_floor = granularity.truncate(iv.end)
+        out.append(Interval(start, iv.end if end_floor == iv.end else granularity.next(end_floor)))
+    return condense(out)
+
+
 def declared_lock_intervals(payload: dict[str, Any]) -> list[Interval]:
-    """The time chunks a task spec says it will write or read; empty when it decides as it runs."""
+    """The time chunks a stored task spec says it will write or read; empty when it decides as it runs."""
+    task_type = registered_types().get(str(payload.get("type")))
+    if task_type is None or task_type.lock_intervals is None:
+        return []
     try:
-        spec = payload.get("spec") or payload.get("ingestionSpec")
-        if isinstance(spec, dict):
-            gspec = (spec.get("dataSchema") or {}).get("granularitySpec") or {}
-            raw = gspec.get("intervals") or []
-            if not raw:
-                return []
-            gran = granularities.parse(gspec.get("segmentGranularity", "day"))
-            buckets: list[Interval] = []
-            for text in raw:
-                iv = Interval.parse(str(text))
-                if gran.is_all or gran.is_none:
-                    buckets.append(iv)
-                else:
-                    start = gran.truncate(iv.start)
-                    end = iv.end if gran.truncate(iv.end) == iv.end else gran.next(gran.truncate(iv.end))
-                    buckets.append(Interval(start, end))
-            return condense(buckets)
-        interval = payload.get("interval")
-        if interval is None and isinstance(payload.get("ioConfig"), dict):
-            interval = (payload["ioConfig"].get("inputSpec") or {}).get("interval")
-        if isinstance(interval, str) and payload.get("type") != "noop":
-            return [Interval.parse(interval)]
-    except (InvalidInput, InvalidSpec, ValueError):
-        return []  # the type's own validation reports a malformed interval
-    return []
+        return condense(task_type.lock_intervals(payload))
+    except (InvalidInput, InvalidSpec):
+        return []  # validated at submit; a spec that no longer parses locks as it runs

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from overlord.errors import InvalidSpec, UnsupportedTaskType
-from overlord.isotime import format_ms
+from overlord.isotime import Interval, format_ms
 
 
 class StatusCode(enum.StrEnum):
@@ -125,13 +125,15 @@ class TaskType:
     """A kind of task the service can run; later task types plug in by calling ``register``.
 
     ``validate(payload, ctx)`` runs before anything is stored: it raises InvalidSpec naming the field
-    and returns the payload to store (possibly normalised).
+    and returns the payload to store (possibly normalised). ``lock_intervals(payload)`` names the
+    intervals the task locks before it may run (it stays WAITING until granted); lock priorities
+    come from ``overlord.core.lockpolicy``, the one table of Druid's defaults.
     """
 
     name: str
     run: str  # "module:function" the peon imports and calls with a TaskToolbox
-    default_priority: int = 0
     validate: Callable[[dict[str, Any], SubmitContext], dict[str, Any]] | None = None
+    lock_intervals: Callable[[dict[str, Any]], list[Interval]] | None = None  # locked before running
     description: str = ""
 
 

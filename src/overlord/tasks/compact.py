@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from overlord.core.task import TaskType, register
+from overlord.core.task import SubmitContext, TaskType, register
 from overlord.errors import InvalidSpec, TaskFailure
 from overlord.ingest import granularity as granularities
 from overlord.ingest import rollup as rollups
@@ -167,17 +167,14 @@ def parse_config(payload: dict[str, Any]) -> CompactConfig:
     return CompactConfig(ds, interval, seg, query, rollup, max_rows, metrics, bool(store))
 
 
-def validate(payload: dict[str, Any], ctx: Any = None) -> dict[str, Any]:
+def validate(payload: dict[str, Any], ctx: SubmitContext | None = None) -> dict[str, Any]:
     check_lock_timeout(payload, ctx)
     parse_config(payload)
     return payload
 
 
-def lock_intervals(payload: dict[str, Any]) -> list[str]:
-    try:
-        return [str(parse_config(payload).interval)]
-    except InvalidSpec:
-        return []
+def lock_intervals(payload: dict[str, Any]) -> list[Interval]:
+    return [parse_config(payload).interval]
 
 
 # ---- rewriting ---------------------------------------------------------------------------------
@@ -428,4 +425,4 @@ def run(toolbox: TaskToolbox) -> TaskResult:
         log_peak_memory(toolbox)
 
 
-COMPACT = register(TaskType(name="compact", run=f"{__name__}:run", default_priority=25, validate=validate))  # type: ignore[arg-type]
+COMPACT = register(TaskType(name="compact", run=f"{__name__}:run", validate=validate, lock_intervals=lock_intervals))

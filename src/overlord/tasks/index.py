@@ -11,13 +11,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from overlord.core.task import TaskType, register
+from overlord.core.lock_intervals import bucketed
+from overlord.core.task import SubmitContext, TaskType, register
 from overlord.errors import InvalidSpec, OverlordError, TaskFailure
+from overlord.ingest import granularity as granularities
 from overlord.ingest.pipeline import IngestionResult, Progress, run_ingestion
 from overlord.ingest.rowstats import IngestionState, RowStats, completion_report
 from overlord.ingest.segments import SegmentDescriptor
 from overlord.ingest.sources import InputSplit, list_input_splits
 from overlord.ingest.spec import IndexSpec, validate_index_spec
+from overlord.isotime import Interval
 from overlord.runner.actions import ActionClient
 from overlord.runner.toolbox import TaskResult, TaskToolbox
 from overlord.tasks import publish as pub
@@ -35,7 +38,7 @@ _TOP_FIELDS = {"type", "id", "groupId", "resource", "spec", "context", "dataSour
 _SUB_FIELDS = _TOP_FIELDS | {"supervisorTaskId", "inputSplits", "numAttempts", "subtaskSpecId"}
 
 
-def validate(payload: dict[str, Any], ctx: Any = None) -> dict[str, Any]:
+def validate(payload: dict[str, Any], ctx: SubmitContext | None = None) -> dict[str, Any]:
     """Validate at submit (nothing is stored on error); the 400 names the field."""
     unknown = sorted(set(payload) - _TOP_FIELDS)
     if unknown:
@@ -45,7 +48,7 @@ def validate(payload: dict[str, Any], ctx: Any = None) -> dict[str, Any]:
     return payload
 
 
-def validate_sub_task(payload: dict[str, Any], ctx: Any = None) -> dict[str, Any]:
+def validate_sub_task(payload: dict[str, Any], ctx: SubmitContext | None = None) -> dict[str, Any]:
     unknown = sorted(set(payload) - _SUB_FIELDS)
     if unknown:
         raise InvalidSpec(f"{unknown[0]}: unknown field for task type [{SUB_TASK_TYPE}]", field=unknown[0])
@@ -63,12 +66,14 @@ def _as_index_payload(payload: dict[str, Any]) -> dict[str, Any]:
     return {**payload, "type": "index_parallel"}
 
 
-def lock_intervals(payload: dict[str, Any]) -> list[str]:
-    """Intervals to lock before the task runs (granularitySpec.intervals); empty: it locks as it goes."""
-    try:
-        return list(payload["spec"]["dataSchema"]["granularitySpec"].get("intervals") or [])
-    except (KeyError, TypeError, AttributeError):
+def lock_intervals(payload: dict[str, Any]) -> list[Interval]:
+    """granularitySpec.intervals widened to whole segment-granularity buckets; empty: it locks as it goes."""
+    gspec = ((payload.get("spec") or {}).get("dataSchema") or {}).get("granularitySpec") or {}
+    raw = gspec.get("intervals") or []
+    if not raw:
         return []
+    gran = granularities.parse(gspec.get("segmentGranularity", "day"))
+    return bucketed((Interval.parse(str(text)) for text in raw), gran)
 
 
 def load_spec(toolbox: TaskToolbox, payload: dict[str, Any] | None = None) -> IndexSpec:
@@ -213,10 +218,12 @@ def pushed_segments_report(task_id: str, root: Path, segments: list[SegmentDescr
     }
 
 
-INDEX = register(TaskType(name="index", run=f"{__name__}:run", default_priority=50, validate=validate))  # type: ignore[arg-type]
+INDEX = register(TaskType(name="index", run=f"{__name__}:run", validate=validate, lock_intervals=lock_intervals))
 INDEX_PARALLEL = register(
-    TaskType(name="index_parallel", run=f"{__name__}:run", default_priority=50, validate=validate)  # type: ignore[arg-type]
+    TaskType(name="index_parallel", run=f"{__name__}:run", validate=validate, lock_intervals=lock_intervals)
 )
 SINGLE_PHASE_SUB_TASK = register(
-    TaskType(name=SUB_TASK_TYPE, run=f"{__name__}:run_sub_task", default_priority=50, validate=validate_sub_task)  # type: ignore[arg-type]
+    TaskType(
+        name=SUB_TASK_TYPE, run=f"{__name__}:run_sub_task", validate=validate_sub_task, lock_intervals=lock_intervals
+    )
 )

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from overlord.core.task import TaskType, register
+from overlord.core.task import SubmitContext, TaskType, register
 from overlord.errors import InvalidSpec
 from overlord.isotime import Interval
 from overlord.runner.actions import ActionClient
@@ -46,7 +46,7 @@ def _interval(payload: dict[str, Any]) -> Interval:
     return iv
 
 
-def validate(payload: dict[str, Any], ctx: Any = None) -> dict[str, Any]:
+def validate(payload: dict[str, Any], ctx: SubmitContext | None = None) -> dict[str, Any]:
     unknown = sorted(set(payload) - _FIELDS)
     if unknown:
         raise InvalidSpec(f"{unknown[0]}: unknown field for task type [kill]", field=unknown[0])
@@ -60,11 +60,8 @@ def validate(payload: dict[str, Any], ctx: Any = None) -> dict[str, Any]:
     return payload
 
 
-def lock_intervals(payload: dict[str, Any]) -> list[str]:
-    try:
-        return [str(_interval(payload))]
-    except InvalidSpec:
-        return []
+def lock_intervals(payload: dict[str, Any]) -> list[Interval]:
+    return [_interval(payload)]
 
 
 def run(toolbox: TaskToolbox) -> TaskResult:
@@ -108,4 +105,4 @@ def run(toolbox: TaskToolbox) -> TaskResult:
     return TaskResult.ok()
 
 
-KILL = register(TaskType(name="kill", run=f"{__name__}:run", default_priority=0, validate=validate))  # type: ignore[arg-type]
+KILL = register(TaskType(name="kill", run=f"{__name__}:run", validate=validate, lock_intervals=lock_intervals))

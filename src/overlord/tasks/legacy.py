@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from overlord.core.task import TaskType, register
+from overlord.core.task import SubmitContext, TaskType, register
 from overlord.errors import InvalidSpec
 from overlord.isotime import Interval
 from overlord.runner.toolbox import TaskResult, TaskToolbox
@@ -61,7 +61,7 @@ def to_compact(payload: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def validate(payload: dict[str, Any], ctx: Any = None) -> dict[str, Any]:
+def validate(payload: dict[str, Any], ctx: SubmitContext | None = None) -> dict[str, Any]:
     check_lock_timeout(payload, ctx)
     try:
         compact.parse_config(to_compact(payload))
@@ -73,11 +73,8 @@ def validate(payload: dict[str, Any], ctx: Any = None) -> dict[str, Any]:
     return payload
 
 
-def lock_intervals(payload: dict[str, Any]) -> list[str]:
-    try:
-        return compact.lock_intervals(to_compact(payload))
-    except InvalidSpec:
-        return []
+def lock_intervals(payload: dict[str, Any]) -> list[Interval]:
+    return compact.lock_intervals(to_compact(payload))
 
 
 def run(toolbox: TaskToolbox) -> TaskResult:
@@ -94,8 +91,8 @@ for _name in ("merge", "append", "same_interval_merge"):
         TaskType(
             name=_name,
             run=f"{__name__}:run",
-            default_priority=25,
             validate=validate,
+            lock_intervals=lock_intervals,
             description="legacy; prefer compact",
         )
-    )  # type: ignore[arg-type]
+    )

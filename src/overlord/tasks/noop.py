@@ -59,4 +59,4 @@ def run(toolbox: TaskToolbox) -> TaskResult:
     return TaskResult.ok()
 
 
-NOOP = register(TaskType(name="noop", run=f"{__name__}:run", default_priority=0, validate=validate))
+NOOP = register(TaskType(name="noop", run=f"{__name__}:run", validate=validate))

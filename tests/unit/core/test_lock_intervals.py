@@ -1,3 +1,4 @@
+import overlord.tasks  # noqa: F401  (registers the task types whose hooks are exercised)
 from overlord.core.lock_intervals import condense, declared_lock_intervals
 from overlord.isotime import Interval, parse_instant_ms
 
@@ -23,9 +24,13 @@ def test_index_intervals_are_bucketed_and_condensed():
 
 
 def test_other_shapes():
-    kill = {"type": "kill", "interval": "2020-01-01/2020-02-01"}
+    kill = {"type": "kill", "dataSource": "wiki", "interval": "2020-01-01/2020-02-01"}
     assert declared_lock_intervals(kill) == [iv("2020-01-01/2020-02-01")]
-    compact = {"type": "compact", "ioConfig": {"inputSpec": {"type": "interval", "interval": "2020-01-01/2020-01-02"}}}
+    compact = {
+        "type": "compact",
+        "dataSource": "wiki",
+        "ioConfig": {"inputSpec": {"type": "interval", "interval": "2020-01-01/2020-01-02"}},
+    }
     assert declared_lock_intervals(compact) == [iv("2020-01-01/2020-01-02")]
     assert declared_lock_intervals(_spec([])) == []
     assert declared_lock_intervals({"type": "noop", "interval": "2020-01-01/2020-01-02"}) == []
