@@ -255,16 +255,12 @@ class TaskQueue:
             task_dir=str(peon.task_dir),
         )
         self.active[rec.id] = rec
-        self.store.update_task(
-            rec.id,
-            runner_state=rec.runner_state,
-            location=rec.location,
-            slot=rec.slot,
-            pid=rec.pid,
-            pid_start=rec.pid_start,
-            task_dir=rec.task_dir,
-        )
+        self._save(rec, "runner_state", "location", "slot", "pid", "pid_start", "task_dir")
         log.info("Task[%s] is RUNNING", rec.id, extra={"task_id": rec.id, "action": "run"})
+
+    def _save(self, rec: TaskRecord, *fields: str) -> None:
+        """Write the named fields of ``rec`` to the store (the record in memory is the source)."""
+        self.store.update_task(rec.id, **{name: getattr(rec, name) for name in fields})
 
     def _transition(self, rec: TaskRecord, new: RunnerState) -> TaskRecord:
         check_transition(rec.id, rec.runner_state, new)
@@ -293,15 +289,7 @@ class TaskQueue:
             pid=None,
             payload=None,
         )
-        self.store.update_task(
-            rec.id,
-            status_code=done.status_code,
-            runner_state=done.runner_state,
-            duration=done.duration,
-            error_msg=done.error_msg,
-            completed_ms=done.completed_ms,
-            pid=None,
-        )
+        self._save(done, "status_code", "runner_state", "duration", "error_msg", "completed_ms", "pid")
         self.active.pop(rec.id, None)
         self.lockbox.remove_task(rec.id)
         self.segments.delete_task_locks([rec.id])
