@@ -5,18 +5,20 @@ Prints, for this machine:
   (2) GET /tasks?state=complete&max=100 median latency, 100,000 stored   (target <= 20 ms)
   (3) noop tasks end to end (submit -> SUCCESS) per second with 2 slots,
       and p50/p99 latency                                                 (target >= 50/s, p50 <= 100 ms)
+  (4) GET /_tasks?detailed latency with 1,000 running or waiting tasks and
+      100,000 completed ones (target < 50 ms; must not grow with the completed ones)
 Reference, measured in the same run: a bare Starlette app on the same uvicorn settings answering a
 constant JSON body, i.e. the ceiling any endpoint of ours can reach; the ratio says what our work costs.
 
-Usage: python benchmarks/api.py [--seconds 5] [--tasks 300]
+Usage: python benchmarks/api.py [--seconds 5] [--tasks 300] [--skip-es]
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -27,63 +29,30 @@ from pathlib import Path
 import httpx
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "src"))
+sys.path.insert(0, str(HERE))
 
-from overlord.core.task import RunnerState, StatusCode, TaskRecord  # noqa: E402
-from overlord.storage.metadata import MetadataStore  # noqa: E402
+from _service import free_port, running_service, seed_completed, wait_up  # noqa: E402
+from es_tasks_bench import run as es_listing_run  # noqa: E402
+from es_tasks_bench import summary as es_summary  # noqa: E402
 
 API = "/druid/indexer/v1"
 
 BARE_APP = """
-import uvicorn
+import sys, orjson, uvicorn
 from starlette.applications import Starlette
 from starlette.responses import Response
 from starlette.routing import Route
-import orjson
 BODY = orjson.dumps({"task": "x", "status": {"id": "x", "statusCode": "SUCCESS"}})
 async def ok(request):
     return Response(BODY, media_type="application/json")
 app = Starlette(routes=[Route("/druid/indexer/v1/task/{task_id}/status", ok)])
-uvicorn.run(app, host="127.0.0.1", port=int(__import__("sys").argv[1]), loop="uvloop", http="httptools",
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), loop="uvloop", http="httptools",
             log_level="warning", access_log=False)
 """
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_up(url: str, path: str = "/status/health", timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url + path, timeout=1).status_code in (200, 404):
-                return
-        except httpx.TransportError:
-            time.sleep(0.05)
-    raise RuntimeError(f"{url} did not come up")
-
-
-def start_service(data_dir: Path, capacity: int = 2) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "overlord", "start", "--port", str(port), "--data-dir", str(data_dir),
-         "--capacity", str(capacity), "--log-level", "warning"],
-        cwd=data_dir.parent,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    wait_up(url)
-    return proc, url
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    proc.wait(30)
-
-
 def load(url: str, paths: list[str], connections: int, seconds: float, workdir: Path) -> dict[str, float]:
+    """Run the raw-socket load generator in its own process (seconds=0: each path once)."""
     paths_file = workdir / "paths.txt"
     paths_file.write_text("\n".join(paths))
     out = subprocess.run(
@@ -95,29 +64,20 @@ def load(url: str, paths: list[str], connections: int, seconds: float, workdir: 
     return json.loads(out.stdout)
 
 
-def seed(store: MetadataStore, start: int, count: int, now_ms: int) -> list[str]:
-    ids = [f"noop_bench_{i:07d}" for i in range(start, start + count)]
-    store.bulk_insert_tasks(
-        TaskRecord(
-            id=task_id,
-            group_id=task_id,
-            type="noop",
-            datasource=f"ds{i % 10}",
-            created_ms=now_ms - (count - i) * 10,
-            queue_insertion_ms=now_ms - (count - i) * 10,
-            status_code=StatusCode.SUCCESS,
-            runner_state=RunnerState.NONE,
-            duration=5,
-            payload={"type": "noop", "id": task_id},
-        )
-        for i, task_id in enumerate(ids)
-    )
-    return ids
+def bare_reference(paths: list[str], connections: int, seconds: float, workdir: Path) -> dict[str, float]:
+    port = free_port()
+    bare = subprocess.Popen([sys.executable, "-c", BARE_APP, str(port)])
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_up(url, f"{API}/task/x/status")
+        return load(url, paths, connections, seconds, workdir)
+    finally:
+        bare.terminate()
+        bare.wait(30)
 
 
 def end_to_end(url: str, tasks: int, concurrency: int) -> dict[str, float]:
     """Closed loop: ``concurrency`` clients each submit a noop task and poll until SUCCESS."""
-    import asyncio
 
     async def client(http: httpx.AsyncClient, n: int, latencies: list[float]) -> None:
         for _ in range(n):
@@ -154,35 +114,23 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--tasks", type=int, default=300)
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--skip-es", action="store_true", help="skip (4), the slowest to set up")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         data_dir = work / "var"
-        data_dir.mkdir()
-        now = int(time.time() * 1000)
-        store = MetadataStore.from_url(f"sqlite:///{data_dir / 'metadata.db'}")
-        ids = seed(store, 0, 10_000, now)
-
-        port = free_port()
-        bare = subprocess.Popen([sys.executable, "-c", BARE_APP, str(port)])
-        bare_url = f"http://127.0.0.1:{port}"
-        wait_up(bare_url, f"{API}/task/x/status")
+        ids = seed_completed(data_dir, 0, 10_000)
         status_paths = [f"{API}/task/{ids[(i * 7919) % len(ids)]}/status" for i in range(len(ids))]
-        ref = load(bare_url, status_paths, args.connections, args.seconds, work)
-        stop(bare)
-
-        proc, url = start_service(data_dir)
-        r1_cold = load(url, status_paths, args.connections, 0, work)  # each task once: every read hits the store
-        r1 = load(url, status_paths, args.connections, args.seconds, work)  # steady polling
-        stop(proc)
-
-        seed(store, 10_000, 90_000, now)
-        store.close()
-        proc, url = start_service(data_dir)
-        r2 = load(url, [f"{API}/tasks?state=complete&max=100"], 1, args.seconds, work)
-        r3 = end_to_end(url, args.tasks, 2)
-        r3_4 = end_to_end(url, args.tasks, 4)
-        stop(proc)
+        ref = bare_reference(status_paths, args.connections, args.seconds, work)
+        with running_service(data_dir) as url:
+            r1_cold = load(url, status_paths, args.connections, 0, work)  # each task once: every read hits the store
+            r1 = load(url, status_paths, args.connections, args.seconds, work)  # steady polling
+        seed_completed(data_dir, 10_000, 90_000)
+        with running_service(data_dir) as url:
+            r2 = load(url, [f"{API}/tasks?state=complete&max=100"], 1, args.seconds, work)
+            r3 = end_to_end(url, args.tasks, 2)
+            r3_4 = end_to_end(url, args.tasks, 4)
+    es = None if args.skip_es else {n: es_summary(es_listing_run(n, 1000, 200)) for n in (0, 100_000)}
 
     print(
         f"(1) GET /task/{{id}}/status, 10,000 tasks stored: {r1['rps']:,.0f} req/s steady polling "
@@ -194,7 +142,7 @@ def main() -> None:
     )
     print(
         f"    reference, bare Starlette constant body:     {ref['rps']:,.0f} req/s  "
-        f"-> ours reaches {r1['rps'] / ref['rps']:.0%} of the framework ceiling"
+        f"-> steady {r1['rps'] / ref['rps']:.0%}, first reads {r1_cold['rps'] / ref['rps']:.0%} of that ceiling"
     )
     print(
         f"(2) GET /tasks?state=complete&max=100, 100,000 stored: median {r2['p50_ms']:.2f} ms "
@@ -208,6 +156,12 @@ def main() -> None:
         f"    with 4 clients (tasks queue for the 2 slots): {r3_4['tasks_per_s']:.1f} tasks/s, "
         f"p50 {r3_4['p50_ms']:.1f} ms, p99 {r3_4['p99_ms']:.1f} ms"
     )
+    if es is not None:
+        (m0, p0), (m1, p1) = es[0], es[100_000]
+        print(
+            f"(4) GET /_tasks?detailed, 1,000 active: median {m1:.1f} ms (p99 {p1:.1f} ms) with 100,000 completed; "
+            f"{m0:.1f} ms (p99 {p0:.1f} ms) with none -> ratio {m1 / m0:.2f}   target < 50 ms, ratio ~1"
+        )
     print(f"    machine: {os.cpu_count()} cores")  # fmt: skip
 
 

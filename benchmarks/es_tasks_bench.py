@@ -13,10 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -24,57 +21,19 @@ from pathlib import Path
 
 import httpx
 
-from overlord.core.task import RunnerState, StatusCode, TaskRecord
-from overlord.storage.metadata import MetadataStore
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def store_completed(data_dir: Path, count: int) -> None:
-    data_dir.mkdir(parents=True, exist_ok=True)
-    store = MetadataStore.from_url(f"sqlite:///{(data_dir / 'metadata.db').resolve()}")
-    now = int(time.time() * 1000)
-    store.bulk_insert_tasks(
-        TaskRecord(
-            id=f"bench_done_{i}",
-            group_id=f"bench_done_{i}",
-            type="noop",
-            datasource="bench",
-            created_ms=now - 10_000_000 + i,
-            queue_insertion_ms=now - 10_000_000 + i,
-            status_code=StatusCode.SUCCESS,
-            runner_state=RunnerState.NONE,
-            duration=10,
-            completed_ms=now - 10_000_000 + i + 10,
-        )
-        for i in range(count)
-    )
-    store.close()
+from _service import running_service, seed_completed
 
 
 def run(completed: int, active: int, requests: int) -> list[float]:
+    """Latencies (ms) of ``requests`` listings with ``active`` waiting/running and ``completed`` finished tasks."""
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(tmp) / "var"
         started = time.perf_counter()
-        store_completed(data_dir, completed)
+        seed_completed(data_dir, 0, completed)
         print(f"  stored {completed} completed tasks in {time.perf_counter() - started:.1f}s", flush=True)
-        port = free_port()
-        log = (Path(tmp) / "service.log").open("wb")
-        cmd = [sys.executable, "-m", "overlord.cli", "start", "--port", str(port), "--data-dir", str(data_dir)]
-        proc = subprocess.Popen([*cmd, "--capacity", "1", "--log-level", "warning"], stdout=log, stderr=log)
-        client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60)
-        try:
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                try:
-                    if client.get("/status/health").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    time.sleep(0.05)
+        with running_service(data_dir, capacity=1) as url, httpx.Client(base_url=url, timeout=60) as client:
             for i in range(active):
                 spec = {"type": "noop", "runTime": 600_000, "id": f"bench_active_{i}"}
                 client.post("/druid/indexer/v1/task", json=spec).raise_for_status()
@@ -92,14 +51,6 @@ def run(completed: int, active: int, requests: int) -> list[float]:
                 r.raise_for_status()
             client.post("/_tasks/_cancel?actions=*noop*&wait_for_completion").raise_for_status()
             return times
-        finally:
-            client.close()
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-            log.close()
 
 
 def summary(times: list[float]) -> tuple[float, float]:

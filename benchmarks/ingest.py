@@ -16,11 +16,8 @@ Usage: python benchmarks/ingest.py [--rows 1000000]
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,16 +28,13 @@ import httpx
 HERE = Path(__file__).resolve().parent
 DATA = HERE / "data"
 sys.path.insert(0, str(HERE.parent / "src"))
+sys.path.insert(0, str(HERE))
+
+from _service import running_service  # noqa: E402
 
 from overlord.ingest import wikiticker  # noqa: E402
 
 API = "/druid/indexer/v1"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def make_files(rows: int) -> list[Path]:
@@ -130,33 +124,13 @@ def main() -> None:
     DATA.mkdir(exist_ok=True)
     files = make_files(args.rows)
     with tempfile.TemporaryDirectory() as tmp:
-        port = free_port()
-        log = open(Path(tmp) / "service.log", "wb")  # noqa: SIM115 - closed below
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "overlord", "start", "--port", str(port), "--data-dir", str(Path(tmp) / "var"),
-             "--capacity", "3"],
-            cwd=DATA, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(HERE.parent / "src")},
-        )  # fmt: skip
-        try:
-            client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60)
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    if client.get("/status/health").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise SystemExit((Path(tmp) / "service.log").read_text())
-                time.sleep(0.05)
-            results = {}
+        results = {}
+        with (
+            running_service(Path(tmp) / "var", capacity=3, cwd=DATA) as url,
+            httpx.Client(base_url=url, timeout=60) as client,
+        ):
             for workers in (1, 2):
                 results[workers] = run_task(client, spec(f"bench_{workers}", files, workers))
-            client.close()
-        finally:
-            proc.terminate()
-            proc.wait(30)
-            log.close()
         duck = duckdb_time(files, Path(tmp) / "duck")
     rows = args.rows
     print(f"rows: {rows:,} in {len(files)} files ({sum(f.stat().st_size for f in files) / 1e6:.0f} MB)")
