@@ -47,10 +47,7 @@ async def run(url: str, paths: list[str], connections: int, seconds: float) -> d
     start = time.perf_counter()
     deadline = start + seconds if seconds > 0 else 0.0  # 0: every path exactly once
     counts = await asyncio.gather(
-        *(
-            _connection(host, port, paths[c::connections] or paths, deadline, latencies)
-            for c in range(connections)
-        )
+        *(_connection(host, port, paths[c::connections] or paths, deadline, latencies) for c in range(connections))
     )
     elapsed = time.perf_counter() - start
     latencies.sort()
