@@ -166,12 +166,12 @@ def test_kill_kill_all_and_pending_segments(svc: ServiceProcess, ds: str) -> Non
 
 
 def test_datasource_commands(svc: ServiceProcess, ds: str) -> None:
-    listing = cli("datasource", "ls", "--json", url=svc.url)
+    procs = [start("datasource", "ls", "--json", url=svc.url), start("datasource", "segments", ds, url=svc.url)]
+    listing, segments = (finish(p) for p in procs)
     if listing.code == EXIT_NOT_FOUND and "No resource at" in listing.err:
         pytest.skip("segment metadata endpoints are not served yet")
     assert listing.code == 0, listing.err
     assert ds not in json.loads(listing.out)
-    segments = cli("datasource", "segments", ds, url=svc.url)
     assert segments.code == EXIT_NOT_FOUND  # Druid answers 404 for a data source without segments
 
 
