@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -140,7 +141,7 @@ class Settings:
         return self.allowed_input_dirs or [self.data_dir, self.start_dir]
 
 
-_CONVERTERS = {
+_CONVERTERS: dict[str, Callable[[Any], Any]] = {
     "data_dir": Path,
     "host": str,
     "port": int,
@@ -166,7 +167,7 @@ _CONVERTERS = {
     "allowed_input_dirs": lambda v: [Path(p) for p in _parse_list(v)],
     "start_dir": Path,
 }
-_PROP_TO_FIELD = {f.metadata["prop"]: f.name for f in fields(Settings)}
+_PROP_TO_FIELD: dict[str, str] = {str(f.metadata["prop"]): f.name for f in fields(Settings)}
 _ENV_ALIASES = {
     "OVERLORD_DATA_DIR": "data_dir",
     "OVERLORD_HOST": "host",
@@ -225,9 +226,9 @@ def load_settings(
     for env_key, name in _ENV_ALIASES.items():
         if env_key in environ:
             _apply(values, name, environ[env_key], env_key)
-    for name, raw in (overrides or {}).items():
-        if raw is not None:
-            _apply(values, name, raw, f"--{name.replace('_', '-')}")
+    for flag, value in dict(overrides or {}).items():
+        if value is not None:
+            _apply(values, flag, value, f"--{flag.replace('_', '-')}")
     settings = Settings(**values)  # type: ignore[arg-type]
     if settings.worker_capacity < 1:
         raise ConfigError("druid.worker.capacity must be at least 1")

@@ -143,10 +143,12 @@ class Service:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
+
         # revocations can happen on a lockAcquire worker thread: hop to the loop, the queue's thread
-        self.lockbox.add_revocation_listener(
-            lambda task_id, _lock: loop.call_soon_threadsafe(self.queue.on_revoked, task_id)
-        )
+        def on_revoked(task_id: str, _lock: object) -> None:
+            loop.call_soon_threadsafe(self.queue.on_revoked, task_id)
+
+        self.lockbox.add_revocation_listener(on_revoked)
         await self.runner.start()
         self.queue.recover()
         self._background.append(asyncio.create_task(self._schedule_loop(), name="schedule-tick"))

@@ -7,6 +7,7 @@ defaults and the padding rules are Elasticsearch's own (RestTasksAction and Rest
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -150,8 +151,12 @@ def _sort(rows: list[dict[str, Any]], params: Mapping[str, str], columns: tuple[
             raise illegal_argument(f"Unable to sort by unknown sort key `{name}`")
         order.append((lookup[name], reverse))
     for column, reverse in reversed(order):  # stable sorts, last key first
-        rows = sorted(rows, key=lambda r, c=column: _sort_key(r[c]), reverse=reverse)
+        rows = sorted(rows, key=functools.partial(_row_sort_key, column), reverse=reverse)
     return rows
+
+
+def _row_sort_key(column: str, row: dict[str, Any]) -> Any:
+    return _sort_key(row[column])
 
 
 def _sort_key(value: Any) -> tuple[int, Any]:

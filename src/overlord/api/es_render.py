@@ -188,7 +188,7 @@ def _failures(task_failures: list[dict[str, Any]], node_failures: list[dict[str,
 
 def group_parents(tasks: list[EsTask]) -> list[tuple[EsTask, list[Any]]]:
     """Elasticsearch's TaskGroup tree: children under their parent; orphans (parent not listed) on top."""
-    by_id = {t.task_id: (t, []) for t in tasks}
+    by_id: dict[str, tuple[EsTask, list[Any]]] = {t.task_id: (t, []) for t in tasks}
     top: list[tuple[EsTask, list[Any]]] = []
     for t in tasks:
         node = by_id[t.task_id]

@@ -309,4 +309,3 @@ class TaskActionHandler:
             changed = self.segments.mark_unused(str(action.get("dataSource") or task.datasource), interval,
                                                 self.clock.now_ms())  # fmt: skip
         return {"numChangedSegments": changed}
-
