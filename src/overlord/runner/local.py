@@ -246,9 +246,7 @@ class LocalTaskRunner:
     def reattach(self, rec: TaskRecord) -> bool:
         """Adopt a peon that survived a service restart; False (and an exit reported) if it is gone."""
         task_dir = Path(rec.task_dir) if rec.task_dir else None
-        slot = (
-            self.slots[rec.slot] if rec.slot is not None and rec.slot < len(self.slots) else self._free_slot()
-        )
+        slot = self.slots[rec.slot] if rec.slot is not None and rec.slot < len(self.slots) else self._free_slot()
         alive = rec.pid is not None and is_same_process_alive(rec.pid, rec.pid_start)
         if alive and task_dir is not None and slot is not None and rec.pid is not None:
             self.running[rec.id] = RunningPeon(
@@ -274,9 +272,7 @@ class LocalTaskRunner:
             peon.shutdown_reason = reason
         self._signal(peon, signal.SIGTERM)
         if peon.kill_handle is None and self._loop is not None:
-            peon.kill_handle = self._loop.call_later(
-                self.shutdown_grace_s, self._signal, peon, signal.SIGKILL
-            )
+            peon.kill_handle = self._loop.call_later(self.shutdown_grace_s, self._signal, peon, signal.SIGKILL)
         return True
 
     def task_dir_of(self, task_id: str) -> Path | None:
@@ -361,9 +357,7 @@ class LocalTaskRunner:
                 delay,
                 extra={"task_id": task_id},
             )
-            self._pending_pushes[task_id] = _PendingPush(
-                task_id, task_dir, attempts, self.clock.monotonic() + delay
-            )
+            self._pending_pushes[task_id] = _PendingPush(task_id, task_dir, attempts, self.clock.monotonic() + delay)
             return
         self._pending_pushes.pop(task_id, None)
         shutil.rmtree(task_dir, ignore_errors=True)
