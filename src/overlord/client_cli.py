@@ -45,7 +45,9 @@ DataSourceArg = Annotated[str, typer.Argument(help="Data source name.")]
 
 
 def _out() -> Console:
-    return Console(highlight=False, soft_wrap=True)
+    # Piped output has no terminal width; rich would assume 80 and squeeze columns to nothing.
+    width = None if sys.stdout.isatty() else 240
+    return Console(highlight=False, soft_wrap=True, width=width)
 
 
 def _err() -> Console:
