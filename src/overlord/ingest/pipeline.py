@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 
 from overlord.clock import Clock
 from overlord.errors import OverlordError
-from overlord.ingest import columns, rollup, rowstats, segments
+from overlord.ingest import columns, rollup, rowstats, segments, streaming
 from overlord.ingest.formats import RawBatch, make_parser
 from overlord.ingest.rows import TIME, RowProcessor
 from overlord.ingest.rowstats import (
@@ -40,10 +40,12 @@ from overlord.ingest.rowstats import (
 from overlord.ingest.segments import ETERNITY, SegmentDescriptor
 from overlord.ingest.sources import CHUNK_BYTES, InputSplit, iter_chunks, list_input_splits, open_split
 from overlord.ingest.spec import HashedPartitions, IndexSpec
+from overlord.ingest.streaming import ChunkStreams
 from overlord.isotime import Interval
 
 _LOG = logging.getLogger(__name__)
 SPILL_BYTES = 384 << 20
+STREAM_WRITES = True  # rollup off + dynamic partitions: write as rows arrive (tests turn it off to compare)
 
 
 @dataclass
@@ -130,6 +132,7 @@ class _Run:
         self.spills: dict[int, list[Path]] = {}
         self.memory: dict[int, list[pa.Table]] = {}
         self.mem_bytes = 0
+        self.streams: ChunkStreams | None = None
 
     def _state(self, state: IngestionState) -> None:
         self.progress.state = state
@@ -209,6 +212,12 @@ class _Run:
     def build(self, splits: list[InputSplit], shards: dict[int, int]) -> list[SegmentDescriptor]:
         proc = self._phase(BUILD_SEGMENTS)
         self._state(IngestionState.BUILD_SEGMENTS)
+        if (
+            STREAM_WRITES
+            and not self.spec.granularity_spec.rollup
+            and not isinstance(self.spec.tuning.partitions, HashedPartitions)
+        ):
+            return self._build_streaming(proc, splits)
         for batch in _prefetch(_batches(self.spec, splits, self.chunk_bytes, self.log)):
             typed = proc.process(batch)
             self._notify()
@@ -219,10 +228,54 @@ class _Run:
                 self.mem_bytes += t.nbytes
             if self.mem_bytes > self.spill_bytes:
                 self._spill(proc)
-        kinds = {name: (k if k != "null" else "string") for name, k in proc.discovered.items()}
+        kinds = _final_kinds(proc)
         out: list[SegmentDescriptor] = []
         for b in sorted(set(self.memory) | set(self.spills)):
             out.extend(self._finish_bucket(b, kinds, shards.get(b)))
+            self.progress.segments_written = len(out)
+            self._notify()
+        return out
+
+    def _build_streaming(self, proc: RowProcessor, splits: list[InputSplit]) -> list[SegmentDescriptor]:
+        """Rollup off, dynamic partitions: write partitions as rows arrive (see ``streaming``)."""
+        streams = ChunkStreams(self.tmp_dir, self.spec.tuning.partitions.max_rows_per_segment)
+        self.streams = streams
+        for batch in _prefetch(_batches(self.spec, splits, self.chunk_bytes, self.log)):
+            typed = proc.process(batch)
+            self._notify()
+            if typed is None:
+                continue
+            kinds = _final_kinds(proc)
+            dims = list(kinds)
+            for b, t in self._split_buckets(typed):
+                streams.add(b, streaming.normalize(t, kinds, columns.ARROW_TYPES), dims)
+        streams.flush_all()
+        kinds = _final_kinds(proc)
+        metrics = tuple(m.name for m in self.spec.metrics)
+        out: list[SegmentDescriptor] = []
+        for b in sorted(streams.buckets):
+            dims = list(kinds)
+            if not self.store_empty:
+                dims = [d for d in dims if d in streams.non_null(b)]
+            keep = {d: kinds[d] for d in dims}
+
+            def convert(table: pa.Table, keep: dict[str, str] = keep) -> pa.Table:
+                return self._unify(table, keep)
+
+            iv = self.bucket_interval(b)
+            parts = streams.partitions(b)
+            for i, part in enumerate(parts):
+                pn = self.offset + i
+                rel = segments.segment_relpath(self.spec.data_source, iv, self.version, pn)
+                self.written.append(self.out_dir / rel)
+                size = streaming.finish_partition(part, self.out_dir / rel, convert)
+                self.log.info("Wrote segment %s (%d rows, %d bytes)", rel, part.rows, size)
+                spec = {"type": "numbered", "partitionNum": pn, "partitions": len(parts) if self.offset == 0 else 0}
+                out.append(
+                    SegmentDescriptor(
+                        self.spec.data_source, iv, self.version, pn, rel, size, part.rows, tuple(dims), metrics, spec
+                    )
+                )
             self.progress.segments_written = len(out)
             self._notify()
         return out
@@ -318,11 +371,18 @@ class _Run:
         )
 
     def cleanup(self, failed: bool) -> None:
+        if self.streams is not None:
+            self.streams.close()
         shutil.rmtree(self.tmp_dir, ignore_errors=True)
         if failed:
             for p in self.written:
                 p.unlink(missing_ok=True)
                 p.with_name(p.name + ".tmp").unlink(missing_ok=True)
+
+
+def _final_kinds(proc: RowProcessor) -> dict[str, str]:
+    """Discovered dimensions and their types; a dimension only ever seen null is a string."""
+    return {name: (k if k != "null" else "string") for name, k in proc.discovered.items()}
 
 
 def _concat(tables: list[pa.Table]) -> pa.Table:
