@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import logging
 import math
+import queue
 import shutil
+import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,6 +47,8 @@ from overlord.isotime import Interval
 
 _LOG = logging.getLogger(__name__)
 SPILL_BYTES = 384 << 20
+PARSE_THREADS = 2  # chunks parsed side by side (each parse may also use Arrow's thread pool)
+PARSE_AHEAD = 3  # parsed or parsing chunks kept ahead of the one being processed
 STREAM_WRITES = True  # rollup off + dynamic partitions: write as rows arrive (tests turn it off to compare)
 
 
@@ -85,27 +89,81 @@ class IngestionResult:
         )
 
 
-def _prefetch(it: Iterator[RawBatch]) -> Iterator[RawBatch]:
-    """Parse the next chunk on a worker thread while the caller processes the current one."""
-    with ThreadPoolExecutor(1, thread_name_prefix="ingest-read") as pool:
-        fut = pool.submit(next, it, None)
+_END = object()
+
+
+def _prefetch(it: Iterator[Any], depth: int) -> Iterator[Any]:
+    """Run ``it`` on a worker thread up to ``depth`` items ahead of the caller."""
+    q: queue.Queue[Any] = queue.Queue(depth)
+    stop = threading.Event()
+
+    def put(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def feed() -> None:
+        try:
+            for item in it:
+                if not put((item, None)):
+                    return
+            put((_END, None))
+        except BaseException as exc:  # handed to the caller
+            put((_END, exc))
+
+    worker = threading.Thread(target=feed, name="ingest-read", daemon=True)
+    worker.start()
+    try:
         while True:
-            batch = fut.result()
-            if batch is None:
+            item, exc = q.get()
+            if exc is not None:
+                raise exc
+            if item is _END:
                 return
-            fut = pool.submit(next, it, None)
-            yield batch
+            yield item
+    finally:
+        stop.set()
+        worker.join()
+        close = getattr(it, "close", None)
+        if close is not None:
+            close()
 
 
-def _batches(spec: IndexSpec, splits: list[InputSplit], chunk_bytes: int, log: logging.Logger) -> Iterator[RawBatch]:
+def _chunks(
+    spec: IndexSpec, splits: list[InputSplit], chunk_bytes: int, log: logging.Logger
+) -> Iterator[tuple[Any, bytes, bool]]:
     for split in splits:
         log.info("Reading input %s", split.name)
         parser = make_parser(spec.io_config.input_format)
         with open_split(split) as stream:
             first = True
             for chunk in iter_chunks(stream, chunk_bytes):
-                yield parser.parse(chunk, first)
+                yield parser, chunk, first
                 first = False
+
+
+def _batches(spec: IndexSpec, splits: list[InputSplit], chunk_bytes: int, log: logging.Logger) -> Iterator[RawBatch]:
+    """Parsed chunks in input order: one thread reads, ``PARSE_THREADS`` parse chunks side by side.
+
+    A file's first chunk is parsed before any later one is submitted (CSV/TSV headers set the
+    parser's columns); after that a parser is stateless, so chunks parse in parallel. Each batch
+    is handed on as soon as it is parsed (a slow input never holds back what was read already).
+    """
+    with ThreadPoolExecutor(PARSE_THREADS, thread_name_prefix="ingest-parse") as pool:
+
+        def submit() -> Iterator[Future[RawBatch]]:
+            for parser, chunk, first in _chunks(spec, splits, chunk_bytes, log):
+                fut = pool.submit(parser.parse, chunk, first)
+                if first:
+                    wait([fut])
+                yield fut
+
+        for fut in _prefetch(submit(), PARSE_AHEAD):
+            yield fut.result()
 
 
 class _Run:
@@ -187,7 +245,7 @@ class _Run:
         if not isinstance(parts, HashedPartitions) or parts.num_shards is not None:
             return {}
         distinct: dict[int, list[np.ndarray]] = {}
-        for batch in _prefetch(_batches(self.spec, splits, self.chunk_bytes, self.log)):
+        for batch in _batches(self.spec, splits, self.chunk_bytes, self.log):
             typed = proc.process(batch)
             self._notify()
             if typed is None:
@@ -218,7 +276,7 @@ class _Run:
             and not isinstance(self.spec.tuning.partitions, HashedPartitions)
         ):
             return self._build_streaming(proc, splits)
-        for batch in _prefetch(_batches(self.spec, splits, self.chunk_bytes, self.log)):
+        for batch in _batches(self.spec, splits, self.chunk_bytes, self.log):
             typed = proc.process(batch)
             self._notify()
             if typed is None:
@@ -240,7 +298,7 @@ class _Run:
         """Rollup off, dynamic partitions: write partitions as rows arrive (see ``streaming``)."""
         streams = ChunkStreams(self.tmp_dir, self.spec.tuning.partitions.max_rows_per_segment)
         self.streams = streams
-        for batch in _prefetch(_batches(self.spec, splits, self.chunk_bytes, self.log)):
+        for batch in _batches(self.spec, splits, self.chunk_bytes, self.log):
             typed = proc.process(batch)
             self._notify()
             if typed is None:

@@ -31,8 +31,8 @@ import pyarrow.parquet as pq
 
 from overlord.ingest.rows import TIME
 
-ROW_GROUP_ROWS = 1 << 17  # rows buffered per partition before a row group is written
-PENDING_BYTES = 64 << 20  # all partitions' buffered rows together
+ROW_GROUP_ROWS = 1 << 18  # rows buffered per partition before a row group is written
+PENDING_BYTES = 128 << 20  # all partitions' buffered rows together
 MAX_OPEN_WRITERS = 32  # open files; past this the least recently used writer is closed
 TIME_TYPE = pa.timestamp("ms", tz="UTC")
 
@@ -123,7 +123,7 @@ class ChunkStreams:
                 j += 1
             group = pending[i:j]
             i = j
-            table = group[0] if len(group) == 1 else pa.concat_tables(group)
+            table = (group[0] if len(group) == 1 else pa.concat_tables(group)).combine_chunks()
             table = _sorted_by_time(table)
             table = table.set_column(0, TIME, table.column(TIME).cast(TIME_TYPE))
             piece = bk.parts[-1].pieces[-1] if bk.writer is not None else None
