@@ -1,4 +1,4 @@
-"""The house style is part of the suite: ruff's lint rules and formatting hold for the whole tree."""
+"""The house style is part of the suite: ruff's lint and formatting for the whole tree, mypy on src/."""
 
 import shutil
 import subprocess
@@ -24,4 +24,9 @@ def _ruff() -> list[str]:
 )
 def test_ruff(args):
     result = subprocess.run([*_ruff(), *args], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_mypy_on_src():
+    result = subprocess.run([sys.executable, "-m", "mypy", "src"], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from overlord.ingest import granularity, timestamps
 from overlord.ingest.filters import like_to_regex
@@ -276,14 +277,18 @@ def _concat(*args: object) -> object:
     return "".join(to_str(a) or "" for a in args)
 
 
+def _order_key(v: object) -> Any:
+    return to_number(v) if not isinstance(v, str) else v
+
+
 def _greatest(*args: object) -> object:
     vals = [a for a in args if a is not None]
-    return max(vals, key=lambda v: to_number(v) if not isinstance(v, str) else v) if vals else None
+    return max(vals, key=_order_key) if vals else None
 
 
 def _least(*args: object) -> object:
     vals = [a for a in args if a is not None]
-    return min(vals, key=lambda v: to_number(v) if not isinstance(v, str) else v) if vals else None
+    return min(vals, key=_order_key) if vals else None
 
 
 def _num1(f: Callable[[float], object]) -> Callable[[object], object]:

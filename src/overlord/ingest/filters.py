@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -88,6 +89,8 @@ class Bound(Filter):
 
     def mask(self, get: ColumnGetter, n: int) -> np.ndarray:
         raw = get(self.dimension)
+        lo: Any
+        hi: Any
         if self.numeric:
             col, _ = columns.to_double(raw)
             lo = float(self.lower) if self.lower is not None else None

@@ -41,7 +41,7 @@ from overlord.ingest.rowstats import (
 )
 from overlord.ingest.segments import ETERNITY, SegmentDescriptor
 from overlord.ingest.sources import CHUNK_BYTES, InputSplit, iter_chunks, list_input_splits, open_split
-from overlord.ingest.spec import HashedPartitions, IndexSpec
+from overlord.ingest.spec import DynamicPartitions, HashedPartitions, IndexSpec
 from overlord.ingest.streaming import ChunkStreams
 from overlord.isotime import Interval
 
@@ -296,7 +296,9 @@ class _Run:
 
     def _build_streaming(self, proc: RowProcessor, splits: list[InputSplit]) -> list[SegmentDescriptor]:
         """Rollup off, dynamic partitions: write partitions as rows arrive (see ``streaming``)."""
-        streams = ChunkStreams(self.tmp_dir, self.spec.tuning.partitions.max_rows_per_segment)
+        partitions = self.spec.tuning.partitions
+        assert isinstance(partitions, DynamicPartitions), "streaming serves dynamic partitioning only"
+        streams = ChunkStreams(self.tmp_dir, partitions.max_rows_per_segment)
         self.streams = streams
         for batch in _batches(self.spec, splits, self.chunk_bytes, self.log):
             typed = proc.process(batch)

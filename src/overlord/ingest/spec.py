@@ -7,6 +7,7 @@ API can return a 400 that tells the user exactly what to fix before anything is 
 
 from __future__ import annotations
 
+import builtins
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -201,7 +202,7 @@ class _Obj:
             raise _fail(self.p(key), f"expected a string, got {type(v).__name__}")
         return v
 
-    def bool(self, key: str, default: bool) -> bool:
+    def bool(self, key: builtins.str, default: builtins.bool) -> builtins.bool:
         v = self.d.get(key)
         if v is None:
             return default
@@ -209,7 +210,7 @@ class _Obj:
             raise _fail(self.p(key), f"expected true or false, got {v!r}")
         return v
 
-    def int(self, key: str, default: int | None, *, minimum: int | None = None) -> Any:
+    def int(self, key: builtins.str, default: builtins.int | None, *, minimum: builtins.int | None = None) -> Any:
         v = self.d.get(key)
         if v is None:
             return default
@@ -219,7 +220,7 @@ class _Obj:
             raise _fail(self.p(key), f"must be >= {minimum}, got {v}")
         return v
 
-    def list(self, key: str) -> list[Any]:
+    def list(self, key: builtins.str) -> builtins.list[Any]:
         v = self.d.get(key)
         if v is None:
             return []

@@ -140,6 +140,7 @@ class ChunkStreams:
                     old = next(iter(self.open))
                     self._close(old, self.buckets[old])
             self.open.move_to_end(b)
+            assert bk.writer is not None, "the writer was opened above"
             bk.writer.write_table(table, row_group_size=max(1, table.num_rows))
             piece.rows += table.num_rows
 

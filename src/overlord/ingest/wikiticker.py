@@ -10,7 +10,7 @@ import gzip
 import random
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
+from typing import BinaryIO
 
 import orjson
 
@@ -114,7 +114,7 @@ def iter_rows(rows: int, *, seed: int = 42) -> Iterator[dict[str, object]]:
         }
 
 
-def write_rows(out: IO[bytes], rows: int, *, seed: int = 42) -> int:
+def write_rows(out: BinaryIO, rows: int, *, seed: int = 42) -> int:
     """Write newline-delimited JSON to a binary stream; return the number of bytes written."""
     total = 0
     buf: list[bytes] = []
@@ -137,7 +137,7 @@ def write_file(path: Path, rows: int, *, seed: int = 42, gzip_output: bool | Non
     use_gzip = path.suffix == ".gz" if gzip_output is None else gzip_output
     if use_gzip:
         with gzip.open(path, "wb", compresslevel=1) as fh:
-            write_rows(fh, rows, seed=seed)
+            write_rows(fh, rows, seed=seed)  # type: ignore[arg-type]  # GzipFile is a binary stream
     else:
         with path.open("wb") as fh:
             write_rows(fh, rows, seed=seed)
