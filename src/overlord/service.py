@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import gc
 import logging
 import os
 import socket
@@ -151,6 +152,10 @@ class Service:
         self.lockbox.add_revocation_listener(on_revoked)
         await self.runner.start()
         self.queue.recover()
+        # Long-lived state (modules, settings, recovered tasks) need not be traced by every full
+        # collection; fewer, cheaper GC passes keep the listing endpoints' tail latency down.
+        gc.freeze()
+        gc.set_threshold(50_000, 50, 100)
         self._background.append(asyncio.create_task(self._schedule_loop(), name="schedule-tick"))
         self._background.append(asyncio.create_task(self._compaction_loop(), name="auto-compaction"))
         if self.settings.logs_kill_enabled:
