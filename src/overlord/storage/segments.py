@@ -41,10 +41,19 @@ def _overlapping(q: Any, interval: Interval | None) -> Any:
 
 
 class SegmentMetadata:
-    """Segments of every data source, on the same engine as the task rows."""
+    """Segments of every data source, on the same engine as the task rows.
+
+    It remembers which tasks have stored locks and which task groups have pending segments (read
+    once at start, then kept up to date: the Overlord is the only writer), so that the clean-up run
+    at every task's end costs no write transaction for the many tasks that had neither.
+    """
 
     def __init__(self, store: MetadataStore) -> None:
         self.engine = store.engine
+        with self.engine.connect() as conn:
+            self._tasks_with_locks = {r[0] for r in conn.execute(sa.select(task_locks.c.task_id).distinct())}
+            q = sa.select(pending_segments.c.task_group).distinct().where(pending_segments.c.task_group.is_not(None))
+            self._groups_with_pending = {r[0] for r in conn.execute(q)}
 
     # -- reads -----------------------------------------------------------------------------------
 
@@ -172,8 +181,12 @@ class SegmentMetadata:
         if rows:
             with self.engine.begin() as conn:
                 conn.execute(pending_segments.insert(), rows)
+            self._groups_with_pending.update(r["task_group"] for r in rows if r["task_group"] is not None)
 
     def delete_pending_of_group(self, group_id: str) -> int:
+        if group_id not in self._groups_with_pending:
+            return 0
+        self._groups_with_pending.discard(group_id)
         with self.engine.begin() as conn:
             q = pending_segments.delete().where(pending_segments.c.task_group == group_id)
             return int(conn.execute(q).rowcount or 0)
@@ -182,6 +195,8 @@ class SegmentMetadata:
 
     def save_task_locks(self, task_id: str, entries: Sequence[dict[str, Any]]) -> None:
         """Replace the stored locks of one task (lockbox snapshot entries)."""
+        if not entries and task_id not in self._tasks_with_locks:
+            return
         with self.engine.begin() as conn:
             conn.execute(task_locks.delete().where(task_locks.c.task_id == task_id))
             if entries:
@@ -192,6 +207,10 @@ class SegmentMetadata:
                         for i, e in enumerate(entries)
                     ],
                 )
+        if entries:
+            self._tasks_with_locks.add(task_id)
+        else:
+            self._tasks_with_locks.discard(task_id)
 
     def load_task_locks(self) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
@@ -199,7 +218,8 @@ class SegmentMetadata:
             return [orjson.loads(r[0]) for r in rows]
 
     def delete_task_locks(self, task_ids: Iterable[str]) -> None:
-        ids = list(task_ids)
+        ids = [t for t in task_ids if t in self._tasks_with_locks]
+        self._tasks_with_locks.difference_update(ids)
         if ids:
             with self.engine.begin() as conn:
                 conn.execute(task_locks.delete().where(task_locks.c.task_id.in_(ids)))
