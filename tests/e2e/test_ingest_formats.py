@@ -215,30 +215,7 @@ def test_paths_outside_allowed_dirs_are_refused(svc: ServiceProcess, inputs: Pat
 def test_druid_quickstart_shape(svc: ServiceProcess) -> None:
     base = svc.data_dir.parent / "quickstart" / "tutorial"
     wikiticker.write_file(base / "wikiticker-2015-09-12-sampled.json.gz", 2000)
-    spec = {
-        "type": "index_parallel",
-        "spec": {
-            "dataSchema": {
-                "dataSource": "wikipedia_auto",
-                "timestampSpec": {"column": "time", "format": "iso"},
-                "dimensionsSpec": {"useSchemaDiscovery": True},
-                "granularitySpec": {
-                    "type": "uniform",
-                    "segmentGranularity": "day",
-                    "intervals": ["2015-09-12/2015-09-13"],
-                },
-            },
-            "ioConfig": {
-                "type": "index_parallel",
-                "inputSource": {
-                    "type": "local",
-                    "baseDir": "quickstart/tutorial/",
-                    "filter": "wikiticker-2015-09-12-sampled.json.gz",
-                },
-                "inputFormat": {"type": "json"},
-            },
-        },
-    }
+    spec = wikiticker.quickstart_spec("quickstart/tutorial/", "wikiticker-2015-09-12-sampled.json.gz")
     status, report = run_task(svc, spec)
     assert status["status"] == "SUCCESS", status
     assert status["type"] == "index_parallel" and status["dataSource"] == "wikipedia_auto"

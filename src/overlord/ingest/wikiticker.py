@@ -142,3 +142,27 @@ def write_file(path: Path, rows: int, *, seed: int = 42, gzip_output: bool | Non
         with path.open("wb") as fh:
             write_rows(fh, rows, seed=seed)
     return path
+
+
+def quickstart_spec(base_dir: str, file_filter: str, *, data_source: str = "wikipedia_auto") -> dict[str, object]:
+    """The reference's submit example (Druid's quickstart spec) reading ``base_dir``/``file_filter``."""
+    return {
+        "type": "index_parallel",
+        "spec": {
+            "dataSchema": {
+                "dataSource": data_source,
+                "timestampSpec": {"column": "time", "format": "iso"},
+                "dimensionsSpec": {"useSchemaDiscovery": True},
+                "granularitySpec": {
+                    "type": "uniform",
+                    "segmentGranularity": "day",
+                    "intervals": ["2015-09-12/2015-09-13"],
+                },
+            },
+            "ioConfig": {
+                "type": "index_parallel",
+                "inputSource": {"type": "local", "baseDir": base_dir, "filter": file_filter},
+                "inputFormat": {"type": "json"},
+            },
+        },
+    }

@@ -288,26 +288,7 @@ def test_hashed_partitioning_with_determine_partitions(tmp_path: Path) -> None:
 def test_schema_discovery_wikiticker_and_splits(tmp_path: Path) -> None:
     wikiticker.write_file(tmp_path / "a.json.gz", 300, seed=1)
     wikiticker.write_file(tmp_path / "b.json", 200, seed=2)
-    p = {
-        "type": "index_parallel",
-        "spec": {
-            "dataSchema": {
-                "dataSource": "wikipedia",
-                "timestampSpec": {"column": "time", "format": "iso"},
-                "dimensionsSpec": {"useSchemaDiscovery": True},
-                "granularitySpec": {
-                    "type": "uniform",
-                    "segmentGranularity": "day",
-                    "intervals": ["2015-09-12/2015-09-13"],
-                },
-            },
-            "ioConfig": {
-                "type": "index_parallel",
-                "inputSource": {"type": "local", "baseDir": str(tmp_path), "filter": "*.json*"},
-                "inputFormat": {"type": "json"},
-            },
-        },
-    }
+    p = wikiticker.quickstart_spec(str(tmp_path), "*.json*", data_source="wikipedia")
     spec = validate_index_spec(p, allowed_dirs=[tmp_path])
     splits = list_input_splits(spec)
     assert [s.path.name for s in splits] == ["a.json.gz", "b.json"]
