@@ -17,21 +17,21 @@ import overlord.tasks  # noqa: F401  (registers the built-in task types)
 from overlord import __version__
 from overlord.clock import SYSTEM_CLOCK, Clock
 from overlord.config import Settings
-from overlord.core.actions import TaskActionHandler
 from overlord.core.auto_compaction import DutyResult, run_duty
 from overlord.core.lock_intervals import declared_lock_intervals
 from overlord.core.locks import TaskLockbox
 from overlord.core.queue import QueueConfig, TaskQueue
 from overlord.core.retention import LogRetention
 from overlord.core.task import Location, SubmitContext, TaskRecord
+from overlord.core.task_actions import TaskActionHandler
 from overlord.errors import ConfigError
 from overlord.isotime import Interval
 from overlord.runner.local import LocalTaskRunner
-from overlord.runner.toolbox import LIVE_REPORT_FILE, LOG_FILE
+from overlord.runner.toolbox import LIVE_REPORT_FILE, LOG_FILE, PeonRuntime
 from overlord.storage.compaction_configs import CompactionConfigs
-from overlord.storage.logs import TaskLogs
 from overlord.storage.metadata import MetadataStore
-from overlord.storage.segments import SegmentMetadata
+from overlord.storage.segment_store import SegmentMetadata
+from overlord.storage.task_logs import TaskLogs
 
 log = logging.getLogger(__name__)
 
@@ -131,16 +131,15 @@ class Service:
         handle.flush()
         return handle
 
-    def peon_runtime(self) -> dict[str, object]:
-        """Settings a task needs inside its peon (plain JSON: the peon reads no config of its own)."""
+    def peon_runtime(self) -> PeonRuntime:
+        """Settings a task needs inside its peon (the peon reads no config of its own)."""
         s = self.settings
-        return {
-            "overlordUrl": f"http://{'127.0.0.1' if s.host in ('0.0.0.0', '') else s.host}:{s.port}",
-            "dataDir": str(s.data_dir.resolve()),
-            "deepStorageDir": str(s.deep_storage_dir.resolve()),
-            "allowedInputDirs": [str(p.resolve()) for p in s.effective_allowed_input_dirs],
-            "storeEmptyColumns": s.store_empty_columns,
-        }
+        return PeonRuntime(
+            overlord_url=f"http://{'127.0.0.1' if s.host in ('0.0.0.0', '') else s.host}:{s.port}",
+            deep_storage=f"file://{s.deep_storage_dir.resolve()}",
+            allowed_input_dirs=tuple(str(p.resolve()) for p in s.effective_allowed_input_dirs),
+            store_empty_columns=s.store_empty_columns,
+        )
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()

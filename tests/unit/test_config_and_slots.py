@@ -5,7 +5,7 @@ import pytest
 from overlord.config import load_settings, parse_duration_ms, parse_size
 from overlord.errors import ConfigError
 from overlord.runner.slots import allocate_slots, directory_size
-from overlord.storage.logs import read_slice
+from overlord.storage.task_logs import read_slice
 
 
 def test_reference_storage_example_5_slots_2_dirs_300gb():

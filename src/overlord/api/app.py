@@ -12,15 +12,16 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from overlord.api import actions, compaction_config, coordinator, druid_tasks, es_tasks, worker_chat
+from overlord.api import compaction_config, coordinator, druid_tasks, task_actions, worker_chat
+from overlord.api.elasticsearch import tasks as es_tasks
+from overlord.api.elasticsearch.errors import EsError, es_aware, es_error_handler
+from overlord.api.elasticsearch.middleware import EsCompatMiddleware
 from overlord.api.errors import (
     JSONResponse,
     http_error_handler,
     overlord_error_handler,
     unexpected_error_handler,
 )
-from overlord.api.es_errors import EsError, es_aware, es_error_handler
-from overlord.api.es_middleware import EsCompatMiddleware
 from overlord.errors import OverlordError
 from overlord.service import Service
 
@@ -45,7 +46,7 @@ def create_app(service: Service) -> Starlette:
 
     routes = [
         *druid_tasks.routes(),  # first: Starlette matches in order and task status is the hottest path
-        *actions.routes(),
+        *task_actions.routes(),
         *coordinator.routes(),
         *compaction_config.routes(),
         *worker_chat.routes(),

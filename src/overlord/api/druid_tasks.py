@@ -13,7 +13,7 @@ from overlord.api.errors import JSONResponse, druid_error, druid_error_body
 from overlord.core.task import RunnerState, TaskRecord
 from overlord.errors import InvalidInput, NotFound, TaskNotFound
 from overlord.isotime import Interval, format_ms
-from overlord.storage.logs import read_slice
+from overlord.storage.task_logs import read_slice
 
 if TYPE_CHECKING:
     from overlord.service import Service

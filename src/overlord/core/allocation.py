@@ -15,9 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from overlord.core.lockpolicy import LockGranularity, TaskLockType
-from overlord.core.locks import TaskLockbox
-from overlord.core.segments import (
+from overlord.core.data_segment import (
     NON_ROOT_GEN_START_PARTITION_ID,
     DataSegment,
     PendingSegment,
@@ -25,6 +23,8 @@ from overlord.core.segments import (
     ShardSpec,
     bucket_interval,
 )
+from overlord.core.lockpolicy import LockGranularity, TaskLockType
+from overlord.core.locks import TaskLockbox
 from overlord.errors import LockError
 from overlord.isotime import Interval
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from overlord.config import parse_duration_ms
-from overlord.core.segments import DataSegment
+from overlord.core.data_segment import DataSegment
 from overlord.errors import ConfigError, InvalidInput
 from overlord.isotime import Interval
 

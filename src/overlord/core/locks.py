@@ -24,6 +24,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from overlord.clock import SYSTEM_CLOCK, Clock
+from overlord.core.data_segment import VersionGenerator
 from overlord.core.lockindex import LockIndex, LockPosse
 from overlord.core.lockpolicy import (
     COMPATIBLE_TYPES,
@@ -38,7 +39,6 @@ from overlord.core.lockpolicy import (
     lock_timeout_ms,
     validate_lock_timeout,
 )
-from overlord.core.segments import VersionGenerator
 from overlord.errors import LockError
 from overlord.isotime import Interval
 

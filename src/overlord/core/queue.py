@@ -33,7 +33,7 @@ from overlord.core.task import (
 from overlord.errors import InvalidSpec, NotFound, QueueFull, TaskNotFound
 from overlord.runner.local import LocalTaskRunner, PeonExit
 from overlord.storage.metadata import MetadataStore
-from overlord.storage.segments import SegmentMetadata
+from overlord.storage.segment_store import SegmentMetadata
 
 log = logging.getLogger(__name__)
 

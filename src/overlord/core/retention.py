@@ -6,8 +6,8 @@ import logging
 from dataclasses import dataclass
 
 from overlord.clock import Clock
-from overlord.storage.logs import TaskLogs
 from overlord.storage.metadata import MetadataStore
+from overlord.storage.task_logs import TaskLogs
 
 log = logging.getLogger(__name__)
 

@@ -32,7 +32,7 @@ import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from overlord.core.segments import DataSegment, SegmentId
+from overlord.core.data_segment import DataSegment, SegmentId
 from overlord.isotime import Interval
 
 

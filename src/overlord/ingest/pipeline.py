@@ -27,8 +27,9 @@ import pyarrow.parquet as pq
 
 from overlord.clock import Clock
 from overlord.errors import OverlordError
-from overlord.ingest import columns, rollup, rowstats, segments, streaming
+from overlord.ingest import columns, rollup, rollup_off_writer, rowstats, segment_files
 from overlord.ingest.formats import RawBatch, make_parser
+from overlord.ingest.rollup_off_writer import ChunkStreams
 from overlord.ingest.rows import TIME, RowProcessor
 from overlord.ingest.rowstats import (
     BUILD_SEGMENTS,
@@ -39,10 +40,9 @@ from overlord.ingest.rowstats import (
     RowMeters,
     RowStats,
 )
-from overlord.ingest.segments import ETERNITY, SegmentDescriptor
+from overlord.ingest.segment_files import ETERNITY, SegmentDescriptor
 from overlord.ingest.sources import CHUNK_BYTES, InputSplit, iter_chunks, list_input_splits, open_split
 from overlord.ingest.spec import DynamicPartitions, HashedPartitions, IndexSpec
-from overlord.ingest.streaming import ChunkStreams
 from overlord.isotime import Interval
 
 _LOG = logging.getLogger(__name__)
@@ -186,7 +186,7 @@ class _Run:
         saving = spec.tuning.max_saved_parse_exceptions > 0
         self.progress = Progress(events={DETERMINE_PARTITIONS: [], BUILD_SEGMENTS: []} if saving else None)
         self.written: list[Path] = []
-        self.tmp_dir = out_dir / f".tmp-ingest-{segments.safe_version(version)}-{id(self)}"
+        self.tmp_dir = out_dir / f".tmp-ingest-{segment_files.safe_version(version)}-{id(self)}"
         self.spills: dict[int, list[Path]] = {}
         self.memory: dict[int, list[pa.Table]] = {}
         self.mem_bytes = 0
@@ -295,9 +295,9 @@ class _Run:
         return out
 
     def _build_streaming(self, proc: RowProcessor, splits: list[InputSplit]) -> list[SegmentDescriptor]:
-        """Rollup off, dynamic partitions: write partitions as rows arrive (see ``streaming``)."""
+        """Rollup off, dynamic partitions: write partitions as rows arrive (see ``rollup_off_writer``)."""
         partitions = self.spec.tuning.partitions
-        assert isinstance(partitions, DynamicPartitions), "streaming serves dynamic partitioning only"
+        assert isinstance(partitions, DynamicPartitions), "the rollup-off writer serves dynamic partitioning only"
         streams = ChunkStreams(self.tmp_dir, partitions.max_rows_per_segment)
         self.streams = streams
         for batch in _batches(self.spec, splits, self.chunk_bytes, self.log):
@@ -308,7 +308,7 @@ class _Run:
             kinds = _final_kinds(proc)
             dims = list(kinds)
             for b, t in self._split_buckets(typed):
-                streams.add(b, streaming.normalize(t, kinds, columns.ARROW_TYPES), dims)
+                streams.add(b, rollup_off_writer.normalize(t, kinds, columns.ARROW_TYPES), dims)
         streams.flush_all()
         kinds = _final_kinds(proc)
         metrics = tuple(m.name for m in self.spec.metrics)
@@ -326,9 +326,9 @@ class _Run:
             parts = streams.partitions(b)
             for i, part in enumerate(parts):
                 pn = self.offset + i
-                rel = segments.segment_relpath(self.spec.data_source, iv, self.version, pn)
+                rel = segment_files.segment_relpath(self.spec.data_source, iv, self.version, pn)
                 self.written.append(self.out_dir / rel)
-                size = streaming.finish_partition(part, self.out_dir / rel, convert)
+                size = rollup_off_writer.finish_partition(part, self.out_dir / rel, convert)
                 self.log.info("Wrote segment %s (%d rows, %d bytes)", rel, part.rows, size)
                 spec = {"type": "numbered", "partitionNum": pn, "partitions": len(parts) if self.offset == 0 else 0}
                 out.append(
@@ -422,9 +422,9 @@ class _Run:
         metrics: tuple[str, ...],
         shard_spec: dict[str, Any],
     ) -> SegmentDescriptor:
-        rel = segments.segment_relpath(self.spec.data_source, iv, self.version, pn)
+        rel = segment_files.segment_relpath(self.spec.data_source, iv, self.version, pn)
         self.written.append(self.out_dir / rel)
-        size = segments.write_segment(self.out_dir, rel, table)
+        size = segment_files.write_segment(self.out_dir, rel, table)
         self.log.info("Wrote segment %s (%d rows, %d bytes)", rel, table.num_rows, size)
         return SegmentDescriptor(
             self.spec.data_source, iv, self.version, pn, rel, size, table.num_rows, tuple(dims), metrics, shard_spec

@@ -32,10 +32,11 @@ from overlord.runner.toolbox import (
     REPORT_FILE,
     STATUS_FILE,
     TASK_FILE,
+    PeonRuntime,
     read_json,
     write_json_atomic,
 )
-from overlord.storage.logs import TaskLogs
+from overlord.storage.task_logs import TaskLogs
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +133,7 @@ class LocalTaskRunner:
         base_task_dir_size: int | None,
         task_logs: TaskLogs,
         location: Location,
-        runtime: dict[str, Any],
+        runtime: PeonRuntime,
         clock: Clock,
         shutdown_grace_ms: int,
         on_exit: Callable[[PeonExit], None],
@@ -217,7 +218,7 @@ class LocalTaskRunner:
                 "id": rec.id,
                 "payload": rec.payload,
                 "run": task_type_for(rec.type).run,
-                "runtime": self.runtime,
+                "runtime": self.runtime.to_json(),
             },
         )
         process = self._ctx.Process(target=run_peon, args=(str(task_dir),), name=f"peon-{rec.id}")

@@ -24,11 +24,14 @@ from overlord.runner.toolbox import (
     LOG_FILE,
     STATUS_FILE,
     TASK_FILE,
+    FileReportSink,
+    PeonRuntime,
     TaskResult,
     TaskToolbox,
     read_json,
     write_json_atomic,
 )
+from overlord.storage.deep_storage import FsDeepStorage
 
 LOG_FORMAT = "%(asctime)s %(levelname)s [%(threadName)s] %(name)s - %(message)s"
 
@@ -71,6 +74,24 @@ def resolve_run_function(path: str):  # type: ignore[no-untyped-def]
     return getattr(importlib.import_module(module_name), func_name)
 
 
+JOURNAL_ENV = "OVERLORD_PEON_JOURNAL"
+
+
+def _journal(task_id: str) -> None:
+    """Append ``<task id> <pid>`` to $OVERLORD_PEON_JOURNAL when a task starts its work.
+
+    An operator's audit trail, and how the crash-loop benchmark proves that no task ever ran twice.
+    """
+    path = os.environ.get(JOURNAL_ENV)
+    if not path:
+        return
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        os.write(fd, f"{task_id} {os.getpid()}\n".encode())
+    finally:
+        os.close(fd)
+
+
 def run_peon(task_dir_str: str) -> None:
     """Entry point of the peon process (a multiprocessing target)."""
     task_dir = Path(task_dir_str)
@@ -86,15 +107,19 @@ def run_peon(task_dir_str: str) -> None:
     log = logging.getLogger("overlord.peon")
     result: TaskResult
     try:
+        runtime = PeonRuntime.from_json(spec.get("runtime") or {}, task_token=spec.get("token", ""))
         toolbox = TaskToolbox(
             task_id=task_id,
             payload=spec["payload"],
             task_dir=task_dir,
-            runtime=spec.get("runtime", {}),
+            runtime=runtime,
+            deep_storage=FsDeepStorage.from_uri(runtime.deep_storage),
+            reports=FileReportSink(task_dir),
             log=logging.getLogger(f"overlord.task.{spec['payload'].get('type', 'unknown')}"),
         )
         log.info("Running task[%s] of type[%s] in %s", task_id, spec["payload"].get("type"), task_dir)
         run = resolve_run_function(spec["run"])
+        _journal(task_id)
         result = run(toolbox) or TaskResult.ok()
     except ShutdownRequested as exc:
         log.warning("Task[%s] shutting down: %s", task_id, exc)

@@ -1,7 +1,5 @@
-"""What a running task gets to work with inside its peon, and the files it leaves for the Overlord.
-
-The peon and the Overlord talk through files in the task directory (status, reports) and,
-for task actions, over HTTP, so the same task code works when the peon is on another machine.
+"""What a running task gets to work with inside its peon: typed runtime settings, deep storage,
+a report sink and scratch space. The same task code runs wherever the peon runs.
 """
 
 from __future__ import annotations
@@ -10,11 +8,12 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
 from overlord.clock import SYSTEM_CLOCK, Clock
+from overlord.core.protocols import DeepStorage
 
 TASK_FILE = "task.json"
 LOG_FILE = "log"
@@ -54,14 +53,84 @@ class TaskResult:
         return cls(False, message)
 
 
-@dataclass
+class ReportSink(Protocol):
+    """Where a task's reports go: the peon posts them to the Overlord; tests keep them in memory."""
+
+    def live(self, report: dict[str, Any]) -> None: ...
+
+    def final(self, report: dict[str, Any]) -> None: ...
+
+
+class FileReportSink:
+    """Reports as files in the task directory (what the local runner falls back on)."""
+
+    def __init__(self, task_dir: Path) -> None:
+        self.task_dir = task_dir
+
+    def live(self, report: dict[str, Any]) -> None:
+        write_json_atomic(self.task_dir / LIVE_REPORT_FILE, report)
+
+    def final(self, report: dict[str, Any]) -> None:
+        write_json_atomic(self.task_dir / REPORT_FILE, report)
+
+
+@dataclass(frozen=True)
+class PeonRuntime:
+    """The service settings a task needs inside its peon; plain JSON on the way, frozen once built.
+
+    ``deep_storage`` is a URI (``file:///abs/path``, later ``s3://bucket/base``): the peon builds its
+    DeepStorage from it, so a task never knows which storage it writes to.
+    """
+
+    overlord_url: str
+    task_token: str = ""
+    deep_storage: str = ""
+    task_logs: str = ""
+    allowed_input_dirs: tuple[str, ...] = ()
+    store_empty_columns: bool = True
+    action_retry_s: float = 180.0  # how long task actions ride out an unreachable Overlord
+    log_max_bytes: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "overlordUrl": self.overlord_url,
+            "deepStorage": self.deep_storage,
+            "taskLogs": self.task_logs,
+            "allowedInputDirs": list(self.allowed_input_dirs),
+            "storeEmptyColumns": self.store_empty_columns,
+            "actionRetrySeconds": self.action_retry_s,
+            "logMaxBytes": self.log_max_bytes,
+        }
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any], *, task_token: str = "") -> PeonRuntime:
+        """The token travels apart from the rest (never written to disk with it)."""
+        return cls(
+            overlord_url=str(raw.get("overlordUrl") or ""),
+            task_token=task_token,
+            deep_storage=str(raw.get("deepStorage") or ""),
+            task_logs=str(raw.get("taskLogs") or ""),
+            allowed_input_dirs=tuple(str(p) for p in raw.get("allowedInputDirs") or ()),
+            store_empty_columns=bool(raw.get("storeEmptyColumns", True)),
+            action_retry_s=float(raw.get("actionRetrySeconds", 180.0)),
+            log_max_bytes=raw.get("logMaxBytes"),
+        )
+
+
+@dataclass(frozen=True)
 class TaskToolbox:
-    """Everything a task's run function may use; built by the peon from the task directory."""
+    """Everything a task's run function may use; built by the peon.
+
+    ``deep_storage`` is where segments go (addressed by load specs); ``reports`` takes the live and
+    completion reports; ``task_dir`` is local scratch space only: nothing the Overlord reads.
+    """
 
     task_id: str
     payload: dict[str, Any]
     task_dir: Path
-    runtime: dict[str, Any] = field(default_factory=dict)  # service settings the task needs
+    runtime: PeonRuntime
+    deep_storage: DeepStorage
+    reports: ReportSink
     clock: Clock = SYSTEM_CLOCK
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("overlord.task"))
 
@@ -78,8 +147,8 @@ class TaskToolbox:
 
     def write_report(self, report: dict[str, Any]) -> None:
         """The completion report, served by ``GET /task/{id}/reports`` after the task ends."""
-        write_json_atomic(self.task_dir / REPORT_FILE, report)
+        self.reports.final(report)
 
     def write_live_report(self, report: dict[str, Any]) -> None:
         """The live report, served by ``GET /task/{id}/reports`` while the task runs."""
-        write_json_atomic(self.task_dir / LIVE_REPORT_FILE, report)
+        self.reports.live(report)

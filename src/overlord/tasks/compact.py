@@ -35,12 +35,12 @@ from overlord.ingest import granularity as granularities
 from overlord.ingest import rollup as rollups
 from overlord.ingest.granularity import Granularity
 from overlord.ingest.rowstats import BUILD_SEGMENTS, DETERMINE_PARTITIONS, IngestionState, RowStats
-from overlord.ingest.segments import SegmentDescriptor, segment_relpath, write_segment
+from overlord.ingest.segment_files import SegmentDescriptor, segment_relpath, write_segment
 from overlord.ingest.spec import METRIC_TYPES, MetricSpec
 from overlord.isotime import Interval
-from overlord.runner.actions import ActionClient
 from overlord.runner.toolbox import REPORT_FILE, TaskResult, TaskToolbox
 from overlord.tasks import publish as pub
+from overlord.tasks.action_client import ActionClient
 from overlord.tasks.reporting import check_lock_timeout, deep_storage_dir, log_peak_memory
 
 TIME = "__time"

@@ -17,13 +17,13 @@ from overlord.errors import InvalidSpec, OverlordError, TaskFailure
 from overlord.ingest import granularity as granularities
 from overlord.ingest.pipeline import IngestionResult, Progress, run_ingestion
 from overlord.ingest.rowstats import IngestionState, RowStats, completion_report
-from overlord.ingest.segments import SegmentDescriptor
-from overlord.ingest.sources import InputSplit, list_input_splits
+from overlord.ingest.segment_files import SegmentDescriptor
+from overlord.ingest.sources import InputSplit
 from overlord.ingest.spec import IndexSpec, validate_index_spec
 from overlord.isotime import Interval
-from overlord.runner.actions import ActionClient
 from overlord.runner.toolbox import TaskResult, TaskToolbox
 from overlord.tasks import publish as pub
+from overlord.tasks.action_client import ActionClient
 from overlord.tasks.reporting import (
     LiveReporter,
     allowed_dirs_of,
@@ -78,7 +78,7 @@ def lock_intervals(payload: dict[str, Any]) -> list[Interval]:
 
 def load_spec(toolbox: TaskToolbox, payload: dict[str, Any] | None = None) -> IndexSpec:
     """Re-validate in the peon against the runtime's allowed dirs (defence in depth)."""
-    dirs = [Path(p) for p in toolbox.runtime.get("allowedInputDirs") or []]
+    dirs = [Path(p) for p in toolbox.runtime.allowed_input_dirs]
     if not dirs:
         dirs = [Path("/")]
     return validate_index_spec(payload or toolbox.payload, allowed_dirs=dirs)
@@ -170,17 +170,9 @@ def _summary(stats: dict[str, RowStats], segments: int) -> str:
 
 
 def run(toolbox: TaskToolbox) -> TaskResult:
-    """Entry point of ``index`` and ``index_parallel``."""
+    """Entry point of ``index`` (``index_parallel`` starts in ``tasks.parallel``)."""
     try:
-        spec = load_spec(toolbox)
-        workers = spec.tuning.max_num_concurrent_sub_tasks
-        if spec.task_type == "index_parallel" and workers > 1:
-            splits = list_input_splits(spec)
-            if len(splits) > 1:
-                from overlord.tasks.parallel import run_supervisor
-
-                return run_supervisor(toolbox, spec, splits)
-        return run_in_process(toolbox, spec)
+        return run_in_process(toolbox, load_spec(toolbox))
     finally:
         log_peak_memory(toolbox)
 
@@ -219,9 +211,6 @@ def pushed_segments_report(task_id: str, root: Path, segments: list[SegmentDescr
 
 
 INDEX = register(TaskType(name="index", run=f"{__name__}:run", validate=validate, lock_intervals=lock_intervals))
-INDEX_PARALLEL = register(
-    TaskType(name="index_parallel", run=f"{__name__}:run", validate=validate, lock_intervals=lock_intervals)
-)
 SINGLE_PHASE_SUB_TASK = register(
     TaskType(
         name=SUB_TASK_TYPE, run=f"{__name__}:run_sub_task", validate=validate_sub_task, lock_intervals=lock_intervals

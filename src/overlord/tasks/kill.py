@@ -14,8 +14,8 @@ from typing import Any
 from overlord.core.task import SubmitContext, TaskType, register
 from overlord.errors import InvalidSpec
 from overlord.isotime import Interval
-from overlord.runner.actions import ActionClient
 from overlord.runner.toolbox import TaskResult, TaskToolbox
+from overlord.tasks.action_client import ActionClient
 from overlord.tasks.publish import remove_file_and_empty_parents
 from overlord.tasks.reporting import check_lock_timeout, deep_storage_dir
 

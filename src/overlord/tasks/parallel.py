@@ -1,4 +1,4 @@
-"""The ``index_parallel`` supervisor: input files spread over ``single_phase_sub_task`` tasks.
+"""The in-peon driver of ``index_parallel``: input files spread over ``single_phase_sub_task`` tasks.
 
 Sub-tasks are ordinary tasks submitted to the Overlord (visible in ``/tasks`` with the parent's
 groupId, so they share its locks), at most ``maxNumConcurrentSubTasks`` at a time. Each pushes its
@@ -15,15 +15,24 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from overlord.core.task import TaskType, register
 from overlord.errors import OverlordError, TaskFailure
 from overlord.ingest.rowstats import PHASES, IngestionState, RowStats, completion_report
-from overlord.ingest.sources import InputSplit, split_evenly
+from overlord.ingest.sources import InputSplit, list_input_splits, split_evenly
 from overlord.ingest.spec import IndexSpec
-from overlord.runner.actions import ActionClient, error_message
 from overlord.runner.toolbox import TaskResult, TaskToolbox
 from overlord.tasks import publish as pub
-from overlord.tasks.index import SUB_TASK_TYPE, publish_staged, staging_root
-from overlord.tasks.reporting import deep_storage_dir
+from overlord.tasks.action_client import ActionClient, error_message
+from overlord.tasks.index import (
+    SUB_TASK_TYPE,
+    load_spec,
+    lock_intervals,
+    publish_staged,
+    run_in_process,
+    staging_root,
+    validate,
+)
+from overlord.tasks.reporting import deep_storage_dir, log_peak_memory
 
 TASK_API = "/druid/indexer/v1"
 POLL_INTERVAL_S = 0.05  # a bulk status call on loopback: cheap, and the parent publishes sooner
@@ -72,7 +81,7 @@ def sub_task_payloads(toolbox: TaskToolbox, spec: IndexSpec, groups: list[list[I
     return out
 
 
-class Supervisor:
+class SubTaskDriver:
     """Submits, polls and (on failure or shutdown) stops the sub-tasks of one parent."""
 
     def __init__(self, toolbox: TaskToolbox, client: ActionClient, payloads: list[dict[str, Any]], limit: int) -> None:
@@ -231,7 +240,7 @@ def _report(
     return completion_report(toolbox.task_id, state, totals, wrapped, error, toolbox.context)  # type: ignore[arg-type]
 
 
-def run_supervisor(toolbox: TaskToolbox, spec: IndexSpec, splits: list[InputSplit]) -> TaskResult:
+def run_parallel(toolbox: TaskToolbox, spec: IndexSpec, splits: list[InputSplit]) -> TaskResult:
     """Run sub-tasks over the splits, then publish all their segments in one transaction."""
     workers = spec.tuning.max_num_concurrent_sub_tasks
     groups = split_evenly(splits, workers)
@@ -243,14 +252,14 @@ def run_supervisor(toolbox: TaskToolbox, spec: IndexSpec, splits: list[InputSpli
     staging = staging_root(deep_root, toolbox.task_id)
     toolbox.log.info("Splitting %d input files over %d sub-tasks", len(splits), len(payloads))
     client = ActionClient.for_toolbox(toolbox)
-    supervisor = Supervisor(toolbox, client, payloads, workers)
+    driver = SubTaskDriver(toolbox, client, payloads, workers)
     state = IngestionState.BUILD_SEGMENTS
     try:
         toolbox.write_live_report(_report(toolbox, IngestionState.NOT_STARTED, {}, None, None))
-        supervisor.run()
-        totals, events = _sum_reports(supervisor.subs, spec.tuning.max_saved_parse_exceptions)
+        driver.run()
+        totals, events = _sum_reports(driver.subs, spec.tuning.max_saved_parse_exceptions)
         staged = []
-        for s in supervisor.subs:
+        for s in driver.subs:
             pushed = (s.report.get("pushedSegments") or {}).get("payload") or {}
             root = staging / s.id
             for d in pushed.get("segments") or []:
@@ -265,12 +274,12 @@ def run_supervisor(toolbox: TaskToolbox, spec: IndexSpec, splits: list[InputSpli
             t.unparseable,
             t.thrown_away,
             len(staged),
-            len(supervisor.subs),
+            len(driver.subs),
         )
         return TaskResult.ok()
     except BaseException as exc:
-        supervisor.shutdown_all()
-        totals, events = _sum_reports([s for s in supervisor.subs if s.report], spec.tuning.max_saved_parse_exceptions)
+        driver.shutdown_all()
+        totals, events = _sum_reports([s for s in driver.subs if s.report], spec.tuning.max_saved_parse_exceptions)
         if isinstance(exc, OverlordError):
             msg = exc.message
         elif isinstance(exc, Exception):
@@ -282,3 +291,21 @@ def run_supervisor(toolbox: TaskToolbox, spec: IndexSpec, splits: list[InputSpli
     finally:
         shutil.rmtree(staging, ignore_errors=True)
         client.close()
+
+
+def run(toolbox: TaskToolbox) -> TaskResult:
+    """Entry point of ``index_parallel``: sub-tasks when it has several files and workers, else in process."""
+    try:
+        spec = load_spec(toolbox)
+        if spec.tuning.max_num_concurrent_sub_tasks > 1:
+            splits = list_input_splits(spec)
+            if len(splits) > 1:
+                return run_parallel(toolbox, spec, splits)
+        return run_in_process(toolbox, spec)
+    finally:
+        log_peak_memory(toolbox)
+
+
+INDEX_PARALLEL = register(
+    TaskType(name="index_parallel", run=f"{__name__}:run", validate=validate, lock_intervals=lock_intervals)
+)

@@ -24,12 +24,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from overlord.core.segments import SegmentId
+from overlord.core.data_segment import SegmentId
 from overlord.errors import LockError, TaskFailure
 from overlord.ingest.granularity import Granularity
-from overlord.ingest.segments import ETERNITY, SegmentDescriptor, interval_text, segment_relpath
+from overlord.ingest.segment_files import ETERNITY, SegmentDescriptor, interval_text, segment_relpath
 from overlord.isotime import Interval, format_ms
-from overlord.runner.actions import ActionClient
+from overlord.tasks.action_client import ActionClient
 
 PLACEHOLDER_VERSION = "pending"
 

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from overlord.errors import InvalidSpec
+from overlord.errors import InvalidSpec, TaskFailure
 from overlord.ingest.pipeline import Progress
 from overlord.ingest.rowstats import BUILD_SEGMENTS
 from overlord.runner.toolbox import TaskToolbox
@@ -58,12 +58,11 @@ def log_peak_memory(toolbox: TaskToolbox) -> int:
 
 
 def deep_storage_dir(toolbox: TaskToolbox) -> Path:
-    """The deep storage root (a local folder), from the peon runtime."""
-    root = toolbox.runtime.get("deepStorageDir")
-    if root:
-        return Path(root)
-    data = toolbox.runtime.get("dataDir")
-    return Path(data) / "segments" if data else toolbox.task_dir / "deep"
+    """The local folder behind the toolbox's deep storage (until every task writes through it)."""
+    base = getattr(toolbox.deep_storage, "base", None)
+    if not base:
+        raise TaskFailure("This task needs deep storage on a local filesystem")
+    return Path(base)
 
 
 def store_empty_columns(toolbox: TaskToolbox) -> bool:
@@ -71,7 +70,7 @@ def store_empty_columns(toolbox: TaskToolbox) -> bool:
     value = toolbox.context.get("storeEmptyColumns")
     if isinstance(value, bool):
         return value
-    return bool(toolbox.runtime.get("storeEmptyColumns", True))
+    return toolbox.runtime.store_empty_columns
 
 
 def allowed_dirs_of(ctx: Any) -> list[Path]:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from overlord.api.es_errors import EsError
-from overlord.api.es_params import (
+from overlord.api.elasticsearch.errors import EsError
+from overlord.api.elasticsearch.params import (
     check_params,
     format_time_nanos,
     group_by,

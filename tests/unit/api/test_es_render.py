@@ -6,12 +6,12 @@ from types import SimpleNamespace
 
 import pytest
 
-from overlord.api.es_cat import cat_table, help_text
-from overlord.api.es_errors import EsError
-from overlord.api.es_params import TaskId
-from overlord.api.es_render import EsTask, apply_filter_path, group_parents, list_body
-from overlord.api.es_state import NodeInfo, load_node_id
-from overlord.core.es_mapping import action_for, describe
+from overlord.api.elasticsearch.cat import cat_table, help_text
+from overlord.api.elasticsearch.errors import EsError
+from overlord.api.elasticsearch.mapping import action_for, describe
+from overlord.api.elasticsearch.params import TaskId
+from overlord.api.elasticsearch.render import EsTask, apply_filter_path, group_parents, list_body
+from overlord.api.elasticsearch.state import NodeInfo, load_node_id
 
 NODE = NodeInfo("nodeAAAAid", "box1", "box1.local", "127.0.0.1", 8090)
 STATE = SimpleNamespace(node=NODE)

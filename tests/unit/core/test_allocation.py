@@ -14,9 +14,9 @@ from overlord.core.allocation import (
     allocate_overwrite_segment,
     allocate_segment,
 )
+from overlord.core.data_segment import DataSegment, PendingSegment, ShardSpec
 from overlord.core.lockpolicy import LockGranularity
 from overlord.core.locks import TaskLockbox
-from overlord.core.segments import DataSegment, PendingSegment, ShardSpec
 from overlord.core.timeline import VersionedIntervalTimeline
 from overlord.errors import LockError
 from overlord.isotime import Interval, parse_instant_ms

@@ -1,7 +1,7 @@
 import pytest
 
 from overlord.core.auto_compaction import CompactionConfig, find_candidates, run_duty
-from overlord.core.segments import DataSegment, ShardSpec
+from overlord.core.data_segment import DataSegment, ShardSpec
 from overlord.errors import InvalidInput
 from overlord.isotime import Interval
 

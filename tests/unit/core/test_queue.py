@@ -16,7 +16,7 @@ from overlord.errors import QueueFull, TaskNotFound
 from overlord.runner.local import PeonExit
 from overlord.runner.slots import Slot
 from overlord.storage.metadata import MetadataStore
-from overlord.storage.segments import SegmentMetadata
+from overlord.storage.segment_store import SegmentMetadata
 
 
 @dataclass

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from overlord.clock import ManualClock
-from overlord.core.segments import (
+from overlord.core.data_segment import (
     DataSegment,
     PendingSegment,
     SegmentId,

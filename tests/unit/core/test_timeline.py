@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from overlord.core.segments import DataSegment, ShardSpec
+from overlord.core.data_segment import DataSegment, ShardSpec
 from overlord.core.timeline import VersionedIntervalTimeline, _evaluate
 from overlord.isotime import Interval, parse_instant_ms
 

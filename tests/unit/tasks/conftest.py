@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from fake_overlord import FakeOverlord
 
-from overlord.runner.actions import ActionClient
+from overlord.tasks.action_client import ActionClient
 
 
 @pytest.fixture

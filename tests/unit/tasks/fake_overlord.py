@@ -16,7 +16,8 @@ from typing import Any
 import httpx
 
 from overlord.isotime import Interval, format_ms
-from overlord.runner.toolbox import REPORT_FILE, TaskToolbox, read_json
+from overlord.runner.toolbox import REPORT_FILE, FileReportSink, PeonRuntime, TaskToolbox, read_json
+from overlord.storage.deep_storage import FsDeepStorage
 
 
 @dataclass
@@ -46,13 +47,20 @@ class FakeOverlord:
         self.groups.setdefault(task_id, payload.get("groupId") or task_id)
         task_dir = self.root / "tasks" / task_id
         task_dir.mkdir(parents=True, exist_ok=True)
-        runtime = {
-            "overlordUrl": "http://overlord.test",
-            "deepStorageDir": str(self.deep),
-            "allowedInputDirs": [str(p) for p in self.allowed],
-            "storeEmptyColumns": True,
-        }
-        return TaskToolbox(task_id, payload, task_dir, runtime, log=logging.getLogger(f"test.{task_id}"))
+        runtime = PeonRuntime(
+            overlord_url="http://overlord.test",
+            deep_storage=f"file://{self.deep}",
+            allowed_input_dirs=tuple(str(p) for p in self.allowed),
+        )
+        return TaskToolbox(
+            task_id,
+            payload,
+            task_dir,
+            runtime,
+            deep_storage=FsDeepStorage.from_uri(runtime.deep_storage),
+            reports=FileReportSink(task_dir),
+            log=logging.getLogger(f"test.{task_id}"),
+        )
 
     def used(self, ds: str | None = None) -> list[dict[str, Any]]:
         return [s for s in self.segments if s["_used"] and (ds is None or s["dataSource"] == ds)]
@@ -156,7 +164,7 @@ class FakeOverlord:
         return lock
 
     def allocate(self, group: str, a: dict[str, Any]) -> dict[str, Any]:
-        from overlord.core.segments import bucket_interval
+        from overlord.core.data_segment import bucket_interval
         from overlord.isotime import parse_instant_ms
 
         iv = bucket_interval(parse_instant_ms(a["timestamp"]), a["preferredSegmentGranularity"])

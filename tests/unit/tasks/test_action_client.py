@@ -8,7 +8,8 @@ import httpx
 import pytest
 
 from overlord.errors import LockError, TaskFailure
-from overlord.runner.actions import ActionClient
+from overlord.runner.toolbox import PeonRuntime
+from overlord.tasks.action_client import ActionClient
 
 
 def _client(handler, **kw) -> ActionClient:  # type: ignore[no-untyped-def]
@@ -94,7 +95,7 @@ def test_400_is_task_failure_and_null_allocate_is_none() -> None:
 
 def test_missing_overlord_url_fails_clearly() -> None:
     class TB:
-        runtime: dict = {}
+        runtime = PeonRuntime(overlord_url="")
         task_id = "t"
 
     with pytest.raises(TaskFailure, match="overlordUrl"):

@@ -12,7 +12,7 @@ from fake_overlord import FakeOverlord
 from overlord.core.task import SubmitContext
 from overlord.errors import ForbiddenPath, InvalidSpec, TaskFailure
 from overlord.runner.toolbox import LIVE_REPORT_FILE, REPORT_FILE, read_json
-from overlord.tasks import index
+from overlord.tasks import index, parallel
 
 ROWS = [
     '{"ts":"2020-01-01T01:00:00Z","dim":"a","v":1}',
@@ -129,7 +129,7 @@ def test_parallel_sub_tasks_publish_together(overlord: FakeOverlord, tmp_path: P
         files.append(f)
     io = {"inputSource": {"type": "local", "baseDir": str(tmp_path / "in"), "filter": "*.json"}}
     tb = overlord.toolbox(spec("parent", io, maxNumConcurrentSubTasks=2, maxRowsPerSegment=1))
-    assert index.run(tb).success
+    assert parallel.run(tb).success
     subs = list(overlord.payloads.values())
     assert len(subs) == 2
     for s in subs:
@@ -156,7 +156,7 @@ def test_parallel_sub_task_failure_fails_parent_and_cleans_staging(overlord: Fak
 
     overlord.fail_sub_task = sub_task_id("parent", "ds", 1)
     with pytest.raises(TaskFailure, match=r"Sub-task\[single_phase_sub_task_ds_.*_1\] failed: boom"):
-        index.run(overlord.toolbox(payload))
+        parallel.run(overlord.toolbox(payload))
     assert overlord.used() == []
     assert not (overlord.deep / "_staging" / "parent").exists()
     assert "failed: boom" in payload_of(report(overlord, "parent"))["errorMsg"]

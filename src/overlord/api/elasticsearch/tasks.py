@@ -18,9 +18,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from overlord.api.es_cat import CAT_PARAMS, cat_table, help_text
-from overlord.api.es_errors import EsError, illegal_argument, not_found
-from overlord.api.es_params import (
+from overlord.api.elasticsearch.cat import CAT_PARAMS, cat_table, help_text
+from overlord.api.elasticsearch.errors import EsError, illegal_argument, not_found
+from overlord.api.elasticsearch.mapping import action_for
+from overlord.api.elasticsearch.params import (
     TaskId,
     check_params,
     group_by,
@@ -33,7 +34,7 @@ from overlord.api.es_params import (
     split_list,
     validation_failed,
 )
-from overlord.api.es_render import (
+from overlord.api.elasticsearch.render import (
     CANCEL_REASON,
     SHUTDOWN_PREFIX,
     EsTask,
@@ -44,8 +45,7 @@ from overlord.api.es_render import (
     is_cancelled,
     list_body,
 )
-from overlord.api.es_state import EsState, es_state, es_version_info
-from overlord.core.es_mapping import action_for
+from overlord.api.elasticsearch.state import EsState, es_state, es_version_info
 from overlord.core.task import StatusCode, TaskRecord
 from overlord.errors import TaskNotFound
 

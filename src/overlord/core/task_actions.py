@@ -18,13 +18,13 @@ from typing import Any
 
 from overlord.clock import Clock
 from overlord.core.allocation import AllocationState, allocate_in_state
+from overlord.core.data_segment import DataSegment, PendingSegment, bucket_interval
 from overlord.core.lockpolicy import LockGranularity, TaskLockType
 from overlord.core.locks import TaskLockbox
-from overlord.core.segments import DataSegment, PendingSegment, bucket_interval
 from overlord.core.task import TaskRecord
 from overlord.errors import InvalidInput, LockError, NotFound
 from overlord.isotime import Interval, parse_instant_ms
-from overlord.storage.segments import SegmentMetadata
+from overlord.storage.segment_store import SegmentMetadata
 
 log = logging.getLogger(__name__)
 

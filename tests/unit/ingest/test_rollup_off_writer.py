@@ -1,4 +1,4 @@
-"""The streaming write path (rollup off, dynamic partitions) against the buffered path."""
+"""The rollup-off write path (rollup off, dynamic partitions) against the buffered path."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from overlord.clock import ManualClock
-from overlord.ingest import pipeline, streaming
+from overlord.ingest import pipeline, rollup_off_writer
 from overlord.ingest.pipeline import run_ingestion
 from overlord.ingest.spec import validate_index_spec
 
@@ -198,9 +198,9 @@ def test_many_time_chunks_with_few_open_writers(tmp_path: Path, monkeypatch: pyt
             r["extra"] = i
         rows.append(r)
     write(base / "a.json", rows)
-    monkeypatch.setattr(streaming, "MAX_OPEN_WRITERS", 2)
-    monkeypatch.setattr(streaming, "ROW_GROUP_ROWS", 2)
-    monkeypatch.setattr(streaming, "PENDING_BYTES", 1)
+    monkeypatch.setattr(rollup_off_writer, "MAX_OPEN_WRITERS", 2)
+    monkeypatch.setattr(rollup_off_writer, "ROW_GROUP_ROWS", 2)
+    monkeypatch.setattr(rollup_off_writer, "PENDING_BYTES", 1)
     res, _ = same_as_buffered(tmp_path, make_spec(base, gran="hour", max_rows=3), monkeypatch, chunk_bytes=300)
     assert len({s.interval for s in res.segments}) == 24
     assert sum(s.num_rows for s in res.segments) == 120

@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from overlord.api.es_errors import EsError, illegal_argument
+from overlord.api.elasticsearch.errors import EsError, illegal_argument
 
 # Accepted on every route (Elasticsearch's BaseRestHandler.ALWAYS_SUPPORTED, plus error_trace).
 COMMON_PARAMS = frozenset({"pretty", "human", "error_trace", "filter_path", "format"})

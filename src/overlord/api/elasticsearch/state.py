@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from overlord import __version__
-from overlord.core.es_mapping import describe
+from overlord.api.elasticsearch.mapping import describe
 from overlord.core.task import TaskRecord
 from overlord.storage.metadata import task_number
 

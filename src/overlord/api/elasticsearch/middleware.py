@@ -14,8 +14,8 @@ import re
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from overlord.api.elasticsearch.errors import EsError, es_aware, es_error_response, is_es_path
 from overlord.api.errors import unexpected_error_handler
-from overlord.api.es_errors import EsError, es_aware, es_error_response, is_es_path
 
 PRODUCT = (b"x-elastic-product", b"Elasticsearch")
 COMPATIBLE = frozenset({b"7", b"8", b"9"})

@@ -12,10 +12,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from overlord.api.es_errors import illegal_argument
-from overlord.api.es_params import format_time_nanos, parse_bool, simple_match, split_list
-from overlord.api.es_render import EsTask, group_parents
-from overlord.api.es_state import ES_VERSION, NodeInfo
+from overlord.api.elasticsearch.errors import illegal_argument
+from overlord.api.elasticsearch.params import format_time_nanos, parse_bool, simple_match, split_list
+from overlord.api.elasticsearch.render import EsTask, group_parents
+from overlord.api.elasticsearch.state import ES_VERSION, NodeInfo
 
 CAT_PARAMS = frozenset({"format", "h", "help", "v", "s", "bytes", "time", "ts", "pri", "size", "full_id", "detailed"})
 

@@ -13,9 +13,9 @@ from typing import Any
 
 import orjson
 
-from overlord.api.es_params import TaskId, format_time_nanos, simple_match
-from overlord.api.es_state import EsState, TransportTask
-from overlord.core.es_mapping import TASK_TYPE, TRANSPORT_TYPE, action_for
+from overlord.api.elasticsearch.mapping import TASK_TYPE, TRANSPORT_TYPE, action_for
+from overlord.api.elasticsearch.params import TaskId, format_time_nanos, simple_match
+from overlord.api.elasticsearch.state import EsState, TransportTask
 from overlord.core.task import RunnerState, TaskRecord
 
 SHUTDOWN_PREFIX = "Task was shut down"

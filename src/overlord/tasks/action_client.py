@@ -18,6 +18,7 @@ import httpx
 from overlord.errors import LockError, TaskFailure
 
 ACTION_PATH = "/druid/indexer/v1/action"
+TOKEN_HEADER = "X-Overlord-Task-Token"  # the calling task's secret; the Overlord stores only its hash
 _LOG = logging.getLogger(__name__)
 logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per action would drown the task log
 
@@ -54,19 +55,23 @@ class ActionClient:
         backoff_s: float = 0.2,
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        token: str = "",
     ) -> None:
         self.task_id = task_id
         self.retries = retries
         self.backoff_s = backoff_s
         self._sleep = sleep
-        self.http = httpx.Client(base_url=base_url, timeout=timeout_s, transport=transport or self.default_transport)
+        headers = {TOKEN_HEADER: token} if token else {}
+        self.http = httpx.Client(
+            base_url=base_url, timeout=timeout_s, transport=transport or self.default_transport, headers=headers
+        )
 
     @classmethod
     def for_toolbox(cls, toolbox: Any, **kwargs: Any) -> ActionClient:
-        url = toolbox.runtime.get("overlordUrl")
+        url = toolbox.runtime.overlord_url
         if not url:
             raise TaskFailure("runtime.overlordUrl is not set: this task needs the Overlord for task actions")
-        return cls(str(url), toolbox.task_id, **kwargs)
+        return cls(url, toolbox.task_id, token=toolbox.runtime.task_token, **kwargs)
 
     def close(self) -> None:
         self.http.close()

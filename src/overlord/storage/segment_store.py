@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 import sqlalchemy as sa
 
-from overlord.core.segments import DataSegment, PendingSegment
+from overlord.core.data_segment import DataSegment, PendingSegment
 from overlord.core.timeline import VersionedIntervalTimeline
 from overlord.isotime import Interval
 from overlord.storage.metadata import MetadataStore, pending_segments, segments, task_locks

@@ -1,4 +1,4 @@
-"""Streaming segment writer for rollup-off, dynamically partitioned ingestion.
+"""Segment writer for rollup-off, dynamically partitioned ingestion.
 
 Without rollup and with ``dynamic`` partitioning nothing needs the whole time chunk: rows go
 into the current partition of their time chunk until it holds ``maxRowsPerSegment`` rows, then
