@@ -106,7 +106,9 @@ class ServiceProcess:
         raise AssertionError(f"task {task_id} did not reach {states} in {timeout}s; last status {body}")
 
     def peon_pid(self, task_id: str, timeout: float = 10.0) -> int:
-        """The peon's pid, from the metadata the service keeps for reattaching after restarts."""
+        """The peon's pid, from the local runner's handle the service keeps for adopting after restarts."""
+        import json
+
         import sqlalchemy as sa
 
         engine = sa.create_engine(f"sqlite:///{self.data_dir / 'metadata.db'}")
@@ -114,8 +116,9 @@ class ServiceProcess:
         try:
             while time.monotonic() < deadline:
                 with engine.connect() as conn:
-                    q = sa.text("select pid from overlord_tasks where id = :i")
-                    pid = conn.execute(q, {"i": task_id}).scalar()
+                    q = sa.text("select runner_handle from overlord_tasks where id = :i")
+                    handle = conn.execute(q, {"i": task_id}).scalar()
+                pid = json.loads(handle)["pid"] if handle else None
                 if pid:
                     return int(pid)
                 time.sleep(0.02)

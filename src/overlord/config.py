@@ -119,10 +119,16 @@ class Settings:
     compaction_period_ms: int = field(default=1_800_000, metadata={"prop": "druid.coordinator.period.indexingPeriod"})
     allowed_input_dirs: list[Path] = field(default_factory=list, metadata={"prop": "overlord.ingest.allowedDirs"})
     start_dir: Path = field(default_factory=Path.cwd, metadata={"prop": "overlord.startDir"})
+    runner_type: str = field(default="local", metadata={"prop": "druid.indexer.runner.type"})
+    storage_type: str = field(default="local", metadata={"prop": "druid.storage.type"})
+    storage_directory: Path | None = field(default=None, metadata={"prop": "druid.storage.storageDirectory"})
+    logs_type: str = field(default="file", metadata={"prop": "druid.indexer.logs.type"})
+    log_max_bytes: int = field(default=100 * 1024 * 1024, metadata={"prop": "overlord.indexer.logs.maxBytes"})
+    action_retry_ms: int = field(default=180_000, metadata={"prop": "overlord.peon.actionRetryPeriod"})
 
     @property
     def deep_storage_dir(self) -> Path:
-        return self.data_dir / "deep-storage"
+        return self.storage_directory or self.data_dir / "deep-storage"
 
     @property
     def effective_task_logs_dir(self) -> Path:
@@ -166,6 +172,12 @@ _CONVERTERS: dict[str, Callable[[Any], Any]] = {
     "compaction_period_ms": parse_duration_ms,
     "allowed_input_dirs": lambda v: [Path(p) for p in _parse_list(v)],
     "start_dir": Path,
+    "runner_type": str,
+    "storage_type": str,
+    "storage_directory": Path,
+    "logs_type": str,
+    "log_max_bytes": parse_size,
+    "action_retry_ms": parse_duration_ms,
 }
 _PROP_TO_FIELD: dict[str, str] = {str(f.metadata["prop"]): f.name for f in fields(Settings)}
 _ENV_ALIASES = {

@@ -100,3 +100,27 @@ class LockError(OverlordError):
 
 class ConfigError(OverlordError):
     """The configuration is invalid."""
+
+
+class Unauthenticated(OverlordError):
+    """This endpoint is for a running task only: send its token in the X-Overlord-Task-Token header."""
+
+    http_status = 401
+    error_code = "unauthorized"
+    category = "UNAUTHORIZED"
+
+
+class Forbidden(OverlordError):
+    """The caller may not act on this task or resource."""
+
+    http_status = 403
+    error_code = "forbidden"
+    category = "FORBIDDEN"
+
+
+class StoreUnavailable(OverlordError):
+    """The metadata store cannot be written right now; try again shortly."""
+
+    http_status = 503
+    error_code = "serviceUnavailable"
+    category = "RUNTIME_FAILURE"

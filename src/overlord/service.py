@@ -10,6 +10,7 @@ import logging
 import os
 import socket
 from collections import OrderedDict
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
@@ -20,6 +21,7 @@ from overlord.config import Settings
 from overlord.core.auto_compaction import DutyResult, run_duty
 from overlord.core.lock_intervals import declared_lock_intervals
 from overlord.core.locks import TaskLockbox
+from overlord.core.protocols import DeepStorage, TaskLogs, TaskRunner, TaskStore
 from overlord.core.queue import QueueConfig, TaskQueue
 from overlord.core.retention import LogRetention
 from overlord.core.task import Location, SubmitContext, TaskRecord
@@ -27,11 +29,12 @@ from overlord.core.task_actions import TaskActionHandler
 from overlord.errors import ConfigError
 from overlord.isotime import Interval
 from overlord.runner.local import LocalTaskRunner
-from overlord.runner.toolbox import LIVE_REPORT_FILE, LOG_FILE, PeonRuntime
+from overlord.runner.toolbox import PeonRuntime
 from overlord.storage.compaction_configs import CompactionConfigs
+from overlord.storage.deep_storage import FsDeepStorage
 from overlord.storage.metadata import MetadataStore
 from overlord.storage.segment_store import SegmentMetadata
-from overlord.storage.task_logs import TaskLogs
+from overlord.storage.task_logs import TaskLogs as FileTaskLogs
 
 log = logging.getLogger(__name__)
 
@@ -67,23 +70,15 @@ class Service:
         self.version = __version__
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         self._lock_file = self._lock_data_dir(settings.data_dir)
-        self.store = MetadataStore.from_url(settings.effective_metadata_url)
-        self.task_logs = TaskLogs(settings.effective_task_logs_dir)
+        self.store: TaskStore = MetadataStore.from_url(settings.effective_metadata_url)
+        self.task_logs: TaskLogs = self._task_logs()
+        self.deep_storage: DeepStorage = self._deep_storage()
         self.status_cache = StatusCache()
+        self.live_reports: dict[str, bytes] = {}  # posted by running peons; gone when the task ends
         host = settings.host if settings.host not in ("0.0.0.0", "::", "") else socket.gethostname()
         self.location = Location(host, settings.port, -1)
         self.advertised_url = f"http://{host}:{settings.port}"
-        self.runner = LocalTaskRunner(
-            capacity=settings.worker_capacity,
-            base_task_dirs=[Path(p) for p in settings.effective_base_task_dirs],
-            base_task_dir_size=settings.base_task_dir_size,
-            task_logs=self.task_logs,
-            location=self.location,
-            runtime=self.peon_runtime(),
-            clock=clock,
-            shutdown_grace_ms=settings.shutdown_grace_ms,
-            on_exit=lambda _exit: None,
-        )
+        self.runner: TaskRunner = self._runner()
         self.lockbox = TaskLockbox(clock)
         self.segments = SegmentMetadata(self.store)
         self.queue = TaskQueue(
@@ -91,7 +86,7 @@ class Service:
             runner=self.runner,
             clock=clock,
             lockbox=self.lockbox,
-            segments=self.segments,
+            segments=self.segments,  # type: ignore[arg-type]  # until the segment store meets the protocol
             config=QueueConfig(
                 max_size=settings.queue_max_size,
                 force_time_chunk_lock=settings.force_time_chunk_lock,
@@ -112,6 +107,7 @@ class Service:
             batch_segment_allocation=settings.batch_segment_allocation,
             on_locks_changed=self.queue.persist_locks,
         )
+        self.queue.add_completion_listener(self._on_task_complete)
         self.compaction_configs = CompactionConfigs(self.store)
         self.retention = LogRetention(self.store, self.task_logs, clock, settings.logs_kill_duration_to_retain_ms)
         self._background: list[asyncio.Task[None]] = []
@@ -131,14 +127,46 @@ class Service:
         handle.flush()
         return handle
 
+    # -- implementations, picked by Druid's property names ----------------------------------------
+
+    def _task_logs(self) -> TaskLogs:
+        if self.settings.logs_type != "file":
+            raise ConfigError(f"druid.indexer.logs.type [{self.settings.logs_type}] is not supported; use [file]")
+        return FileTaskLogs(self.settings.effective_task_logs_dir)
+
+    def _deep_storage(self) -> DeepStorage:
+        if self.settings.storage_type != "local":
+            raise ConfigError(f"druid.storage.type [{self.settings.storage_type}] is not supported; use [local]")
+        return FsDeepStorage.from_uri(f"file://{self.settings.deep_storage_dir.resolve()}")
+
+    def _runner(self) -> TaskRunner:
+        s = self.settings
+        if s.runner_type != "local":
+            raise ConfigError(f"druid.indexer.runner.type [{s.runner_type}] is not supported; use [local]")
+        return LocalTaskRunner(
+            capacity=s.worker_capacity,
+            base_task_dirs=[Path(p) for p in s.effective_base_task_dirs],
+            base_task_dir_size=s.base_task_dir_size,
+            task_logs=self.task_logs,
+            location=self.location,
+            runtime=self.peon_runtime(),
+            clock=self.clock,
+            shutdown_grace_ms=s.shutdown_grace_ms,
+            on_exit=lambda exit_: self.queue.on_runner_exit(exit_),
+            log_max_bytes=s.log_max_bytes,
+        )
+
     def peon_runtime(self) -> PeonRuntime:
         """Settings a task needs inside its peon (the peon reads no config of its own)."""
         s = self.settings
         return PeonRuntime(
             overlord_url=f"http://{'127.0.0.1' if s.host in ('0.0.0.0', '') else s.host}:{s.port}",
             deep_storage=f"file://{s.deep_storage_dir.resolve()}",
+            task_logs=str(s.effective_task_logs_dir.resolve()),
             allowed_input_dirs=tuple(str(p.resolve()) for p in s.effective_allowed_input_dirs),
             store_empty_columns=s.store_empty_columns,
+            action_retry_s=s.action_retry_ms / 1000,
+            log_max_bytes=s.log_max_bytes,
         )
 
     async def start(self) -> None:
@@ -167,11 +195,11 @@ class Service:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        running = self.runner.running_ids()
         await self.runner.stop(kill_running=not self.settings.restore_tasks_on_restart)
         if not self.settings.restore_tasks_on_restart:
             for rec in list(self.queue.active.values()):
-                if rec.id in self.runner.running:
-                    self.runner.running.pop(rec.id)
+                if rec.id in running:
                     self.queue.fail_on_stop(rec)
         self.store.close()
         self._lock_file.close()
@@ -181,6 +209,7 @@ class Service:
         while True:
             await asyncio.sleep(0.5)
             try:
+                self.queue.flush_unsaved()
                 self.queue.schedule()
             except Exception:
                 log.exception("Scheduling pass failed")
@@ -223,27 +252,43 @@ class Service:
                 log.exception("Task-log retention failed")
             await asyncio.sleep(self.settings.logs_kill_delay_ms / 1000)
 
-    # -- logs and reports, wherever they are now ------------------------------------------------
+    # -- what running tasks post, and reading logs and reports wherever they are ----------------
 
-    def log_path(self, rec: TaskRecord) -> Path | None:
-        task_dir = self.runner.task_dir_of(rec.id)
-        if task_dir is not None:
-            return task_dir / LOG_FILE
-        pushed = self.task_logs.log_path(rec.id)
-        if pushed.exists():
-            return pushed
-        if rec.task_dir and (Path(rec.task_dir) / LOG_FILE).exists():
-            return Path(rec.task_dir) / LOG_FILE
-        return None
+    def _on_task_complete(self, done: TaskRecord) -> None:
+        """Forget the live report; remove a parallel task's staging area once it and its sub-tasks ended."""
+        self.live_reports.pop(done.id, None)
+        parent = done.id if done.type == "index_parallel" else None
+        if parent is None and done.type == "single_phase_sub_task":
+            stored = self.store.get_task(done.id, with_payload=True)
+            parent = (stored.payload or {}).get("supervisorTaskId") if stored is not None else None
+        if not isinstance(parent, str) or parent in self.queue.active:
+            return
+        if any((r.payload or {}).get("supervisorTaskId") == parent for r in self.queue.active.values()):
+            return
+        asyncio.get_running_loop().run_in_executor(None, self._remove_staging, parent)
+
+    def _remove_staging(self, parent_id: str) -> None:
+        try:
+            removed = self.deep_storage.delete_prefix(f"_staging/{parent_id}")
+        except Exception:
+            log.exception("Could not remove the staging area of task[%s]", parent_id)
+            return
+        if removed:
+            log.info("Removed %d staged files of task[%s]", removed, parent_id, extra={"task_id": parent_id})
+
+    def read_log(self, rec: TaskRecord, offset: int) -> Iterator[bytes] | None:
+        """A running task's log from its runner, else the pushed one from task-log storage."""
+        chunks = self.runner.read_log(rec.id, offset) if rec.active else None
+        if chunks is None:
+            chunks = self.task_logs.read_log(rec.id, offset)
+        if chunks is None and rec.active:
+            chunks = self.runner.read_log(rec.id, offset)  # pushed logs first, then a pending push
+        return chunks
 
     def read_report(self, rec: TaskRecord) -> bytes | None:
-        task_dir = self.runner.task_dir_of(rec.id)
-        candidates = []
-        if rec.active and task_dir is not None:
-            candidates.append(task_dir / LIVE_REPORT_FILE)
-        else:
-            candidates.append(self.task_logs.report_path(rec.id))
-        for path in candidates:
-            with contextlib.suppress(FileNotFoundError):
-                return path.read_bytes()
-        return None
+        """The live report while a task runs, then its completion report."""
+        if rec.active:
+            live = self.live_reports.get(rec.id)
+            if live is not None:
+                return live
+        return self.task_logs.read_report(rec.id)

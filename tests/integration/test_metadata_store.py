@@ -52,10 +52,15 @@ def test_insert_get_and_duplicate(store):
 def test_update_and_complete(store):
     store.insert_task(_rec("t1", 1000))
     store.update_task(
-        "t1", runner_state=RunnerState.RUNNING, location=Location("h", 8090, -1), slot=1, pid=42, pid_start="99"
+        "t1",
+        runner_state=RunnerState.RUNNING,
+        location=Location("h", 8090, -1),
+        runner_handle='{"pid": 42}',
+        token_hash="ab" * 32,
     )
     got = store.get_task("t1")
-    assert got.runner_state is RunnerState.RUNNING and got.location == Location("h", 8090, -1) and got.pid == 42
+    assert got.runner_state is RunnerState.RUNNING and got.location == Location("h", 8090, -1)
+    assert got.runner_handle == '{"pid": 42}' and got.token_hash == "ab" * 32
     assert [r.id for r in store.list_active()] == ["t1"]
     store.update_task(
         "t1", status_code=StatusCode.FAILED, runner_state=RunnerState.NONE, duration=5, error_msg="x", completed_ms=9

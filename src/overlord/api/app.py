@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from overlord.api import compaction_config, coordinator, druid_tasks, task_actions, worker_chat
+from overlord.api import compaction_config, coordinator, druid_tasks, peon_reports, task_actions, worker_chat
 from overlord.api.elasticsearch import tasks as es_tasks
 from overlord.api.elasticsearch.errors import EsError, es_aware, es_error_handler
 from overlord.api.elasticsearch.middleware import EsCompatMiddleware
@@ -47,6 +47,7 @@ def create_app(service: Service) -> Starlette:
     routes = [
         *druid_tasks.routes(),  # first: Starlette matches in order and task status is the hottest path
         *task_actions.routes(),
+        *peon_reports.routes(),
         *coordinator.routes(),
         *compaction_config.routes(),
         *worker_chat.routes(),

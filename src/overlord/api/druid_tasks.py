@@ -5,15 +5,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import orjson
+from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
+from starlette.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from overlord.api.errors import JSONResponse, druid_error, druid_error_body
 from overlord.core.task import RunnerState, TaskRecord
 from overlord.errors import InvalidInput, NotFound, TaskNotFound
 from overlord.isotime import Interval, format_ms
-from overlord.storage.task_logs import read_slice
 
 if TYPE_CHECKING:
     from overlord.service import Service
@@ -182,19 +182,16 @@ async def get_task_log(request: Request) -> Response:
         offset = int(raw)
     except ValueError:
         raise InvalidInput(f"Invalid value for parameter [offset]: [{raw}] is not an integer") from None
-    path = service_of(request).log_path(rec)
-    if path is None:
+    svc = service_of(request)
+    chunks = await run_in_threadpool(svc.read_log, rec, offset)
+    if chunks is None:
         raise NotFound(NO_LOG, taskId=rec.id)
-    try:
-        data = read_slice(path, offset)
-    except FileNotFoundError:
-        raise NotFound(NO_LOG, taskId=rec.id) from None
-    return Response(data, media_type="text/plain; charset=utf-8")
+    return StreamingResponse(iterate_in_threadpool(chunks), media_type="text/plain; charset=utf-8")
 
 
 async def get_task_reports(request: Request) -> Response:
     rec = _get_record(request)
-    report = service_of(request).read_report(rec)
+    report = await run_in_threadpool(service_of(request).read_report, rec)
     if report is None:
         raise NotFound(NO_REPORTS, taskId=rec.id)
     return Response(report, media_type="application/json")
@@ -247,13 +244,12 @@ async def bulk_status(request: Request) -> Response:
 
 async def delete_pending_segments(request: Request) -> Response:
     datasource = request.path_params["datasource"]
-    deleted = service_of(request).store.delete_pending_segments(datasource)
+    deleted = service_of(request).segments.delete_pending_segments(datasource)
     return JSONResponse({"numDeleted": deleted})
 
 
 async def get_workers(request: Request) -> Response:
     svc = service_of(request)
-    info = svc.runner.worker_info()
     host = svc.settings.host
     return JSONResponse(
         [
@@ -273,6 +269,7 @@ async def get_workers(request: Request) -> Response:
                 "lastCompletedTaskTime": format_ms(info.last_completed_ms) if info.last_completed_ms else None,
                 "blacklistedUntil": None,
             }
+            for info in svc.runner.workers()
         ]
     )
 

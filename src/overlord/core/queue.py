@@ -1,14 +1,22 @@
 """TaskQueue: admission, the WAITING -> PENDING -> RUNNING -> complete lifecycle, and shutdown.
 
-Like Druid's TaskQueue, it keeps every active task in memory (the store is written first,
-so memory is only ever a cache of committed state) and schedules synchronously on each
-event: a submit, an exit, a shutdown, a released lock. It runs on the service's event loop;
-the metadata store is called inline because its calls are short, indexed transactions.
+Like Druid's TaskQueue, it keeps every active task in memory (the store is written first, so memory
+is only ever a cache of committed state) and schedules synchronously on each event: a submit, an
+exit, a shutdown, a released lock. It runs on the service's event loop; the metadata store is called
+inline because its calls are short, indexed transactions.
+
+Crash safety: a launch is committed (RUNNING, the runner's handle, the token's hash) before the
+peon may work, so a restart never starts a second peon for a task; a completion is committed before
+any clean-up, and one that cannot be written (full disk, store down) is kept and retried, while
+submits answer 503.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +25,7 @@ from overlord.clock import Clock
 from overlord.core.lock_intervals import declared_lock_intervals
 from overlord.core.lockpolicy import default_priority, validate_lock_timeout
 from overlord.core.locks import TaskLockbox
+from overlord.core.protocols import LaunchSpec, RunnerExit, SegmentStore, TaskRunner, TaskStore
 from overlord.core.task import (
     UNKNOWN_LOCATION,
     Location,
@@ -30,10 +39,16 @@ from overlord.core.task import (
     task_type_for,
     validate_id,
 )
-from overlord.errors import InvalidSpec, NotFound, QueueFull, TaskNotFound
-from overlord.runner.local import LocalTaskRunner, PeonExit
-from overlord.storage.metadata import MetadataStore
-from overlord.storage.segment_store import SegmentMetadata
+from overlord.errors import (
+    Forbidden,
+    InvalidSpec,
+    NotFound,
+    OverlordError,
+    QueueFull,
+    StoreUnavailable,
+    TaskNotFound,
+    Unauthenticated,
+)
 
 log = logging.getLogger(__name__)
 
@@ -55,12 +70,12 @@ class TaskQueue:
     def __init__(
         self,
         *,
-        store: MetadataStore,
-        runner: LocalTaskRunner,
+        store: TaskStore,
+        runner: TaskRunner,
         config: QueueConfig,
         clock: Clock,
         lockbox: TaskLockbox,
-        segments: SegmentMetadata,
+        segments: SegmentStore,
     ) -> None:
         self.store = store
         self.runner = runner
@@ -73,34 +88,53 @@ class TaskQueue:
         self.stopping = False
         self._recovering = False
         self._scheduling = False
-        runner.on_exit = self._on_peon_exit
+        self._reported: dict[str, tuple[bool, str | None]] = {}  # status a peon posted, until it exits
+        self._unsaved: dict[str, TaskRecord] = {}  # completions the store could not take yet
+        self.shutting_down: dict[str, str] = {}  # running tasks asked to stop, and why
 
     # -- start-up --------------------------------------------------------------------------------
 
     def recover(self) -> None:
         """Rebuild memory from the store after a (possibly unclean) restart; nothing is lost.
 
-        Peons still alive are reattached and keep their locks; locks of tasks that are gone are
-        released; waiting and pending tasks go back to WAITING and take their locks again.
+        Peons still alive are adopted and keep their locks; exits of the ones that are gone arrive
+        as runner exit events; locks of tasks that are gone are released; waiting and pending tasks
+        go back to WAITING and take their locks again. One task's bad leftovers fail that task, never
+        the start-up.
         """
         self._recovering = True
-        alive: list[str] = []
+        handles: dict[str, str] = {}
+        alive: set[str] = set()
         try:
             for rec in self.store.list_active(with_payload=True):
-                running = rec.runner_state is RunnerState.RUNNING and rec.pid is not None
-                if not running:
-                    rec = rec.with_(runner_state=RunnerState.WAITING, location=UNKNOWN_LOCATION)
-                self.active[rec.id] = rec
-                self._register(rec)
-                if running and self.runner.reattach(rec):
-                    alive.append(rec.id)
-            restored = self.lockbox.restore(self.segments.load_task_locks(), alive)
+                try:
+                    if rec.runner_state is RunnerState.RUNNING and rec.runner_handle:
+                        handles[rec.id] = rec.runner_handle
+                    elif rec.runner_state is RunnerState.RUNNING:
+                        rec = rec.with_(runner_state=RunnerState.PENDING)
+                        self.active[rec.id] = rec
+                        why = "Task was RUNNING without a runner handle after a restart"
+                        self._complete(rec, success=False, error_msg=why, duration=0)
+                        continue
+                    else:
+                        rec = rec.with_(runner_state=RunnerState.WAITING, location=UNKNOWN_LOCATION)
+                    self.active[rec.id] = rec
+                    self._register(rec)
+                except OverlordError:
+                    raise
+                except Exception as exc:
+                    log.exception("Task[%s] could not be recovered", rec.id, extra={"task_id": rec.id})
+                    self.active[rec.id] = rec
+                    self._complete(rec, success=False, error_msg=f"Task could not be recovered after a restart: {exc}",
+                                   duration=0)  # fmt: skip
+            alive = self.runner.adopt(handles)
+            restored = self.lockbox.restore(self.segments.load_task_locks(), list(alive))
             self.segments.delete_task_locks({tid for tid, _ in restored.released})
             for task_id, _lock, why in restored.failed:
                 self.shutdown(task_id, f"Task failed: its lock could not be restored after a restart ({why})")
         finally:
             self._recovering = False
-        log.info("Recovered %d active tasks (%d peons reattached)", len(self.active), len(alive))
+        log.info("Recovered %d active tasks (%d peons adopted)", len(self.active), len(alive))
         self.schedule()
 
     def _register(self, rec: TaskRecord) -> None:
@@ -125,7 +159,23 @@ class TaskQueue:
                 f"Too many tasks (max = {self.config.max_size}): the task queue is full "
                 "(druid.indexer.queue.maxSize); try again later"
             )
-        self.store.insert_task(rec)
+        if self._unsaved:
+            self.flush_unsaved()
+            if self._unsaved:
+                raise StoreUnavailable(
+                    "The metadata store cannot be written right now (completions are waiting to be saved); "
+                    "the task was not stored: try again shortly"
+                )
+        try:
+            self.store.insert_task(rec)
+        except OverlordError:
+            raise
+        except Exception as exc:
+            log.warning("Storing task[%s] failed: %s", rec.id, exc, extra={"task_id": rec.id})
+            raise StoreUnavailable(
+                f"The metadata store cannot be written right now ({type(exc).__name__}); "
+                "the task was not stored: try again shortly"
+            ) from exc
         self.active[rec.id] = rec
         self._register(rec)
         log.info("Task[%s] of type[%s] submitted", rec.id, rec.type, extra={"task_id": rec.id, "action": "submit"})
@@ -231,32 +281,55 @@ class TaskQueue:
         message = self.lockbox.revocation_message(task_id) or f"Task[{task_id}]'s lock was revoked"
         log.warning("Task[%s] lost its lock: %s", task_id, message, extra={"task_id": task_id, "action": "revoke"})
         if rec.runner_state is RunnerState.RUNNING:
+            self.shutting_down.setdefault(task_id, message)
             self.runner.shutdown(task_id, message)
         else:
             self._complete(rec, success=False, error_msg=message, duration=0)
 
     def _start(self, rec: TaskRecord) -> None:
+        """Launch at the gate, commit RUNNING with the handle and the token's hash, then release."""
         if rec.payload is None:
             stored = self.store.get_task(rec.id, with_payload=True)
             rec = rec.with_(payload=stored.payload if stored else {})
+        token = secrets.token_urlsafe(32)
         try:
-            peon = self.runner.launch(rec)
+            handle = self.runner.launch(LaunchSpec(rec.id, rec.payload or {}, task_type_for(rec.type).run, token))
         except Exception as exc:
             log.exception("Could not start a peon for task[%s]", rec.id, extra={"task_id": rec.id})
             self._complete(rec, success=False, error_msg=f"Could not start a peon: {exc}", duration=0)
             return
         check_transition(rec.id, rec.runner_state, RunnerState.RUNNING)
-        rec = rec.with_(
+        running = rec.with_(
             runner_state=RunnerState.RUNNING,
             location=self.config.location,
-            slot=peon.slot.index,
-            pid=peon.pid,
-            pid_start=peon.pid_start,
-            task_dir=str(peon.task_dir),
+            runner_handle=handle,
+            token_hash=token_digest(token),
         )
-        self.active[rec.id] = rec
-        self._save(rec, "runner_state", "location", "slot", "pid", "pid_start", "task_dir")
+        try:
+            self._save(running, "runner_state", "location", "runner_handle", "token_hash")
+        except Exception as exc:
+            log.warning("Could not record the launch of task[%s] (%s); it stays PENDING", rec.id, exc,
+                        extra={"task_id": rec.id})  # fmt: skip
+            self.runner.abort(rec.id)
+            return
+        self.active[rec.id] = running
+        self.runner.release(rec.id)
         log.info("Task[%s] is RUNNING", rec.id, extra={"task_id": rec.id, "action": "run"})
+
+    # -- the running task's own calls ------------------------------------------------------------
+
+    def authenticate(self, task_id: str, token: str | None) -> TaskRecord:
+        """The active task ``task_id`` if ``token`` is its token; 401 without a token, 403 otherwise."""
+        if not token:
+            raise Unauthenticated(taskId=task_id)
+        rec = self.active.get(task_id)
+        if rec is None or rec.token_hash is None or not hmac.compare_digest(rec.token_hash, token_digest(token)):
+            raise Forbidden(f"The token is not the token of running task[{task_id}]", taskId=task_id)
+        return rec
+
+    def report_status(self, task_id: str, success: bool, error_msg: str | None) -> None:
+        """A peon's final status; the task completes with it when its process ends."""
+        self._reported[task_id] = (success, error_msg)
 
     def _save(self, rec: TaskRecord, *fields: str) -> None:
         """Write the named fields of ``rec`` to the store (the record in memory is the source)."""
@@ -271,11 +344,19 @@ class TaskQueue:
 
     # -- completion ------------------------------------------------------------------------------
 
-    def _on_peon_exit(self, exit_: PeonExit) -> None:
+    def on_runner_exit(self, exit_: RunnerExit) -> None:
+        """A peon ended: its runner's verdict (a shutdown, a status file), else what it posted, else a crash."""
+        reported = self._reported.pop(exit_.task_id, None)
         rec = self.active.get(exit_.task_id)
         if rec is None:
             return
-        self._complete(rec, success=exit_.success, error_msg=exit_.error_msg, duration=exit_.duration_ms)
+        if exit_.success is not None:
+            success, error_msg = exit_.success, exit_.error_msg
+        elif reported is not None:
+            success, error_msg = reported
+        else:
+            success, error_msg = False, exit_.error_msg
+        self._complete(rec, success=success, error_msg=error_msg, duration=exit_.duration_ms)
 
     def _complete(self, rec: TaskRecord, *, success: bool, error_msg: str | None, duration: int) -> None:
         check_transition(rec.id, rec.runner_state, RunnerState.NONE)
@@ -286,11 +367,34 @@ class TaskQueue:
             duration=max(0, duration),
             error_msg=None if success else (error_msg or "Task failed"),
             completed_ms=self.clock.now_ms(),
-            pid=None,
             payload=None,
         )
-        self._save(done, "status_code", "runner_state", "duration", "error_msg", "completed_ms", "pid")
+        try:
+            self._save(done, "status_code", "runner_state", "duration", "error_msg", "completed_ms")
+        except Exception as exc:
+            log.warning("Could not save the completion of task[%s] (%s); retrying", rec.id, exc,
+                        extra={"task_id": rec.id})  # fmt: skip
+            self._unsaved[rec.id] = done
+            return
+        self._after_completion(rec, done)
+
+    def flush_unsaved(self) -> None:
+        """Retry completions the store could not take; each one saved finishes as usual."""
+        for task_id, done in list(self._unsaved.items()):
+            try:
+                self._save(done, "status_code", "runner_state", "duration", "error_msg", "completed_ms")
+            except Exception:
+                return
+            self._unsaved.pop(task_id, None)
+            rec = self.active.get(task_id)
+            if rec is not None:
+                self._after_completion(rec, done)
+
+    def _after_completion(self, rec: TaskRecord, done: TaskRecord) -> None:
+        """What follows a committed completion: locks, pending segments, children, listeners, scheduling."""
         self.active.pop(rec.id, None)
+        self._reported.pop(rec.id, None)
+        self.shutting_down.pop(rec.id, None)
         self.lockbox.remove_task(rec.id)
         self.segments.delete_task_locks([rec.id])
         if not any(r.group_id == rec.group_id for r in self.active.values()):
@@ -298,10 +402,12 @@ class TaskQueue:
         log.info(
             "Task[%s] completed with status[%s]%s",
             rec.id,
-            status.value,
+            done.status_code.value,
             f": {done.error_msg}" if done.error_msg else "",
             extra={"task_id": rec.id, "action": "complete"},
         )
+        for child in [r for r in self.active.values() if (r.payload or {}).get("supervisorTaskId") == rec.id]:
+            self.shutdown(child.id, f"Task was shut down: its parent task[{rec.id}] ended")
         for listener in self._completion_listeners:
             listener(done)
         self.schedule()
@@ -325,6 +431,7 @@ class TaskQueue:
                 raise TaskNotFound(f"Cannot find any task with id: [{task_id}]", taskId=task_id)
             return
         if rec.runner_state is RunnerState.RUNNING:
+            self.shutting_down.setdefault(task_id, reason)
             self.runner.shutdown(task_id, reason)
         else:
             self._complete(rec, success=False, error_msg=reason, duration=0)
@@ -348,3 +455,8 @@ class TaskQueue:
         if state is not None:
             recs = [r for r in recs if r.runner_state is state]  # type: ignore[assignment]
         return sorted(recs, key=lambda r: (r.queue_insertion_ms, r.id))
+
+
+def token_digest(token: str) -> str:
+    """What the store keeps of a task token (sha256, hex): enough to check one, useless to steal."""
+    return hashlib.sha256(token.encode()).hexdigest()

@@ -6,8 +6,7 @@ import logging
 from dataclasses import dataclass
 
 from overlord.clock import Clock
-from overlord.storage.metadata import MetadataStore
-from overlord.storage.task_logs import TaskLogs
+from overlord.core.protocols import TaskLogs, TaskStore
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +20,7 @@ class RetentionResult:
 class LogRetention:
     """Deletes task logs older than ``durationToRetain`` and the completed-task rows created before then."""
 
-    def __init__(self, store: MetadataStore, task_logs: TaskLogs, clock: Clock, duration_to_retain_ms: int) -> None:
+    def __init__(self, store: TaskStore, task_logs: TaskLogs, clock: Clock, duration_to_retain_ms: int) -> None:
         self.store = store
         self.task_logs = task_logs
         self.clock = clock

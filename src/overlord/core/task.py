@@ -81,10 +81,8 @@ class TaskRecord:
     priority: int = 0
     headers: dict[str, str] = field(default_factory=dict)
     payload: dict[str, Any] | None = None
-    slot: int | None = None
-    pid: int | None = None
-    pid_start: str | None = None
-    task_dir: str | None = None
+    runner_handle: str | None = None  # opaque to the core: what the runner needs to find the peon again
+    token_hash: str | None = None  # sha256 of the task's action token; the token itself is never stored
     completed_ms: int | None = None
 
     @property

@@ -1,10 +1,15 @@
 """The local task runner: worker slots on this machine, one peon process per running task.
 
-Peons are forked from a fork server that has the task modules imported already (fast
-start, real process isolation, real signals). Exits are noticed at once through the
-process sentinel on the event loop. Peons that outlive a service crash are reattached
-after the restart by pid (checked against the process start time, so a reused pid is
-not mistaken for the peon) and polled until they end.
+Peons are forked from a fork server that has the task modules imported already (fast start, real
+process isolation, real signals). A new peon waits at a gate (a pipe) until the queue has recorded
+its launch; if the Overlord dies first, the pipe closes and the peon exits without working, so a
+crash never runs a task twice. The same pipe then carries commands to the task. Exits are noticed
+at once through the process sentinel. Peons that outlive a service crash are adopted after the
+restart by pid (checked against the process start time, so a reused pid is not mistaken for the
+peon) and polled until they end; peons and task directories that belong to no task are removed.
+
+Only this module reads a peon's files (its log while it runs, its status file as a fallback when
+the peon could not report over HTTP).
 """
 
 from __future__ import annotations
@@ -18,14 +23,18 @@ import os
 import shutil
 import signal
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from overlord.clock import Clock
-from overlord.core.task import Location, TaskRecord, task_type_for
-from overlord.runner.peon import run_peon
+from overlord.core.protocols import ExitListener, LaunchSpec, RunnerExit, TaskLogs, WorkerInfo
+from overlord.core.task import Location
+from overlord.runner.peon import LOG_PUSHED_FILE, PID_FILE, capped_log, run_peon
 from overlord.runner.slots import Slot, allocate_slots, directory_size
 from overlord.runner.toolbox import (
     LOG_FILE,
@@ -36,7 +45,7 @@ from overlord.runner.toolbox import (
     read_json,
     write_json_atomic,
 )
-from overlord.storage.task_logs import TaskLogs
+from overlord.storage.task_logs import read_chunks
 
 log = logging.getLogger(__name__)
 
@@ -83,16 +92,6 @@ def describe_exit(exitcode: int | None) -> str:
     return f"exited with code {exitcode}"
 
 
-@dataclass(frozen=True)
-class PeonExit:
-    """What the runner learned when a peon ended."""
-
-    task_id: str
-    success: bool
-    error_msg: str | None
-    duration_ms: int
-
-
 @dataclass
 class RunningPeon:
     task_id: str
@@ -101,9 +100,17 @@ class RunningPeon:
     pid: int
     pid_start: str | None
     started_monotonic: float
-    process: Any = None  # multiprocessing.Process when we started it; None when reattached
+    process: Any = None  # multiprocessing.Process when we started it; None when adopted
+    gate: Connection | None = None  # the launch gate, then the command channel; None when adopted
+    token: str | None = None  # handed to the peon at release, then forgotten
     kill_handle: asyncio.TimerHandle | None = None
     shutdown_reason: str | None = None
+    aborted: bool = False
+
+    def handle(self) -> str:
+        return orjson.dumps(
+            {"slot": self.slot.index, "pid": self.pid, "pidStart": self.pid_start, "taskDir": str(self.task_dir)}
+        ).decode()
 
 
 @dataclass
@@ -114,16 +121,8 @@ class _PendingPush:
     next_try: float = 0.0
 
 
-@dataclass
-class WorkerInfo:
-    host: str
-    capacity: int
-    running: list[str] = field(default_factory=list)
-    last_completed_ms: int | None = None
-
-
 class LocalTaskRunner:
-    """Runs tasks in peon processes on local worker slots."""
+    """Runs tasks in peon processes on local worker slots (the ``local`` runner type)."""
 
     def __init__(
         self,
@@ -136,7 +135,8 @@ class LocalTaskRunner:
         runtime: PeonRuntime,
         clock: Clock,
         shutdown_grace_ms: int,
-        on_exit: Callable[[PeonExit], None],
+        on_exit: ExitListener,
+        log_max_bytes: int | None = None,
     ) -> None:
         self.slots = allocate_slots(capacity, base_task_dirs, base_task_dir_size)
         self.task_logs = task_logs
@@ -145,6 +145,7 @@ class LocalTaskRunner:
         self.clock = clock
         self.shutdown_grace_s = shutdown_grace_ms / 1000
         self.on_exit = on_exit
+        self.log_max_bytes = log_max_bytes
         self.running: dict[str, RunningPeon] = {}
         self.last_completed_ms: int | None = None
         self._pending_pushes: dict[str, _PendingPush] = {}
@@ -184,85 +185,156 @@ class LocalTaskRunner:
 
     # -- slots -------------------------------------------------------------------------------------
 
+    def capacity(self) -> int:
+        return len(self.slots)
+
+    def used_slots(self) -> int:
+        return len(self.running)
+
     def free_slot_count(self) -> int:
         return len(self.slots) - len(self.running)
+
+    def running_ids(self) -> set[str]:
+        return set(self.running)
 
     def _free_slot(self) -> Slot | None:
         used = {p.slot.index for p in self.running.values()}
         return next((s for s in self.slots if s.index not in used), None)
 
-    def worker_info(self) -> WorkerInfo:
-        return WorkerInfo(
-            host=f"{self.location.host}:{self.location.port}",
-            capacity=len(self.slots),
-            running=sorted(self.running),
-            last_completed_ms=self.last_completed_ms,
-        )
+    def workers(self) -> list[WorkerInfo]:
+        return [
+            WorkerInfo(
+                host=f"{self.location.host}:{self.location.port}",
+                capacity=len(self.slots),
+                running=sorted(self.running),
+                last_completed_ms=self.last_completed_ms,
+            )
+        ]
 
-    # -- running ---------------------------------------------------------------------------------
+    # -- launching -------------------------------------------------------------------------------
 
-    def launch(self, rec: TaskRecord) -> RunningPeon:
-        """Start a peon for ``rec`` in a free slot (the caller checked there is one)."""
+    def launch(self, spec: LaunchSpec) -> str:
+        """Start a peon for the task in a free slot, held at its gate until ``release``."""
         assert self._loop is not None, "runner not started"
         slot = self._free_slot()
         if slot is None:
             raise RuntimeError("no free worker slot")
-        task_dir = slot.base_dir / rec.id
+        task_dir = slot.base_dir / spec.task_id
         if task_dir.exists():
             shutil.rmtree(task_dir, ignore_errors=True)
         task_dir.mkdir(parents=True)
         (task_dir / LOG_FILE).touch()  # GET /log answers from the moment the task is RUNNING
         write_json_atomic(
             task_dir / TASK_FILE,
-            {
-                "id": rec.id,
-                "payload": rec.payload,
-                "run": task_type_for(rec.type).run,
-                "runtime": self.runtime.to_json(),
-            },
+            {"id": spec.task_id, "payload": spec.payload, "run": spec.run, "runtime": self.runtime.to_json()},
         )
-        process = self._ctx.Process(target=run_peon, args=(str(task_dir),), name=f"peon-{rec.id}")
-        process.start()
+        gate, peon_end = self._ctx.Pipe(duplex=True)
+        process = self._ctx.Process(target=run_peon, args=(str(task_dir), peon_end), name=f"peon-{spec.task_id}")
+        try:
+            process.start()
+        finally:
+            peon_end.close()
         assert process.pid is not None
         peon = RunningPeon(
-            task_id=rec.id,
+            task_id=spec.task_id,
             slot=slot,
             task_dir=task_dir,
             pid=process.pid,
             pid_start=process_start_marker(process.pid),
             started_monotonic=self.clock.monotonic(),
             process=process,
+            gate=gate,
+            token=spec.token,
         )
-        self.running[rec.id] = peon
-        self._loop.add_reader(process.sentinel, self._on_sentinel, rec.id)
+        (task_dir / PID_FILE).write_text(f"{peon.pid} {peon.pid_start or ''}")
+        self.running[spec.task_id] = peon
+        self._loop.add_reader(process.sentinel, self._on_sentinel, spec.task_id)
         log.info(
             "Started peon pid %d for task[%s] in slot %d",
             peon.pid,
-            rec.id,
+            spec.task_id,
             slot.index,
-            extra={"task_id": rec.id},
+            extra={"task_id": spec.task_id},
         )
-        return peon
+        return peon.handle()
 
-    def reattach(self, rec: TaskRecord) -> bool:
-        """Adopt a peon that survived a service restart; False (and an exit reported) if it is gone."""
-        task_dir = Path(rec.task_dir) if rec.task_dir else None
-        slot = self.slots[rec.slot] if rec.slot is not None and rec.slot < len(self.slots) else self._free_slot()
-        alive = rec.pid is not None and is_same_process_alive(rec.pid, rec.pid_start)
-        if alive and task_dir is not None and slot is not None and rec.pid is not None:
-            self.running[rec.id] = RunningPeon(
-                task_id=rec.id,
-                slot=slot,
-                task_dir=task_dir,
-                pid=rec.pid,
-                pid_start=rec.pid_start,
-                started_monotonic=self.clock.monotonic(),
-            )
-            log.info("Reattached to peon pid %s of task[%s]", rec.pid, rec.id, extra={"task_id": rec.id})
-            return True
-        reason = f"Peon process [pid {rec.pid}] of this task died while the Overlord was down"
-        self._finish(rec.id, task_dir, None, None, died_reason=reason)
-        return False
+    def release(self, task_id: str) -> None:
+        peon = self.running.get(task_id)
+        if peon is None or peon.gate is None:
+            return
+        with contextlib.suppress(OSError):  # it died meanwhile: its sentinel reports the exit
+            peon.gate.send({"token": peon.token})
+        peon.token = None
+
+    def abort(self, task_id: str) -> None:
+        peon = self.running.get(task_id)
+        if peon is None:
+            return
+        peon.aborted = True
+        if peon.gate is not None:
+            peon.gate.close()  # EOF at the gate: the peon exits without working
+            peon.gate = None
+        self._signal(peon, signal.SIGKILL)
+
+    # -- adoption after a restart ----------------------------------------------------------------
+
+    def adopt(self, handles: Mapping[str, str]) -> set[str]:
+        """Take back live peons of ``handles``; report the dead ones; kill and clear the rest."""
+        adopted: set[str] = set()
+        gone: list[tuple[str, Path | None, str]] = []
+        for task_id, raw in handles.items():
+            task_dir: Path | None = None
+            try:
+                handle = orjson.loads(raw)
+                pid, marker = int(handle["pid"]), handle.get("pidStart")
+                task_dir = Path(handle["taskDir"])
+                slot_index = handle.get("slot")
+            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+                gone.append((task_id, None, f"Task's runner handle could not be read after a restart: {raw!r}"))
+                continue
+            slot = self.slots[slot_index] if isinstance(slot_index, int) and slot_index < len(self.slots) else None
+            if slot is None or any(p.slot.index == slot.index for p in self.running.values()):
+                slot = self._free_slot()
+            if slot is not None and is_same_process_alive(pid, marker):
+                self.running[task_id] = RunningPeon(task_id, slot, task_dir, pid, marker, self.clock.monotonic())
+                adopted.add(task_id)
+                log.info("Adopted peon pid %s of task[%s]", pid, task_id, extra={"task_id": task_id})
+            else:
+                gone.append(
+                    (task_id, task_dir, f"Peon process [pid {pid}] of this task died while the Overlord was down")
+                )
+        self._remove_orphans()
+        loop = self._loop
+        for task_id, task_dir, reason in gone:
+            exit_ = self._exit_of(task_id, task_dir, None, None, died_reason=reason)
+            if loop is not None:
+                loop.call_soon(self._report_exit, exit_, task_id, task_dir)
+            else:
+                self._report_exit(exit_, task_id, task_dir)
+        return adopted
+
+    def _remove_orphans(self) -> None:
+        """Peons and task directories that belong to no task (a launch never recorded, a clean-up cut
+        short): the peon is killed, its log kept if it was never pushed, the directory removed."""
+        owned = {p.task_dir for p in self.running.values()}
+        for base in {slot.base_dir for slot in self.slots}:
+            if not base.is_dir():
+                continue
+            for task_dir in base.iterdir():
+                if not task_dir.is_dir() or task_dir in owned:
+                    continue
+                try:
+                    pid_text, _, marker = (task_dir / PID_FILE).read_text().partition(" ")
+                    pid = int(pid_text)
+                except (OSError, ValueError):
+                    pid = None
+                if pid is not None and is_same_process_alive(pid, marker or None):
+                    log.warning("Killing peon pid %d in %s: it belongs to no task", pid, task_dir)
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.killpg(pid, signal.SIGKILL)
+                self._push_logs(task_dir.name, task_dir)
+
+    # -- running tasks ---------------------------------------------------------------------------
 
     def shutdown(self, task_id: str, reason: str) -> bool:
         """SIGTERM the peon's process group, then SIGKILL after the grace period."""
@@ -276,12 +348,23 @@ class LocalTaskRunner:
             peon.kill_handle = self._loop.call_later(self.shutdown_grace_s, self._signal, peon, signal.SIGKILL)
         return True
 
-    def task_dir_of(self, task_id: str) -> Path | None:
+    def command(self, task_id: str, command: dict[str, Any]) -> bool:
+        """Send a command over the peon's gate pipe (adopted peons have none: False)."""
         peon = self.running.get(task_id)
-        if peon is not None:
-            return peon.task_dir
-        pending = self._pending_pushes.get(task_id)
-        return pending.task_dir if pending is not None else None
+        if peon is None or peon.gate is None or peon.token is not None:
+            return False
+        try:
+            peon.gate.send({"command": command})
+        except OSError:
+            return False
+        return True
+
+    def read_log(self, task_id: str, offset: int) -> Iterator[bytes] | None:
+        peon = self.running.get(task_id)
+        task_dir = peon.task_dir if peon is not None else None
+        if task_dir is None and task_id in self._pending_pushes:
+            task_dir = self._pending_pushes[task_id].task_dir
+        return read_chunks(task_dir / LOG_FILE, offset) if task_dir is not None else None
 
     @staticmethod
     def _signal(peon: RunningPeon, sig: signal.Signals) -> None:
@@ -304,50 +387,65 @@ class LocalTaskRunner:
         peon.process.join(0)
         exitcode = peon.process.exitcode
         peon.process.close()
-        self._finish(task_id, peon.task_dir, peon, exitcode)
+        self._finish(peon, exitcode)
 
-    def _finish(
+    def _finish(self, peon: RunningPeon, exitcode: int | None, died_reason: str | None = None) -> None:
+        self.running.pop(peon.task_id, None)
+        if peon.kill_handle is not None:
+            peon.kill_handle.cancel()
+        if peon.gate is not None:
+            peon.gate.close()
+        self.last_completed_ms = self.clock.now_ms()
+        if peon.aborted:  # its launch was never recorded: nothing to report
+            shutil.rmtree(peon.task_dir, ignore_errors=True)
+            return
+        exit_ = self._exit_of(peon.task_id, peon.task_dir, peon, exitcode, died_reason)
+        self._report_exit(exit_, peon.task_id, peon.task_dir)
+
+    def _exit_of(
         self,
         task_id: str,
         task_dir: Path | None,
         peon: RunningPeon | None,
         exitcode: int | None,
-        died_reason: str | None = None,
-    ) -> None:
-        if peon is not None:
-            self.running.pop(task_id, None)
-            if peon.kill_handle is not None:
-                peon.kill_handle.cancel()
+        died_reason: str | None,
+    ) -> RunnerExit:
         duration = int((self.clock.monotonic() - peon.started_monotonic) * 1000) if peon else 0
         status = read_json(task_dir / STATUS_FILE) if task_dir is not None else None
         if peon is not None and peon.shutdown_reason is not None:
-            result = PeonExit(task_id, False, peon.shutdown_reason, duration)
-        elif status is not None and status.get("status") in ("SUCCESS", "FAILED"):
+            return RunnerExit(task_id, False, peon.shutdown_reason, duration)
+        if isinstance(status, dict) and status.get("status") in ("SUCCESS", "FAILED"):
             success = status["status"] == "SUCCESS"
-            result = PeonExit(task_id, success, None if success else status.get("errorMsg"), duration)
-        elif died_reason is not None:
-            result = PeonExit(task_id, False, died_reason, duration)
-        else:
-            how = describe_exit(exitcode) if exitcode is not None else "ended (exit code unknown after a restart)"
-            pid = peon.pid if peon is not None else "?"
-            result = PeonExit(task_id, False, f"Peon process [pid {pid}] {how} without reporting a status", duration)
-        self.last_completed_ms = self.clock.now_ms()
-        if task_dir is not None:
-            self._push_logs(task_id, task_dir)
+            return RunnerExit(task_id, success, None if success else status.get("errorMsg"), duration)
+        if died_reason is not None:
+            return RunnerExit(task_id, None, died_reason, duration)
+        how = describe_exit(exitcode) if exitcode is not None else "ended (exit code unknown after a restart)"
+        pid = peon.pid if peon is not None else "?"
+        return RunnerExit(task_id, None, f"Peon process [pid {pid}] {how} without reporting a status", duration)
+
+    def _report_exit(self, exit_: RunnerExit, task_id: str, task_dir: Path | None) -> None:
+        """Tell the queue first (it commits the completion), then push the log and clean up."""
         log.info(
             "Task[%s] peon ended: %s",
             task_id,
-            "SUCCESS" if result.success else result.error_msg,
+            "SUCCESS" if exit_.success else exit_.error_msg,
             extra={"task_id": task_id},
         )
-        self.on_exit(result)
+        try:
+            self.on_exit(exit_)
+        finally:
+            if task_dir is not None:
+                self._push_logs(task_id, task_dir)
 
     def _push_logs(self, task_id: str, task_dir: Path) -> None:
-        log_file = task_dir / LOG_FILE
-        if not log_file.exists():
-            log_file.touch()
+        """The peon pushes its own log when it ends; this covers peons that could not (crash, full disk)."""
         try:
-            self.task_logs.push(task_id, log_file, task_dir / REPORT_FILE)
+            if not (task_dir / LOG_PUSHED_FILE).exists() and (task_dir / LOG_FILE).exists():
+                with capped_log(task_dir / LOG_FILE, self.log_max_bytes) as source:
+                    self.task_logs.push_log(task_id, source)
+                report = task_dir / REPORT_FILE
+                if report.exists() and self.task_logs.read_report(task_id) is None:
+                    self.task_logs.push_report(task_id, report.read_bytes())
         except OSError as exc:
             attempts = self._pending_pushes.get(task_id, _PendingPush(task_id, task_dir)).attempts + 1
             delay = min(60.0, 0.5 * 2**attempts)
@@ -374,10 +472,10 @@ class LocalTaskRunner:
                 log.exception("Runner monitor check failed")
 
     def check_once(self) -> None:
-        """Notice reattached peons that ended, enforce disk quotas, retry failed log pushes."""
+        """Notice adopted peons that ended, enforce disk quotas, retry failed log pushes."""
         for peon in list(self.running.values()):
             if peon.process is None and not is_same_process_alive(peon.pid, peon.pid_start):
-                self._finish(peon.task_id, peon.task_dir, peon, None, died_reason=None)
+                self._finish(peon, None)
                 continue
             quota = peon.slot.quota_bytes
             if quota is not None and peon.shutdown_reason is None:

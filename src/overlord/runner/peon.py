@@ -1,30 +1,41 @@
 """The peon: one task's run, in a process of its own.
 
-Started by the local runner through a fork server that has already imported the task
-modules, so a peon is ready in milliseconds instead of paying Python's start-up. The
-peon leads its own process group (so a shutdown reaches anything it spawns), writes
-everything it prints to the task's log file and leaves ``status.json`` when it ends;
-the Overlord treats an exit without that file as a crash.
+Started by the local runner through a fork server that has already imported the task modules, so
+a peon is ready in milliseconds. It waits at its gate until the Overlord has recorded the launch
+(and hands it the task's token); it leads its own process group (a shutdown reaches anything it
+spawns) and writes everything it prints to its log file. It talks to the Overlord over HTTP only:
+task actions, live and completion reports, and its final status; when it ends it pushes its own
+log to task-log storage. ``status.json`` and ``report.json`` stay in the task directory as the
+local runner's fallback for a peon that could not reach the Overlord.
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib
+import io
 import logging
 import os
+import queue
 import signal
 import sys
+import threading
 import time
 import traceback
+from collections.abc import Iterator
+from multiprocessing.connection import Connection
 from pathlib import Path
 from types import FrameType
+from typing import Any, BinaryIO
 
+import httpx
+
+from overlord.errors import TaskFailure
 from overlord.runner.toolbox import (
     LOG_FILE,
+    REPORT_FILE,
     STATUS_FILE,
     TASK_FILE,
-    FileReportSink,
     PeonRuntime,
     TaskResult,
     TaskToolbox,
@@ -32,7 +43,12 @@ from overlord.runner.toolbox import (
     write_json_atomic,
 )
 from overlord.storage.deep_storage import FsDeepStorage
+from overlord.storage.task_logs import TaskLogs
+from overlord.tasks.action_client import ActionClient
 
+PEON_API = "/druid/indexer/v1/peon"  # peon-only endpoints (token required); see api/peon_reports.py
+PID_FILE = "peon.pid"  # "<pid> <start marker>": how the runner finds a peon that belongs to no task
+LOG_PUSHED_FILE = ".log-pushed"
 LOG_FORMAT = "%(asctime)s %(levelname)s [%(threadName)s] %(name)s - %(message)s"
 
 
@@ -92,7 +108,77 @@ def _journal(task_id: str) -> None:
         os.close(fd)
 
 
-def run_peon(task_dir_str: str) -> None:
+def _wait_at_gate(gate: Connection | None) -> str | None:
+    """The task's token once the launch is recorded; None if the Overlord went away first."""
+    if gate is None:
+        return ""
+    try:
+        message = gate.recv()
+    except (EOFError, OSError):
+        return None
+    return str(message.get("token") or "") if isinstance(message, dict) else None
+
+
+def _listen_for_commands(gate: Connection, commands: queue.Queue[dict[str, Any]]) -> None:
+    """Commands from the runner, for the task to take from ``toolbox.commands``; ends at EOF."""
+    while True:
+        try:
+            message = gate.recv()
+        except (EOFError, OSError):
+            return
+        if isinstance(message, dict) and isinstance(message.get("command"), dict):
+            commands.put(message["command"])
+
+
+class HttpReportSink:
+    """Reports go to the Overlord over HTTP; the completion report is also kept locally as a fallback."""
+
+    def __init__(self, client: ActionClient, task_dir: Path) -> None:
+        self.client = client
+        self.task_dir = task_dir
+        self._warned = False
+
+    def live(self, report: dict[str, Any]) -> None:
+        try:
+            r = self.client.http.post(f"{PEON_API}/{self.client.task_id}/liveReports", json=report, timeout=5.0)
+            r.raise_for_status()
+        except httpx.HTTPError as exc:  # a live report is a courtesy: never fail the task for it
+            if not self._warned:
+                self._warned = True
+                logging.getLogger("overlord.peon").warning("Could not post a live report: %s", exc)
+
+    def final(self, report: dict[str, Any]) -> None:
+        write_json_atomic(self.task_dir / REPORT_FILE, report)
+        try:
+            r = self.client.request("POST", f"{PEON_API}/{self.client.task_id}/reports", json=report)
+            r.raise_for_status()
+        except (httpx.HTTPError, TaskFailure) as exc:
+            logging.getLogger("overlord.peon").warning("Could not post the completion report: %s", exc)
+
+
+def _post_status(client: ActionClient, status: dict[str, Any]) -> None:
+    try:
+        client.request("POST", f"{PEON_API}/{client.task_id}/status", json=status).raise_for_status()
+    except (httpx.HTTPError, TaskFailure) as exc:
+        logging.getLogger("overlord.peon").warning("Could not post the task status: %s", exc)
+
+
+def _push_own_log(task_id: str, task_dir: Path, runtime: PeonRuntime) -> None:
+    """Push the log to task-log storage; the local runner retries if this fails."""
+    if not runtime.task_logs:
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        logs = TaskLogs(Path(runtime.task_logs))
+        with capped_log(task_dir / LOG_FILE, runtime.log_max_bytes) as source:
+            logs.push_log(task_id, source)
+        (task_dir / LOG_PUSHED_FILE).touch()
+    except OSError as exc:
+        logging.getLogger("overlord.peon").warning("Could not push the task log: %s", exc)
+
+
+def run_peon(task_dir_str: str, gate: Connection | None = None) -> None:
     """Entry point of the peon process (a multiprocessing target)."""
     task_dir = Path(task_dir_str)
     with contextlib.suppress(OSError):  # already a group leader
@@ -101,20 +187,33 @@ def run_peon(task_dir_str: str) -> None:
     signal.signal(signal.SIGTERM, _on_sigterm)
     _redirect_output(task_dir / LOG_FILE)
     _configure_logging()
+    log = logging.getLogger("overlord.peon")
+    try:
+        token = _wait_at_gate(gate)
+    except ShutdownRequested:
+        token = None
+    if token is None:
+        log.warning("The Overlord did not record this launch; exiting without running the task")
+        return
     started = time.monotonic()
     spec = read_json(task_dir / TASK_FILE) or {}
     task_id = spec.get("id", "?")
-    log = logging.getLogger("overlord.peon")
+    runtime = PeonRuntime.from_json(spec.get("runtime") or {}, task_token=token)
+    client = ActionClient(runtime.overlord_url or "http://127.0.0.1", task_id, token=token,
+                          retry_for_s=runtime.action_retry_s)  # fmt: skip
+    commands: queue.Queue[dict[str, Any]] = queue.Queue()
+    if gate is not None:
+        threading.Thread(target=_listen_for_commands, args=(gate, commands), daemon=True, name="commands").start()
     result: TaskResult
     try:
-        runtime = PeonRuntime.from_json(spec.get("runtime") or {}, task_token=spec.get("token", ""))
         toolbox = TaskToolbox(
             task_id=task_id,
             payload=spec["payload"],
             task_dir=task_dir,
             runtime=runtime,
             deep_storage=FsDeepStorage.from_uri(runtime.deep_storage),
-            reports=FileReportSink(task_dir),
+            reports=HttpReportSink(client, task_dir),
+            commands=commands,
             log=logging.getLogger(f"overlord.task.{spec['payload'].get('type', 'unknown')}"),
         )
         log.info("Running task[%s] of type[%s] in %s", task_id, spec["payload"].get("type"), task_dir)
@@ -130,10 +229,64 @@ def run_peon(task_dir_str: str) -> None:
     duration = int((time.monotonic() - started) * 1000)
     state = "SUCCESS" if result.success else "FAILED"
     log.info("Task[%s] finished with status[%s] in %d ms", task_id, state, duration)
-    write_json_atomic(
-        task_dir / STATUS_FILE,
-        {"id": task_id, "status": state, "errorMsg": result.error_msg, "duration": duration},
-    )
+    status = {"id": task_id, "status": state, "errorMsg": result.error_msg, "duration": duration}
+    write_json_atomic(task_dir / STATUS_FILE, status)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the work is done: a shutdown now just ends the process
+    _post_status(client, status)
+    client.close()
+    _push_own_log(task_id, task_dir, runtime)
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()
+
+
+class _CappedLog(io.RawIOBase):
+    """The head and tail of a log with a marker where the middle was cut (bounded pushes, bounded reads)."""
+
+    def __init__(self, f: BinaryIO, size: int, limit: int) -> None:
+        self._f = f
+        head = limit // 2
+        self._parts: list[tuple[int, int] | bytes] = [
+            (0, head),
+            f"\n[... log cut here: {size - limit} of {size} bytes left out "
+            f"(overlord.indexer.logs.maxBytes = {limit}) ...]\n".encode(),
+            (size - (limit - head), limit - head),
+        ]
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer)
+        while self._parts:
+            part = self._parts[0]
+            if isinstance(part, bytes):
+                n = min(len(view), len(part))
+                view[:n] = part[:n]
+                self._parts[0] = part[n:] if n < len(part) else b""
+                if not self._parts[0]:
+                    self._parts.pop(0)
+                return n
+            start, left = part
+            if left <= 0:
+                self._parts.pop(0)
+                continue
+            self._f.seek(start)
+            n = self._f.readinto(view[: min(len(view), left)])  # type: ignore[attr-defined]
+            if not n:
+                self._parts.pop(0)
+                continue
+            self._parts[0] = (start + n, left - n)
+            return int(n)
+        return 0
+
+
+@contextlib.contextmanager
+def capped_log(path: Path, limit: int | None) -> Iterator[BinaryIO]:
+    """The log file to push: whole, or head + marker + tail when it is over ``limit`` bytes."""
+    with path.open("rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if limit is None or size <= limit:
+            yield f
+        else:
+            yield io.BufferedReader(_CappedLog(f, size, limit))  # type: ignore[arg-type]

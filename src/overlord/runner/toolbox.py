@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -131,6 +132,7 @@ class TaskToolbox:
     runtime: PeonRuntime
     deep_storage: DeepStorage
     reports: ReportSink
+    commands: queue.Queue[dict[str, Any]] = field(default_factory=queue.Queue)  # from the runner, in order
     clock: Clock = SYSTEM_CLOCK
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("overlord.task"))
 

@@ -48,10 +48,8 @@ tasks = sa.Table(
     sa.Column("priority", sa.Integer, nullable=False),
     sa.Column("headers", sa.Text, nullable=False),
     sa.Column("payload", sa.Text, nullable=False),
-    sa.Column("slot", sa.Integer),
-    sa.Column("pid", sa.Integer),
-    sa.Column("pid_start", sa.String(64)),
-    sa.Column("task_dir", sa.Text),
+    sa.Column("runner_handle", sa.Text),
+    sa.Column("token_hash", sa.String(64)),
     sa.Column("completed_ms", sa.BigInteger),
     sa.Column("number", sa.BigInteger, nullable=False, unique=True),
     sa.Index("ix_overlord_tasks_active_created", "active", "created_ms"),
@@ -133,10 +131,8 @@ def _row_to_record(row: Sequence[Any], with_payload: bool) -> TaskRecord:
         priority=row[_I["priority"]],
         headers=orjson.loads(row[_I["headers"]]),
         payload=orjson.loads(row[_I["payload"]]) if with_payload else None,
-        slot=row[_I["slot"]],
-        pid=row[_I["pid"]],
-        pid_start=row[_I["pid_start"]],
-        task_dir=row[_I["task_dir"]],
+        runner_handle=row[_I["runner_handle"]],
+        token_hash=row[_I["token_hash"]],
         completed_ms=row[_I["completed_ms"]],
     )
 
@@ -165,10 +161,8 @@ def _record_values(rec: TaskRecord) -> dict[str, Any]:
         "priority": rec.priority,
         "headers": _dumps(rec.headers),
         "payload": _dumps(rec.payload or {}),
-        "slot": rec.slot,
-        "pid": rec.pid,
-        "pid_start": rec.pid_start,
-        "task_dir": rec.task_dir,
+        "runner_handle": rec.runner_handle,
+        "token_hash": rec.token_hash,
         "completed_ms": rec.completed_ms,
         "number": task_number(rec.id),
     }
@@ -227,7 +221,10 @@ class MetadataStore:
         return store
 
     def create_schema(self) -> None:
-        metadata_obj.create_all(self.engine)
+        """Create missing tables and bring an older data directory's schema up to date."""
+        from overlord.storage.migrations import migrate
+
+        migrate(self.engine, metadata_obj)
 
     def close(self) -> None:
         with self._reader_lock:

@@ -223,3 +223,8 @@ class SegmentMetadata:
         if ids:
             with self.engine.begin() as conn:
                 conn.execute(task_locks.delete().where(task_locks.c.task_id.in_(ids)))
+
+    def delete_pending_segments(self, datasource: str) -> int:
+        with self.engine.begin() as conn:
+            result = conn.execute(pending_segments.delete().where(pending_segments.c.datasource == datasource))
+            return int(result.rowcount or 0)

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 
 class TaskLogs:
@@ -29,6 +31,31 @@ class TaskLogs:
         self._copy(log_file, self.log_path(task_id))
         if report_file is not None and report_file.exists():
             self._copy(report_file, self.report_path(task_id))
+
+    def push_log(self, task_id: str, source: str | BinaryIO) -> None:
+        dst = self.log_path(task_id)
+        tmp = dst.with_name(dst.name + f".{os.getpid()}.tmp")
+        if isinstance(source, str):
+            shutil.copyfile(source, tmp)
+        else:
+            with tmp.open("wb") as out:
+                shutil.copyfileobj(source, out, 1 << 20)
+        os.replace(tmp, dst)
+
+    def push_report(self, task_id: str, report: bytes) -> None:
+        dst = self.report_path(task_id)
+        tmp = dst.with_name(dst.name + f".{os.getpid()}.tmp")
+        tmp.write_bytes(report)
+        os.replace(tmp, dst)
+
+    def read_log(self, task_id: str, offset: int = 0) -> Iterator[bytes] | None:
+        return read_chunks(self.log_path(task_id), offset)
+
+    def read_report(self, task_id: str) -> bytes | None:
+        try:
+            return self.report_path(task_id).read_bytes()
+        except FileNotFoundError:
+            return None
 
     def has_log(self, task_id: str) -> bool:
         return self.log_path(task_id).exists()
@@ -61,3 +88,20 @@ def read_slice(path: Path, offset: int) -> bytes:
         start = max(0, size + offset) if offset < 0 else min(offset, size)
         f.seek(start)
         return f.read()
+
+
+def read_chunks(path: Path, offset: int, chunk: int = 64 * 1024) -> Iterator[bytes] | None:
+    """A file from Druid's log ``offset`` in chunks (never whole in memory); None if it does not exist."""
+    try:
+        f = path.open("rb")
+    except FileNotFoundError:
+        return None
+
+    def chunks() -> Iterator[bytes]:
+        with f:
+            size = f.seek(0, os.SEEK_END)
+            f.seek(max(0, size + offset) if offset < 0 else min(offset, size))
+            while data := f.read(chunk):
+                yield data
+
+    return chunks()

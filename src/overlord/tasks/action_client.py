@@ -2,8 +2,9 @@
 
 A running task never touches the metadata store: it posts actions to the Overlord at
 ``runtime["overlordUrl"]``, so the same task code works when the peon runs elsewhere. The client
-is synchronous (task code is plain blocking Python) and retries connection errors, because an
-Overlord restart or a busy event loop must not fail a task that has done all its work.
+is synchronous (task code is plain blocking Python) and rides out an unreachable or restarting
+Overlord (connection errors, 502/503/504) for ``retry_for_s`` (three minutes by default) with capped
+exponential backoff, because an Overlord restart or failover must not fail a task.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import httpx
 from overlord.errors import LockError, TaskFailure
 
 ACTION_PATH = "/druid/indexer/v1/action"
+RETRY_STATUSES = frozenset({502, 503, 504})  # the Overlord is restarting, failing over or busy
 TOKEN_HEADER = "X-Overlord-Task-Token"  # the calling task's secret; the Overlord stores only its hash
 _LOG = logging.getLogger(__name__)
 logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per action would drown the task log
@@ -51,16 +53,20 @@ class ActionClient:
         task_id: str,
         *,
         timeout_s: float = 330.0,
-        retries: int = 5,
+        retry_for_s: float = 180.0,
         backoff_s: float = 0.2,
+        max_backoff_s: float = 5.0,
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        monotonic: Callable[[], float] = time.monotonic,
         token: str = "",
     ) -> None:
         self.task_id = task_id
-        self.retries = retries
+        self.retry_for_s = retry_for_s
         self.backoff_s = backoff_s
+        self.max_backoff_s = max_backoff_s
         self._sleep = sleep
+        self._monotonic = monotonic
         headers = {TOKEN_HEADER: token} if token else {}
         self.http = httpx.Client(
             base_url=base_url, timeout=timeout_s, transport=transport or self.default_transport, headers=headers
@@ -85,18 +91,23 @@ class ActionClient:
     # ---- transport ------------------------------------------------------------------------------
 
     def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        """One HTTP call to the Overlord, retried on connection errors (not on answers)."""
+        """One HTTP call to the Overlord, retried while it is unreachable or unavailable (not on answers)."""
         attempt = 0
+        deadline = self._monotonic() + self.retry_for_s
         while True:
             try:
-                return self.http.request(method, path, **kwargs)
+                response = self.http.request(method, path, **kwargs)
+                if response.status_code not in RETRY_STATUSES:
+                    return response
+                problem = f"HTTP {response.status_code}: {error_message(response)}"
             except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
-                attempt += 1
-                if attempt > self.retries:
-                    raise TaskFailure(f"Overlord unreachable at {self.http.base_url}: {exc}") from exc
-                delay = self.backoff_s * 2 ** (attempt - 1)
-                _LOG.warning("%s %s failed (%s); retry %d in %.1fs", method, path, exc, attempt, delay)
-                self._sleep(delay)
+                problem = str(exc) or type(exc).__name__
+            attempt += 1
+            delay = min(self.max_backoff_s, self.backoff_s * 2 ** (attempt - 1))
+            if self._monotonic() + delay > deadline:
+                raise TaskFailure(f"Overlord unreachable at {self.http.base_url} for {self.retry_for_s:g}s: {problem}")
+            _LOG.warning("%s %s failed (%s); retry %d in %.1fs", method, path, problem, attempt, delay)
+            self._sleep(delay)
 
     def submit(self, action: dict[str, Any]) -> Any:
         """Run one action; LockError for 409, TaskFailure for other errors, with the server's message."""

@@ -13,7 +13,8 @@ from overlord.tasks.action_client import ActionClient
 
 
 def _client(handler, **kw) -> ActionClient:  # type: ignore[no-untyped-def]
-    return ActionClient("http://o", "t1", transport=httpx.MockTransport(handler), sleep=lambda s: None, **kw)
+    kw.setdefault("sleep", lambda s: None)
+    return ActionClient("http://o", "t1", transport=httpx.MockTransport(handler), **kw)
 
 
 def test_posts_task_and_action_and_returns_result() -> None:
@@ -54,12 +55,53 @@ def test_retries_connection_errors_then_succeeds() -> None:
     assert len(calls) == 3
 
 
-def test_gives_up_after_retries() -> None:
+class FakeTime:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def test_rides_out_an_overlord_restart_of_two_minutes() -> None:
+    clock = FakeTime()
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if clock.now < 120:
+            raise httpx.ConnectError("refused")
+        if clock.now < 125:
+            return httpx.Response(503, json={"errorMessage": "metadata store unavailable"})
+        return httpx.Response(200, json={"result": []})
+
+    with _client(handler, sleep=clock.sleep, monotonic=lambda: clock.now) as c:
+        assert c.lock_list() == []
+    assert 125 <= clock.now < 131  # backoff is capped at 5 s, so it notices the return promptly
+
+
+def test_gives_up_after_the_retry_window() -> None:
+    clock = FakeTime()
+
     def handler(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("refused")
 
-    with _client(handler, retries=2) as c, pytest.raises(TaskFailure, match="unreachable"):
+    with (
+        _client(handler, retry_for_s=180, sleep=clock.sleep, monotonic=lambda: clock.now) as c,
+        pytest.raises(TaskFailure, match="unreachable"),
+    ):
         c.lock_list()
+    assert 170 <= clock.now <= 180
+
+
+def test_a_4xx_answer_is_not_retried() -> None:
+    calls = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(1)
+        return httpx.Response(400, json={"errorMessage": "bad"})
+
+    with _client(handler) as c, pytest.raises(TaskFailure, match="bad"):
+        c.lock_list()
+    assert len(calls) == 1
 
 
 def test_409_is_lock_error_with_server_message() -> None:

@@ -87,8 +87,7 @@ def _row_stats(report: Any, depth: int = 0) -> Any:
 def is_cancelled(state: EsState, rec: TaskRecord) -> bool:
     """Cancelled = asked to stop: a running peon with a shutdown reason, or a task that ended so."""
     if rec.active:
-        peon = state.service.runner.running.get(rec.id)
-        return peon is not None and peon.shutdown_reason is not None
+        return rec.id in state.service.queue.shutting_down
     return bool(rec.error_msg and rec.error_msg.startswith(SHUTDOWN_PREFIX))
 
 

@@ -1,0 +1,1 @@
+"""In-memory implementations of every core protocol, shipped for tests and embedding."""
