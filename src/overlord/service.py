@@ -10,7 +10,7 @@ import logging
 import os
 import socket
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
 
@@ -62,7 +62,14 @@ class StatusCache:
 class Service:
     """One Overlord: everything the HTTP layer calls into."""
 
-    def __init__(self, settings: Settings, *, clock: Clock = SYSTEM_CLOCK) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        clock: Clock = SYSTEM_CLOCK,
+        runner_factory: Callable[[Service], TaskRunner] | None = None,
+    ) -> None:
+        """``runner_factory`` replaces the runner that ``druid.indexer.runner.type`` names (tests, embedding)."""
         settings.data_dir = settings.data_dir.resolve()
         settings.base_task_dirs = [p.resolve() for p in settings.base_task_dirs]
         self.settings = settings
@@ -78,7 +85,7 @@ class Service:
         host = settings.host if settings.host not in ("0.0.0.0", "::", "") else socket.gethostname()
         self.location = Location(host, settings.port, -1)
         self.advertised_url = f"http://{host}:{settings.port}"
-        self.runner: TaskRunner = self._runner()
+        self.runner: TaskRunner = runner_factory(self) if runner_factory is not None else self._runner()
         self.lockbox = TaskLockbox(clock)
         self.segments = SegmentMetadata(self.store)
         self.queue = TaskQueue(

@@ -3,6 +3,7 @@
 Fields (Druid's plus two of ours, which Druid's NoopTask lacks): ``runTime`` (ms to sleep,
 default 2500 as in Druid), ``isReadyTime`` accepted and ignored, ``fail`` (false, true or an
 error message: end FAILED with it) and ``logLines`` (lines to write to the task log, default 1).
+An ``interval`` is locked before the task runs and held until it ends.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 
 from overlord.core.task import SubmitContext, TaskType, register
 from overlord.errors import InvalidSpec
+from overlord.isotime import Interval
 from overlord.runner.toolbox import TaskResult, TaskToolbox
 
 _FIELDS = {
@@ -41,6 +43,11 @@ def validate(payload: dict[str, Any], ctx: SubmitContext) -> dict[str, Any]:
     fail = payload.get("fail")
     if fail is not None and not isinstance(fail, bool | str):
         raise InvalidSpec("Invalid value for field [fail]: must be a boolean or an error message", field="fail")
+    interval = payload.get("interval")
+    if interval is not None:
+        if not isinstance(interval, str):
+            raise InvalidSpec("Invalid value for field [interval]: must be an ISO-8601 interval", field="interval")
+        Interval.parse(interval, field="interval")
     payload.setdefault("dataSource", "none")  # Druid's NoopTask default
     return payload
 
@@ -59,4 +66,10 @@ def run(toolbox: TaskToolbox) -> TaskResult:
     return TaskResult.ok()
 
 
-NOOP = register(TaskType(name="noop", run=f"{__name__}:run", validate=validate))
+def lock_intervals(payload: dict[str, Any]) -> list[Interval]:
+    """A noop with an ``interval`` holds a lock on it while it runs (a maintenance window)."""
+    raw = payload.get("interval")
+    return [Interval.parse(raw, field="interval")] if isinstance(raw, str) else []
+
+
+NOOP = register(TaskType(name="noop", run=f"{__name__}:run", validate=validate, lock_intervals=lock_intervals))
