@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from overlord import failpoints
 from overlord.clock import Clock
 from overlord.core.lock_intervals import declared_lock_intervals
 from overlord.core.lockpolicy import default_priority, validate_lock_timeout
@@ -298,6 +299,7 @@ class TaskQueue:
             log.exception("Could not start a peon for task[%s]", rec.id, extra={"task_id": rec.id})
             self._complete(rec, success=False, error_msg=f"Could not start a peon: {exc}", duration=0)
             return
+        failpoints.hit(failpoints.LAUNCHED_NOT_RECORDED)
         check_transition(rec.id, rec.runner_state, RunnerState.RUNNING)
         running = rec.with_(
             runner_state=RunnerState.RUNNING,

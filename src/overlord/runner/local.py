@@ -31,6 +31,7 @@ from typing import Any
 
 import orjson
 
+from overlord import failpoints
 from overlord.clock import Clock
 from overlord.core.protocols import ExitListener, LaunchSpec, RunnerExit, TaskLogs, WorkerInfo
 from overlord.core.task import Location
@@ -433,6 +434,7 @@ class LocalTaskRunner:
         )
         try:
             self.on_exit(exit_)
+            failpoints.hit(failpoints.COMPLETED_NOT_CLEANED)
         finally:
             if task_dir is not None:
                 self._push_logs(task_id, task_dir)

@@ -1,0 +1,75 @@
+"""kill -9 at the exact crash windows (failpoints), then a restart: nothing lost, nothing run twice,
+start-up succeeds, and no peon or task directory is left behind."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import time
+from pathlib import Path
+
+import httpx
+
+API = "/druid/indexer/v1"
+
+
+def _journal(path: Path) -> list[str]:
+    return path.read_text().split("\n")[:-1] if path.exists() else []
+
+
+def _wait_dead(svc, timeout: float = 20.0) -> None:
+    assert svc.proc is not None
+    svc.proc.wait(timeout)
+    assert svc.stop() == -9  # closes the old client too
+
+
+def test_killed_between_fork_and_running_write_runs_the_task_once(service_factory, tmp_path):
+    journal = tmp_path / "journal"
+    env = {"OVERLORD_PEON_JOURNAL": str(journal), "OVERLORD_FAILPOINTS": "launched-not-recorded"}
+    svc = service_factory(extra_env=env).start()
+    with httpx.Client(base_url=svc.url, timeout=30) as client, contextlib.suppress(httpx.TransportError):
+        client.post(f"{API}/task", json={"type": "noop", "runTime": 0, "id": "once"})  # stored, then launched: dies
+    _wait_dead(svc)
+    svc.extra_env = {"OVERLORD_PEON_JOURNAL": str(journal)}
+    svc.start()
+    assert svc.wait_for("once")["statusCode"] == "SUCCESS"
+    runs = [line.split()[0] for line in _journal(journal)]
+    assert runs == ["once"], runs  # the first peon never passed its gate
+    task_root = svc.data_dir / "task"
+    deadline = time.monotonic() + 10
+    while any(task_root.iterdir()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert list(task_root.iterdir()) == []
+
+
+def test_killed_after_completion_before_cleanup_starts_and_keeps_the_result(service_factory, tmp_path):
+    env = {"OVERLORD_FAILPOINTS": "completed-not-cleaned"}
+    svc = service_factory(extra_env=env).start()
+    task = svc.submit({"type": "noop", "runTime": 0, "logLines": 3})
+    _wait_dead(svc)
+    svc.extra_env = {}
+    svc.start()  # start-up must not trip over the leftover task directory
+    st = svc.wait_for(task)
+    assert st["statusCode"] == "SUCCESS"
+    log = svc.http.get(f"{API}/task/{task}/log")
+    assert log.status_code == 200 and "log line 3 of 3" in log.text
+    assert list((svc.data_dir / "task").iterdir()) == []  # the orphan directory was removed
+
+
+def test_restart_survives_a_task_whose_directory_and_log_vanished(service_factory):
+    svc = service_factory().start()
+    task = svc.submit({"type": "noop", "runTime": 60000})
+    svc.wait_for(task, states=("RUNNING",))
+    pid = svc.peon_pid(task)
+    svc.kill9()
+    os.kill(pid, signal.SIGKILL)
+    shutil.rmtree(svc.data_dir / "task" / task)
+    svc.start()
+    st = svc.wait_for(task)
+    assert st["statusCode"] == "FAILED" and "died while the Overlord was down" in st["errorMsg"]
+    assert svc.http.get("/status/health").status_code == 200
+    again = svc.submit({"type": "noop", "runTime": 0})
+    assert svc.wait_for(again)["statusCode"] == "SUCCESS"
+    assert svc.http.get(f"{API}/task/{task}/log").status_code in (200, 404)
