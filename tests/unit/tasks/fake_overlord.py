@@ -2,19 +2,25 @@
 
 Just enough of docs/task-actions.md to run the task code in-process: time-chunk locks shared by
 groupId with increasing versions, segmentAllocate numbering, publishing with overshadowing, and
-sub-tasks run synchronously when submitted.
+sub-tasks run synchronously when submitted (or held RUNNING until shut down). Every toolbox shares
+one deep storage: a local folder or the in-memory twin.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import httpx
+import pyarrow as pa
+import pyarrow.parquet as pq
 
+from overlord.core.protocols import DeepStorage, LoadSpec
 from overlord.isotime import Interval, format_ms
 from overlord.runner.toolbox import REPORT_FILE, FileReportSink, PeonRuntime, TaskToolbox, read_json
 from overlord.storage.deep_storage import FsDeepStorage
@@ -33,11 +39,36 @@ class FakeOverlord:
     actions: list[dict[str, Any]] = field(default_factory=list)
     fail_insert: bool = False
     fail_sub_task: str | None = None
+    hold_sub_tasks: set[str] = field(default_factory=set)  # stay RUNNING until shut down
+    ignore_shutdown: bool = False
+    shutdowns: list[str] = field(default_factory=list)
+    report_hook: Callable[[str, dict[str, Any]], dict[str, Any]] | None = None
     version_ms: int = 1_700_000_000_000
+    deep_storage: DeepStorage | None = None
+
+    def __post_init__(self) -> None:
+        if self.deep_storage is None:
+            self.deep_storage = FsDeepStorage.from_uri(f"file://{self.deep}")
 
     @property
     def deep(self) -> Path:
         return self.root / "deep"
+
+    @property
+    def storage(self) -> DeepStorage:
+        assert self.deep_storage is not None
+        return self.deep_storage
+
+    def read_table(self, segment: dict[str, Any]) -> pa.Table:
+        with self.storage.open(segment["loadSpec"]) as f:
+            return pq.read_table(f)
+
+    def exists(self, load_spec: LoadSpec) -> bool:
+        try:
+            self.storage.open(load_spec).close()
+        except FileNotFoundError:
+            return False
+        return True
 
     def transport(self) -> httpx.MockTransport:
         return httpx.MockTransport(self.handle)
@@ -57,7 +88,7 @@ class FakeOverlord:
             payload,
             task_dir,
             runtime,
-            deep_storage=FsDeepStorage.from_uri(runtime.deep_storage),
+            deep_storage=self.storage,
             reports=FileReportSink(task_dir),
             log=logging.getLogger(f"test.{task_id}"),
         )
@@ -78,11 +109,17 @@ class FakeOverlord:
         if path == "/druid/indexer/v1/taskStatus":
             return httpx.Response(200, json={i: self.tasks[i] for i in body if i in self.tasks})
         if path.endswith("/reports"):
-            task_id = path.split("/")[-2]
+            task_id = unquote(path.split("/")[-2])
             report = read_json(self.root / "tasks" / task_id / REPORT_FILE)
+            if report and self.report_hook is not None:
+                report = self.report_hook(task_id, report)
             return httpx.Response(200, json=report) if report else httpx.Response(404, json={"error": "no report"})
         if path.endswith("/shutdown"):
-            return httpx.Response(200, json={"task": path.split("/")[-2]})
+            task_id = unquote(path.split("/")[-2])
+            self.shutdowns.append(task_id)
+            if not self.ignore_shutdown and self.tasks.get(task_id, {}).get("status") == "RUNNING":
+                self.tasks[task_id] = {"id": task_id, "status": "FAILED", "errorMsg": "Task was shut down"}
+            return httpx.Response(200, json={"task": task_id})
         return httpx.Response(404, json={"error": f"no route {path}"})
 
     def submit(self, payload: dict[str, Any]) -> httpx.Response:
@@ -93,6 +130,9 @@ class FakeOverlord:
         toolbox = self.toolbox(payload)
         if self.fail_sub_task == task_id:
             self.tasks[task_id] = {"id": task_id, "status": "FAILED", "errorMsg": "boom"}
+            return httpx.Response(200, json={"task": task_id})
+        if task_id in self.hold_sub_tasks:
+            self.tasks[task_id] = {"id": task_id, "status": "RUNNING", "errorMsg": None}
             return httpx.Response(200, json={"task": task_id})
         try:
             run_sub_task(toolbox)

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
-import pyarrow.parquet as pq
 import pytest
 from fake_overlord import FakeOverlord
 
 from overlord.core.task import SubmitContext
-from overlord.errors import ForbiddenPath, InvalidSpec, TaskFailure
+from overlord.errors import ForbiddenPath, InvalidInput, InvalidSpec, TaskFailure
 from overlord.runner.toolbox import LIVE_REPORT_FILE, REPORT_FILE, read_json
 from overlord.tasks import index, parallel
 
@@ -77,10 +77,11 @@ def test_index_publishes_with_lock_version_and_reports(overlord: FakeOverlord) -
     for s in used:
         assert s["version"] == locks[s["interval"]]
         assert s["shardSpec"] == {"type": "numbered", "partitionNum": 0, "partitions": 1}
-        path = Path(s["loadSpec"]["path"])
-        assert path.is_file() and path.is_relative_to(overlord.deep)
+        assert overlord.storage.contains(s["loadSpec"]) and overlord.exists(s["loadSpec"])
+        assert s["loadSpec"]["path"].endswith(f"/ds/{s['interval'].replace('/', '_').replace(':', '')}/"
+                                              f"{s['version'].replace(':', '')}/0/index.parquet")  # fmt: skip
         assert s["identifier"].startswith("ds_2020-01-0")
-    t = pq.read_table(used[0]["loadSpec"]["path"]).to_pylist()
+    t = overlord.read_table(used[0]).to_pylist()
     assert [(r["dim"], r["count"], r["v"]) for r in t] == [("a", 1, 1), ("b", 1, 2)]
     assert read_json(tb.task_dir / LIVE_REPORT_FILE)["ingestionStatsAndErrors"]["payload"]["ingestionState"]
     assert not list((tb.work_dir / "segments").rglob("*.parquet"))
@@ -105,7 +106,7 @@ def test_failed_publish_leaves_no_files(overlord: FakeOverlord) -> None:
     tb = overlord.toolbox(spec("t1", inline(ROWS)))
     with pytest.raises(Exception, match="locks were revoked"):
         index.run(tb)
-    assert not list(overlord.deep.rglob("*.parquet")) if overlord.deep.exists() else True
+    assert overlord.storage.list("ds") == []
     assert overlord.used() == []
     assert "locks were revoked" in payload_of(report(overlord, "t1"))["errorMsg"]
 
@@ -142,9 +143,15 @@ def test_parallel_sub_tasks_publish_together(overlord: FakeOverlord, tmp_path: P
     day1 = sorted(s["shardSpec"]["partitionNum"] for s in used if s["interval"].startswith("2020-01-01"))
     assert day1 == [0, 1]
     assert all(s["shardSpec"]["partitions"] == len(day1) for s in used if s["interval"].startswith("2020-01-01"))
-    assert not (overlord.deep / "_staging" / "parent").exists()
+    assert overlord.storage.list("_staging") == []
     inserts = [a for a in overlord.actions if a["type"] == "segmentTransactionalInsert"]
     assert len(inserts) == 1
+    for sub_id in overlord.payloads:
+        pushed = report(overlord, sub_id)["pushedSegments"]["payload"]["segments"]
+        assert pushed and all(f"/_staging/parent/{sub_id}/" in seg["loadSpec"]["path"] for seg in pushed)
+        assert all(not overlord.exists(seg["loadSpec"]) for seg in pushed), "staged copies are removed"
+    assert all(overlord.exists(s["loadSpec"]) and "_staging" not in s["loadSpec"]["path"] for s in used)
+    assert sum(overlord.read_table(s).num_rows for s in used) == 3
 
 
 def test_parallel_sub_task_failure_fails_parent_and_cleans_staging(overlord: FakeOverlord, tmp_path: Path) -> None:
@@ -158,8 +165,77 @@ def test_parallel_sub_task_failure_fails_parent_and_cleans_staging(overlord: Fak
     with pytest.raises(TaskFailure, match=r"Sub-task\[single_phase_sub_task_ds_.*_1\] failed: boom"):
         parallel.run(overlord.toolbox(payload))
     assert overlord.used() == []
-    assert not (overlord.deep / "_staging" / "parent").exists()
+    assert overlord.storage.list("_staging") == []
     assert "failed: boom" in payload_of(report(overlord, "parent"))["errorMsg"]
+
+
+def two_files(tmp_path: Path) -> dict[str, Any]:
+    for i in range(2):
+        (tmp_path / f"p{i}.json").write_text(ROWS[i] + "\n")
+    return {"inputSource": {"type": "local", "files": [str(tmp_path / "p0.json"), str(tmp_path / "p1.json")]}}
+
+
+def test_failing_parent_shuts_down_running_sub_tasks_before_removing_staging(
+    overlord: FakeOverlord, tmp_path: Path
+) -> None:
+    held, failing = parallel.sub_task_id("parent", "ds", 0), parallel.sub_task_id("parent", "ds", 1)
+    overlord.hold_sub_tasks = {held}
+    overlord.fail_sub_task = failing
+    overlord.storage.write(f"_staging/parent/{held}/ds/partial.parquet", io.BytesIO(b"half-pushed"))
+    with pytest.raises(TaskFailure, match="failed: boom"):
+        parallel.run(overlord.toolbox(spec("parent", two_files(tmp_path), maxNumConcurrentSubTasks=2)))
+    assert overlord.shutdowns == [held]
+    assert overlord.tasks[held]["status"] == "FAILED"
+    assert overlord.storage.list("_staging") == []
+
+
+def test_shutdown_wait_is_bounded(overlord: FakeOverlord, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(parallel, "SHUTDOWN_WAIT_S", 0.2)
+    held = parallel.sub_task_id("parent", "ds", 0)
+    overlord.hold_sub_tasks = {held}
+    overlord.fail_sub_task = parallel.sub_task_id("parent", "ds", 1)
+    overlord.ignore_shutdown = True
+    with pytest.raises(TaskFailure, match="failed: boom"):
+        parallel.run(overlord.toolbox(spec("parent", two_files(tmp_path), maxNumConcurrentSubTasks=2)))
+    assert overlord.shutdowns == [held] and overlord.tasks[held]["status"] == "RUNNING"
+    assert overlord.storage.list("_staging") == []
+
+
+def test_parent_refuses_pushed_load_specs_outside_the_sub_tasks_staging(overlord: FakeOverlord, tmp_path: Path) -> None:
+    assert index.run(overlord.toolbox(spec("victim", inline(ROWS[:1])))).success
+    (victim,) = overlord.used()
+
+    def tamper(task_id: str, r: dict[str, Any]) -> dict[str, Any]:
+        if "pushedSegments" in r:
+            r["pushedSegments"]["payload"]["segments"][0]["loadSpec"] = victim["loadSpec"]
+        return r
+
+    overlord.report_hook = tamper
+    with pytest.raises(TaskFailure, match="not among the files it pushed"):
+        parallel.run(overlord.toolbox(spec("parent", two_files(tmp_path), maxNumConcurrentSubTasks=2)))
+    assert overlord.used() == [victim] and overlord.exists(victim["loadSpec"])
+    assert overlord.storage.list("_staging") == []
+
+
+def test_sub_task_pushes_to_staging_and_reports_load_specs(overlord: FakeOverlord) -> None:
+    payload = {**spec("sub1", inline(ROWS)), "type": "single_phase_sub_task", "supervisorTaskId": "sup",
+               "inputSplits": [{"data": "\n".join(ROWS)}]}  # fmt: skip
+    payload["spec"]["ioConfig"]["type"] = "index_parallel"
+    assert index.run_sub_task(overlord.toolbox(payload)).success
+    pushed = report(overlord, "sub1")["pushedSegments"]
+    assert pushed["taskId"] == "sub1"
+    specs = [s["loadSpec"] for s in pushed["payload"]["segments"]]
+    assert sorted(specs, key=lambda x: x["path"]) == overlord.storage.list("_staging/sup/sub1")
+    assert len(specs) == 2 and overlord.used() == []
+
+
+def test_sub_task_with_escaping_supervisor_id_writes_nothing(overlord: FakeOverlord) -> None:
+    payload = {**spec("sub1", inline(ROWS)), "type": "single_phase_sub_task", "supervisorTaskId": "../../../tmp/x",
+               "inputSplits": [{"data": "\n".join(ROWS)}]}  # fmt: skip
+    with pytest.raises(InvalidInput):
+        index.run_sub_task(overlord.toolbox(payload))
+    assert overlord.storage.list("_staging") == []
+    assert not (tmp_root := overlord.root.parent / "tmp").exists() or not list(tmp_root.rglob("*.parquet"))
 
 
 def test_validate_names_fields(tmp_path: Path) -> None:
