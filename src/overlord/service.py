@@ -34,7 +34,7 @@ from overlord.storage.compaction_configs import CompactionConfigs
 from overlord.storage.deep_storage import FsDeepStorage
 from overlord.storage.metadata import MetadataStore
 from overlord.storage.segment_store import SegmentMetadata
-from overlord.storage.task_logs import TaskLogs as FileTaskLogs
+from overlord.storage.task_logs import FsTaskLogs
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +139,7 @@ class Service:
     def _task_logs(self) -> TaskLogs:
         if self.settings.logs_type != "file":
             raise ConfigError(f"druid.indexer.logs.type [{self.settings.logs_type}] is not supported; use [file]")
-        return FileTaskLogs(self.settings.effective_task_logs_dir)
+        return FsTaskLogs.from_uri(self.settings.effective_task_logs_dir.resolve())
 
     def _deep_storage(self) -> DeepStorage:
         if self.settings.storage_type != "local":

@@ -5,7 +5,6 @@ import pytest
 from overlord.config import load_settings, parse_duration_ms, parse_size
 from overlord.errors import ConfigError
 from overlord.runner.slots import allocate_slots, directory_size
-from overlord.storage.task_logs import read_slice
 
 
 def test_reference_storage_example_5_slots_2_dirs_300gb():
@@ -59,16 +58,6 @@ def test_bad_settings_are_refused(tmp_path):
         load_settings(environ={"druid_worker_capacity": "0"})
     with pytest.raises(ConfigError, match="Cannot read"):
         load_settings(config_file=tmp_path / "missing", environ={})
-
-
-def test_read_slice_offsets(tmp_path):
-    f = tmp_path / "log"
-    f.write_bytes(b"0123456789")
-    assert read_slice(f, 0) == b"0123456789"
-    assert read_slice(f, 3) == b"3456789"
-    assert read_slice(f, -3) == b"789"
-    assert read_slice(f, -100) == b"0123456789"
-    assert read_slice(f, 100) == b""
 
 
 def test_directory_size(tmp_path):

@@ -13,16 +13,14 @@ submits answer 503.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
-import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from overlord import failpoints
 from overlord.clock import Clock
+from overlord.core import task_tokens
 from overlord.core.lock_intervals import declared_lock_intervals
 from overlord.core.lockpolicy import default_priority, validate_lock_timeout
 from overlord.core.locks import TaskLockbox
@@ -41,14 +39,12 @@ from overlord.core.task import (
     validate_id,
 )
 from overlord.errors import (
-    Forbidden,
     InvalidSpec,
     NotFound,
     OverlordError,
     QueueFull,
     StoreUnavailable,
     TaskNotFound,
-    Unauthenticated,
 )
 
 log = logging.getLogger(__name__)
@@ -292,7 +288,7 @@ class TaskQueue:
         if rec.payload is None:
             stored = self.store.get_task(rec.id, with_payload=True)
             rec = rec.with_(payload=stored.payload if stored else {})
-        token = secrets.token_urlsafe(32)
+        token = task_tokens.new_token()
         try:
             handle = self.runner.launch(LaunchSpec(rec.id, rec.payload or {}, task_type_for(rec.type).run, token))
         except Exception as exc:
@@ -305,7 +301,7 @@ class TaskQueue:
             runner_state=RunnerState.RUNNING,
             location=self.config.location,
             runner_handle=handle,
-            token_hash=token_digest(token),
+            token_hash=task_tokens.token_digest(token),
         )
         try:
             self._save(running, "runner_state", "location", "runner_handle", "token_hash")
@@ -322,12 +318,7 @@ class TaskQueue:
 
     def authenticate(self, task_id: str, token: str | None) -> TaskRecord:
         """The active task ``task_id`` if ``token`` is its token; 401 without a token, 403 otherwise."""
-        if not token:
-            raise Unauthenticated(taskId=task_id)
-        rec = self.active.get(task_id)
-        if rec is None or rec.token_hash is None or not hmac.compare_digest(rec.token_hash, token_digest(token)):
-            raise Forbidden(f"The token is not the token of running task[{task_id}]", taskId=task_id)
-        return rec
+        return task_tokens.authenticate(self.active, task_id, token)
 
     def report_status(self, task_id: str, success: bool, error_msg: str | None) -> None:
         """A peon's final status; the task completes with it when its process ends."""
@@ -457,8 +448,3 @@ class TaskQueue:
         if state is not None:
             recs = [r for r in recs if r.runner_state is state]  # type: ignore[assignment]
         return sorted(recs, key=lambda r: (r.queue_insertion_ms, r.id))
-
-
-def token_digest(token: str) -> str:
-    """What the store keeps of a task token (sha256, hex): enough to check one, useless to steal."""
-    return hashlib.sha256(token.encode()).hexdigest()

@@ -11,14 +11,17 @@ from overlord.core.protocols import TaskLogs, TaskStore
 log = logging.getLogger(__name__)
 
 
-@dataclass
+@dataclass(frozen=True)
 class RetentionResult:
     logs_deleted: int
     tasks_deleted: list[str]
 
 
 class LogRetention:
-    """Deletes task logs older than ``durationToRetain`` and the completed-task rows created before then."""
+    """Deletes task logs older than ``durationToRetain`` and the completed-task rows created before then.
+
+    Depends on the protocols only, so it runs the same over any task store and any log storage.
+    """
 
     def __init__(self, store: TaskStore, task_logs: TaskLogs, clock: Clock, duration_to_retain_ms: int) -> None:
         self.store = store

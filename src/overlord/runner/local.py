@@ -46,7 +46,6 @@ from overlord.runner.toolbox import (
     read_json,
     write_json_atomic,
 )
-from overlord.storage.task_logs import read_chunks
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +79,23 @@ def is_same_process_alive(pid: int, marker: str | None) -> bool:
             return True
         return True
     return marker is None or current == marker
+
+
+def read_chunks(path: Path, offset: int, chunk: int = 64 * 1024) -> Iterator[bytes] | None:
+    """A running peon's log file from Druid's log ``offset``, in chunks; None if it does not exist."""
+    try:
+        f = path.open("rb")
+    except FileNotFoundError:
+        return None
+
+    def chunks() -> Iterator[bytes]:
+        with f:
+            size = f.seek(0, os.SEEK_END)
+            f.seek(max(0, size + offset) if offset < 0 else min(offset, size))
+            while data := f.read(chunk):
+                yield data
+
+    return chunks()
 
 
 def describe_exit(exitcode: int | None) -> str:

@@ -43,7 +43,7 @@ from overlord.runner.toolbox import (
     write_json_atomic,
 )
 from overlord.storage.deep_storage import FsDeepStorage
-from overlord.storage.task_logs import TaskLogs
+from overlord.storage.task_logs import FsTaskLogs
 from overlord.tasks.action_client import ActionClient
 
 PEON_API = "/druid/indexer/v1/peon"  # peon-only endpoints (token required); see api/peon_reports.py
@@ -170,7 +170,7 @@ def _push_own_log(task_id: str, task_dir: Path, runtime: PeonRuntime) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     try:
-        logs = TaskLogs(Path(runtime.task_logs))
+        logs = FsTaskLogs.from_uri(runtime.task_logs)
         with capped_log(task_dir / LOG_FILE, runtime.log_max_bytes) as source:
             logs.push_log(task_id, source)
         (task_dir / LOG_PUSHED_FILE).touch()

@@ -1,107 +1,130 @@
 """Task-log storage: where logs and reports go when a task ends (Druid's ``druid.indexer.logs``).
 
-A local folder by default. Pushing is a copy then an atomic rename, so a reader never
-sees half a log; a failed push leaves the worker's copy in place for ``GET /log``.
+``FsTaskLogs`` implements the ``TaskLogs`` protocol on a pyarrow filesystem (a local folder by
+default, an object store by URI). Pushing is a copy to a temporary name then a rename, so a reader
+never sees half a log; reads stream in chunks, so serving a large log never holds it in memory.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import posixpath
 import shutil
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+import pyarrow as pa
+import pyarrow.fs as pafs
 
-class TaskLogs:
-    """Pushed task logs and reports, one pair of files per task id."""
+from overlord.errors import InvalidInput
 
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        directory.mkdir(parents=True, exist_ok=True)
+READ_CHUNK = 64 << 10
+LOG_SUFFIX = ".log"
+REPORT_SUFFIX = ".report.json"
 
-    def log_path(self, task_id: str) -> Path:
-        return self.directory / f"{task_id}.log"
 
-    def report_path(self, task_id: str) -> Path:
-        return self.directory / f"{task_id}.report.json"
+def check_task_id(task_id: str) -> None:
+    """A task id becomes a file name: refuse ids that could name another file (Druid's id rules)."""
+    if (
+        not isinstance(task_id, str)
+        or not task_id
+        or task_id in (".", "..")
+        or task_id.startswith(".")
+        or "/" in task_id
+        or "\\" in task_id
+        or any(ord(c) < 32 or ord(c) == 127 for c in task_id)
+    ):
+        raise InvalidInput(f"Invalid task id [{task_id!r}] for task logs")
 
-    def push(self, task_id: str, log_file: Path, report_file: Path | None) -> None:
-        """Copy the task's log (and report, if any) into storage; raises OSError on failure."""
-        self._copy(log_file, self.log_path(task_id))
-        if report_file is not None and report_file.exists():
-            self._copy(report_file, self.report_path(task_id))
+
+def start_of_range(size: int, offset: int) -> int:
+    """Druid's log offset: from byte ``offset``, or the last ``-offset`` bytes when negative."""
+    return max(0, size + offset) if offset < 0 else min(offset, size)
+
+
+class FsTaskLogs:
+    """Pushed task logs and reports as ``<id>.log`` and ``<id>.report.json`` below ``base``."""
+
+    def __init__(self, fs: pafs.FileSystem, base: str) -> None:
+        self.fs = fs
+        self.base = posixpath.normpath(base)
+
+    @classmethod
+    def from_uri(cls, uri: str | Path) -> FsTaskLogs:
+        """``file:///abs/dir`` or a plain path: a local folder (created if missing); else any pyarrow URI."""
+        text = str(uri)
+        fs, path = pafs.FileSystem.from_uri(text if "://" in text else f"file://{os.path.abspath(text)}")
+        if isinstance(fs, pafs.LocalFileSystem):
+            fs.create_dir(path, recursive=True)
+        return cls(fs, path)
+
+    def _path(self, task_id: str, suffix: str) -> str:
+        check_task_id(task_id)
+        return f"{self.base}/{task_id}{suffix}"
+
+    def _push(self, dst: str, source: str | bytes | BinaryIO) -> None:
+        name = posixpath.basename(dst)
+        tmp = f"{self.base}/.{name}.{uuid.uuid4().hex}.tmp"
+        try:
+            with self.fs.open_output_stream(tmp) as out:
+                if isinstance(source, bytes):
+                    out.write(source)
+                elif isinstance(source, str):
+                    with open(source, "rb") as src:
+                        shutil.copyfileobj(src, out, 1 << 20)  # type: ignore[misc]
+                else:
+                    shutil.copyfileobj(source, out, 1 << 20)  # type: ignore[misc]
+            self.fs.move(tmp, dst)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                self.fs.delete_file(tmp)
+            raise
 
     def push_log(self, task_id: str, source: str | BinaryIO) -> None:
-        dst = self.log_path(task_id)
-        tmp = dst.with_name(dst.name + f".{os.getpid()}.tmp")
-        if isinstance(source, str):
-            shutil.copyfile(source, tmp)
-        else:
-            with tmp.open("wb") as out:
-                shutil.copyfileobj(source, out, 1 << 20)
-        os.replace(tmp, dst)
+        self._push(self._path(task_id, LOG_SUFFIX), source)
 
     def push_report(self, task_id: str, report: bytes) -> None:
-        dst = self.report_path(task_id)
-        tmp = dst.with_name(dst.name + f".{os.getpid()}.tmp")
-        tmp.write_bytes(report)
-        os.replace(tmp, dst)
+        self._push(self._path(task_id, REPORT_SUFFIX), bytes(report))
 
     def read_log(self, task_id: str, offset: int = 0) -> Iterator[bytes] | None:
-        return read_chunks(self.log_path(task_id), offset)
+        try:
+            f = self.fs.open_input_file(self._path(task_id, LOG_SUFFIX))
+        except FileNotFoundError:
+            return None
+        return _stream(f, offset)
 
     def read_report(self, task_id: str) -> bytes | None:
         try:
-            return self.report_path(task_id).read_bytes()
+            with self.fs.open_input_file(self._path(task_id, REPORT_SUFFIX)) as f:
+                return bytes(f.read())
         except FileNotFoundError:
             return None
 
-    def has_log(self, task_id: str) -> bool:
-        return self.log_path(task_id).exists()
-
     def delete(self, task_id: str) -> None:
-        for path in (self.log_path(task_id), self.report_path(task_id)):
-            path.unlink(missing_ok=True)
+        for suffix in (LOG_SUFFIX, REPORT_SUFFIX):
+            with contextlib.suppress(FileNotFoundError):
+                self.fs.delete_file(self._path(task_id, suffix))
 
     def kill_older_than(self, cutoff_ms: int) -> int:
-        """Delete logs and reports last modified before cutoff (Druid judges by modified time)."""
+        """Delete every file last modified before the cutoff (Druid judges by modified time)."""
         removed = 0
-        with os.scandir(self.directory) as entries:
-            for entry in entries:
-                if entry.is_file() and entry.stat().st_mtime * 1000 < cutoff_ms:
-                    Path(entry.path).unlink(missing_ok=True)
+        selector = pafs.FileSelector(self.base, recursive=False, allow_not_found=True)
+        for info in self.fs.get_file_info(selector):
+            mtime_ns = info.mtime_ns
+            if info.is_file and mtime_ns is not None and mtime_ns // 1_000_000 < cutoff_ms:
+                with contextlib.suppress(FileNotFoundError):
+                    self.fs.delete_file(info.path)
                     removed += 1
         return removed
 
-    @staticmethod
-    def _copy(src: Path, dst: Path) -> None:
-        tmp = dst.with_name(dst.name + ".tmp")
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, dst)
 
-
-def read_slice(path: Path, offset: int) -> bytes:
-    """Druid's log offset: bytes from ``offset``, or the last ``-offset`` bytes when negative."""
-    with path.open("rb") as f:
-        size = f.seek(0, os.SEEK_END)
-        start = max(0, size + offset) if offset < 0 else min(offset, size)
-        f.seek(start)
-        return f.read()
-
-
-def read_chunks(path: Path, offset: int, chunk: int = 64 * 1024) -> Iterator[bytes] | None:
-    """A file from Druid's log ``offset`` in chunks (never whole in memory); None if it does not exist."""
+def _stream(f: pa.NativeFile, offset: int) -> Iterator[bytes]:
     try:
-        f = path.open("rb")
-    except FileNotFoundError:
-        return None
-
-    def chunks() -> Iterator[bytes]:
-        with f:
-            size = f.seek(0, os.SEEK_END)
-            f.seek(max(0, size + offset) if offset < 0 else min(offset, size))
-            while data := f.read(chunk):
-                yield data
-
-    return chunks()
+        f.seek(start_of_range(f.size(), offset))
+        while chunk := f.read(READ_CHUNK):
+            yield bytes(chunk)
+    finally:
+        f.close()

@@ -1,11 +1,12 @@
 """``compact``: rewrite the visible segments of an interval into fewer, larger ones.
 
 The task takes a time-chunk lock on the interval first (so nothing changes under it), reads the
-visible segments (``segmentListUsed``) with pyarrow, combines them, optionally re-buckets them by a
-new ``segmentGranularity`` / truncates to a new ``queryGranularity``, re-aggregates metrics with
-their *combining* aggregators when rollup is on (``count`` becomes a ``longSum`` of the count
-column), cuts partitions of at most ``maxRowsPerSegment`` rows and publishes them under its lock's
-version, which overshadows the old segments (``segmentTransactionalInsert`` marks them unused).
+visible segments (``segmentListUsed``) through deep storage by their load specs with pyarrow,
+combines them, optionally re-buckets them by a new ``segmentGranularity`` / truncates to a new
+``queryGranularity``, re-aggregates metrics with their *combining* aggregators when rollup is on
+(``count`` becomes a ``longSum`` of the count column), cuts partitions of at most
+``maxRowsPerSegment`` rows and publishes them under its lock's version, which overshadows the old
+segments (``segmentTransactionalInsert`` marks them unused).
 
 Without a new segmentGranularity every existing time chunk is a split of its own, with its own
 ``ingestionStatsAndErrors_N`` report entry, as Druid does. Aggregator types are not stored in our
@@ -29,8 +30,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from overlord.core.protocols import DeepStorage
 from overlord.core.task import SubmitContext, TaskType, register
-from overlord.errors import InvalidSpec, TaskFailure
+from overlord.errors import InvalidInput, InvalidSpec, TaskFailure
 from overlord.ingest import granularity as granularities
 from overlord.ingest import rollup as rollups
 from overlord.ingest.granularity import Granularity
@@ -38,10 +40,10 @@ from overlord.ingest.rowstats import BUILD_SEGMENTS, DETERMINE_PARTITIONS, Inges
 from overlord.ingest.segment_files import SegmentDescriptor, segment_relpath, write_segment
 from overlord.ingest.spec import METRIC_TYPES, MetricSpec
 from overlord.isotime import Interval
-from overlord.runner.toolbox import REPORT_FILE, TaskResult, TaskToolbox
+from overlord.runner.toolbox import TaskResult, TaskToolbox
 from overlord.tasks import publish as pub
 from overlord.tasks.action_client import ActionClient
-from overlord.tasks.reporting import check_lock_timeout, deep_storage_dir, log_peak_memory
+from overlord.tasks.reporting import check_lock_timeout, log_peak_memory
 
 TIME = "__time"
 DEFAULT_MAX_ROWS = 5_000_000
@@ -212,14 +214,18 @@ def infer_metrics(names: list[str], schema: pa.Schema, stored: list[dict[str, An
     return tuple(out)
 
 
-def read_segments(segments: list[dict[str, Any]]) -> pa.Table:
+def read_segments(deep_storage: DeepStorage, segments: list[dict[str, Any]]) -> pa.Table:
     """All rows of the given segments, schemas unified (a column missing from one file is null)."""
     tables = []
     for s in segments:
-        path = Path(((s.get("loadSpec") or {}).get("path")) or "")
-        if not path.is_file():
-            raise TaskFailure(f"Segment file of [{s.get('identifier')}] is missing: {path}")
-        tables.append(pq.read_table(path))
+        load_spec = s.get("loadSpec")
+        try:
+            with deep_storage.open(load_spec or {}) as f:
+                tables.append(pq.read_table(f))
+        except FileNotFoundError:
+            raise TaskFailure(f"Segment file of [{s.get('identifier')}] is missing: {load_spec}") from None
+        except InvalidInput as exc:
+            raise TaskFailure(f"Cannot read segment [{s.get('identifier')}]: {exc.message}") from None
     if len(tables) == 1:
         return tables[0]
     return pa.concat_tables(tables, promote_options="permissive")
@@ -369,7 +375,7 @@ def run_compaction(toolbox: TaskToolbox, cfg: CompactConfig) -> TaskResult:
         state_of: dict[Interval, dict[str, Any]] = {}
         for chunk in sorted(groups):
             segs = groups[chunk]
-            table = read_segments(segs)
+            table = read_segments(toolbox.deep_storage, segs)
             dims = _ordered_union([_names(s.get("dimensions")) for s in segs])
             metric_names = _ordered_union([_names(s.get("metrics")) for s in segs])
             metrics = cfg.metrics or infer_metrics(metric_names, table.schema, stored_state.get("metricsSpec"))
@@ -384,7 +390,7 @@ def run_compaction(toolbox: TaskToolbox, cfg: CompactConfig) -> TaskResult:
             )  # fmt: skip
             for d in descs:
                 state_of[d.interval] = compaction_state(cfg, dims, table.schema, metrics, bool(rollup))
-            staged.extend(pub.StagedSegment(d, out_dir, toolbox.task_id) for d in descs)
+            staged.extend(pub.StagedSegment.written(d, out_dir, toolbox.task_id) for d in descs)
             splits_report.append((stats, len(segs), len(descs)))
             toolbox.log.info("Split %s: %d segments (%d rows) -> %d segments (%d rows)", chunk, len(segs),
                              table.num_rows, len(descs), out.num_rows)  # fmt: skip
@@ -394,7 +400,7 @@ def run_compaction(toolbox: TaskToolbox, cfg: CompactConfig) -> TaskResult:
             state = state_of.get(f.staged.descriptor.interval)
             return {"lastCompactionState": state} if cfg.store_compaction_state and state else {}
 
-        pub.publish(client, finals, deep_storage_dir(toolbox), log=toolbox.log, extra_json=extra)
+        pub.publish(client, finals, toolbox.deep_storage, log=toolbox.log, extra_json=extra)
     write_report(toolbox, splits_report, None)
     toolbox.log.info("Compaction read %d segments and published %d", len(used), len(finals))
     return TaskResult.ok()
@@ -417,9 +423,9 @@ def run(toolbox: TaskToolbox) -> TaskResult:
     try:
         return run_compaction(toolbox, parse_config(toolbox.payload))
     except BaseException as exc:
-        if not (toolbox.task_dir / REPORT_FILE).exists():
-            msg = str(exc) if isinstance(exc, Exception) else f"Task was shut down: {exc}"
-            write_report(toolbox, [], msg)
+        # run_compaction writes its report last, so a failure means no report was written yet.
+        msg = str(exc) if isinstance(exc, Exception) else f"Task was shut down: {exc}"
+        write_report(toolbox, [], msg)
         raise
     finally:
         log_peak_memory(toolbox)

@@ -1,9 +1,10 @@
 """``index`` and ``index_parallel``: Druid's native batch ingestion, and the ``single_phase_sub_task``.
 
 The task ingests into its work dir under a placeholder version, then publishes (final ids from the
-Overlord, files moved into deep storage, one ``segmentTransactionalInsert``; see ``publish``).
+Overlord, files written to deep storage, one ``segmentTransactionalInsert``; see ``publish``).
 ``index_parallel`` with ``maxNumConcurrentSubTasks`` > 1 and several input files hands the files
-to sub-tasks (``parallel``), which push to a staging area; the parent publishes everything.
+to sub-tasks (``parallel``), which push to a staging prefix of deep storage and report the load
+specs; the parent publishes everything from those load specs.
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ from overlord.tasks.reporting import (
     LiveReporter,
     allowed_dirs_of,
     check_lock_timeout,
-    deep_storage_dir,
     log_peak_memory,
     store_empty_columns,
 )
@@ -141,14 +141,14 @@ def publish_staged(
     else:
         timeout = toolbox.context.get("taskLockTimeout")
         finals = pub.assign_overwrite_ids(client, staged, timeout if isinstance(timeout, int) else None)
-    return pub.publish(client, finals, deep_storage_dir(toolbox), log=toolbox.log)
+    return pub.publish(client, finals, toolbox.deep_storage, log=toolbox.log)
 
 
 def run_in_process(toolbox: TaskToolbox, spec: IndexSpec, splits: list[InputSplit] | None = None) -> TaskResult:
     """Ingest and publish in this peon (``index``, or ``index_parallel`` with one worker)."""
     out_dir = toolbox.work_dir / "segments"
     result, _ = ingest(toolbox, spec, out_dir, splits)
-    staged = [pub.StagedSegment(d, out_dir, toolbox.task_id) for d in result.segments]
+    staged = [pub.StagedSegment.written(d, out_dir, toolbox.task_id) for d in result.segments]
     try:
         with ActionClient.for_toolbox(toolbox) as client:
             publish_staged(toolbox, client, spec, staged)
@@ -180,34 +180,62 @@ def run(toolbox: TaskToolbox) -> TaskResult:
 # ---- single_phase_sub_task --------------------------------------------------------------------
 
 
-def staging_root(deep_root: Path, supervisor_id: str) -> Path:
-    return deep_root / "_staging" / supervisor_id
+STAGING = "_staging"
+
+
+def staging_prefix(supervisor_id: str, sub_task_id: str | None = None) -> str:
+    """The deep-storage key prefix where a supervisor's sub-tasks push segments before it publishes."""
+    prefix = f"{STAGING}/{supervisor_id}"
+    return f"{prefix}/{sub_task_id}" if sub_task_id is not None else prefix
 
 
 def run_sub_task(toolbox: TaskToolbox) -> TaskResult:
-    """Ingest the given splits and push the segments to the supervisor's staging area (no publish)."""
+    """Ingest the given splits and push the segments to the supervisor's staging prefix (no publish).
+
+    The report lists the pushed segments with their load specs (Druid's pushedSegments report);
+    the supervisor publishes from those. A sub-task that fails removes what it pushed.
+    """
     payload = toolbox.payload
     spec = load_spec(toolbox, _as_index_payload(payload))
     splits = [InputSplit.from_dict(d) for d in payload.get("inputSplits") or []]
-    out_dir = staging_root(deep_storage_dir(toolbox), payload["supervisorTaskId"]) / toolbox.task_id
+    out_dir = toolbox.work_dir / "segments"
+    prefix = staging_prefix(str(payload["supervisorTaskId"]), toolbox.task_id)
     try:
         result, _ = ingest(toolbox, spec, out_dir, splits)
+        try:
+            pushed = push_segments(toolbox, out_dir, prefix, result.segments)
+        except BaseException as exc:
+            msg = str(exc) if isinstance(exc, Exception) else f"Task was shut down: {exc}"
+            toolbox.write_report(result.completion_report(toolbox.task_id, toolbox.context, msg))
+            raise
         report = result.completion_report(toolbox.task_id, toolbox.context, None)
-        report["pushedSegments"] = pushed_segments_report(toolbox.task_id, out_dir, result.segments)
+        report["pushedSegments"] = pushed_segments_report(toolbox.task_id, pushed)
         toolbox.write_report(report)
-        toolbox.log.info("Pushed %s to %s", _summary(result.row_stats, len(result.segments)), out_dir)
+        toolbox.log.info("Pushed %s to deep storage [%s]", _summary(result.row_stats, len(pushed)), prefix)
         return TaskResult.ok()
     finally:
         log_peak_memory(toolbox)
 
 
-def pushed_segments_report(task_id: str, root: Path, segments: list[SegmentDescriptor]) -> dict[str, Any]:
+def push_segments(
+    toolbox: TaskToolbox, out_dir: Path, prefix: str, segments: list[SegmentDescriptor]
+) -> list[dict[str, Any]]:
+    """Write each segment under ``prefix`` in deep storage; segment JSON with the storage's load specs."""
+    out = []
+    try:
+        for d in segments:
+            spec = toolbox.deep_storage.write(f"{prefix}/{d.path}", str(out_dir / d.path))
+            out.append({**d.to_dict(), "loadSpec": spec})
+            (out_dir / d.path).unlink(missing_ok=True)
+    except BaseException:
+        toolbox.deep_storage.delete_prefix(prefix)
+        raise
+    return out
+
+
+def pushed_segments_report(task_id: str, segments: list[dict[str, Any]]) -> dict[str, Any]:
     """What a sub-task hands its supervisor (Druid's PushedSegmentsReport, as a report entry)."""
-    return {
-        "type": "pushedSegments",
-        "taskId": task_id,
-        "payload": {"stagingDir": str(root), "segments": [s.to_dict(load_spec_root=str(root)) for s in segments]},
-    }
+    return {"type": "pushedSegments", "taskId": task_id, "payload": {"segments": segments}}
 
 
 INDEX = register(TaskType(name="index", run=f"{__name__}:run", validate=validate, lock_intervals=lock_intervals))

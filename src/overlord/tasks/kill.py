@@ -2,13 +2,12 @@
 
 Only segments the Overlord lists as unused (``retrieveUnusedSegments``) are touched, so a used
 segment can never be deleted. The task locks the interval first, as Druid's kill task does, so no
-task publishes into it meanwhile; it deletes the files (only below deep storage) and then the
-metadata (``segmentNuke``).
+task publishes into it meanwhile; it deletes the files through deep storage by their load specs
+(a load spec pointing outside deep storage is skipped) and then the metadata (``segmentNuke``).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from overlord.core.task import SubmitContext, TaskType, register
@@ -16,8 +15,7 @@ from overlord.errors import InvalidSpec
 from overlord.isotime import Interval
 from overlord.runner.toolbox import TaskResult, TaskToolbox
 from overlord.tasks.action_client import ActionClient
-from overlord.tasks.publish import remove_file_and_empty_parents
-from overlord.tasks.reporting import check_lock_timeout, deep_storage_dir
+from overlord.tasks.reporting import check_lock_timeout
 
 _FIELDS = {
     "type",
@@ -67,7 +65,7 @@ def lock_intervals(payload: dict[str, Any]) -> list[Interval]:
 def run(toolbox: TaskToolbox) -> TaskResult:
     payload = toolbox.payload
     ds, iv = payload["dataSource"], _interval(payload)
-    root = deep_storage_dir(toolbox).resolve()
+    deep_storage = toolbox.deep_storage
     with ActionClient.for_toolbox(toolbox) as client:
         client.lock_acquire(str(iv))
         marked = client.mark_segments_unused(ds, str(iv)) if payload.get("markAsUnused") else 0
@@ -75,14 +73,14 @@ def run(toolbox: TaskToolbox) -> TaskResult:
         toolbox.log.info("Found %d unused segments of dataSource[%s] in %s", len(unused), ds, iv)
         deleted = 0
         for seg in unused:
-            path = Path(str((seg.get("loadSpec") or {}).get("path") or ""))
-            real = path.resolve()
-            if not real.is_relative_to(root):
-                toolbox.log.warning("Not deleting %s of segment[%s]: outside deep storage", path, seg.get("identifier"))
+            load_spec = seg.get("loadSpec")
+            if not deep_storage.contains(load_spec or {}):
+                toolbox.log.warning(
+                    "Not deleting %s of segment[%s]: outside deep storage", load_spec, seg.get("identifier")
+                )
                 continue
-            if real.exists():
-                deleted += 1
-            remove_file_and_empty_parents(real, root)
+            deep_storage.delete(load_spec or {})
+            deleted += 1
         if unused:
             client.segment_nuke(unused)
     toolbox.log.info(

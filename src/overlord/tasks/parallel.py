@@ -1,20 +1,24 @@
 """The in-peon driver of ``index_parallel``: input files spread over ``single_phase_sub_task`` tasks.
 
-Sub-tasks are ordinary tasks submitted to the Overlord (visible in ``/tasks`` with the parent's
-groupId, so they share its locks), at most ``maxNumConcurrentSubTasks`` at a time. Each pushes its
-segments to ``<deep storage>/_staging/<parent id>/<sub-task id>/`` and lists them in its report; the
-parent sums their row stats, then publishes every segment in one transaction. A failed sub-task
-fails the parent; a shut-down parent shuts its sub-tasks down. The staging area is always removed.
+Sub-tasks are ordinary tasks submitted to the Overlord through ``overlord.client`` (visible in
+``/tasks`` with the parent's groupId, so they share its locks), at most ``maxNumConcurrentSubTasks``
+at a time. Each pushes its segments to the deep-storage prefix ``_staging/<parent id>/<sub-task
+id>/`` and lists their load specs in its report; the parent sums their row stats, then publishes
+every segment from those load specs in one transaction. A failed sub-task fails the parent; a
+failing or shut-down parent shuts its sub-tasks down and waits (bounded) for them to end. The
+staging prefix is always removed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-import shutil
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from overlord.client import Backoff, Client, ClientError, RetryPolicy
 from overlord.core.task import TaskType, register
 from overlord.errors import OverlordError, TaskFailure
 from overlord.ingest.rowstats import PHASES, IngestionState, RowStats, completion_report
@@ -22,19 +26,18 @@ from overlord.ingest.sources import InputSplit, list_input_splits, split_evenly
 from overlord.ingest.spec import IndexSpec
 from overlord.runner.toolbox import TaskResult, TaskToolbox
 from overlord.tasks import publish as pub
-from overlord.tasks.action_client import ActionClient, error_message
+from overlord.tasks.action_client import TOKEN_HEADER, ActionClient
 from overlord.tasks.index import (
     SUB_TASK_TYPE,
     load_spec,
     lock_intervals,
     publish_staged,
     run_in_process,
-    staging_root,
+    staging_prefix,
     validate,
 )
-from overlord.tasks.reporting import deep_storage_dir, log_peak_memory
+from overlord.tasks.reporting import log_peak_memory
 
-TASK_API = "/druid/indexer/v1"
 POLL_INTERVAL_S = 0.05  # a bulk status call on loopback: cheap, and the parent publishes sooner
 LIVE_REPORT_INTERVAL_S = 1.0
 DEFAULT_PRIORITY = 50
@@ -81,10 +84,30 @@ def sub_task_payloads(toolbox: TaskToolbox, spec: IndexSpec, groups: list[list[I
     return out
 
 
+def task_client(toolbox: TaskToolbox) -> Client:
+    """The Overlord's Python client, as this task: its token, retries that ride out a restart.
+
+    Tests answer it in memory through the same seam as task actions (``ActionClient.default_transport``).
+    """
+    url = toolbox.runtime.overlord_url
+    if not url:
+        raise TaskFailure("runtime.overlordUrl is not set: this task needs the Overlord to run sub-tasks")
+    backoff = Backoff(initial=0.2, max_interval=5.0)
+    attempts = max(4, math.ceil(toolbox.runtime.action_retry_s / (backoff.max_interval / 2)) + 5)
+    token = toolbox.runtime.task_token
+    return Client(
+        url,
+        retry=RetryPolicy(max_attempts=attempts, backoff=backoff),
+        breaker=False,
+        headers={TOKEN_HEADER: token} if token else None,
+        transport=ActionClient.default_transport,
+    )
+
+
 class SubTaskDriver:
     """Submits, polls and (on failure or shutdown) stops the sub-tasks of one parent."""
 
-    def __init__(self, toolbox: TaskToolbox, client: ActionClient, payloads: list[dict[str, Any]], limit: int) -> None:
+    def __init__(self, toolbox: TaskToolbox, client: Client, payloads: list[dict[str, Any]], limit: int) -> None:
         self.toolbox = toolbox
         self.client = client
         self.subs = [SubTask(p["id"], p) for p in payloads]
@@ -92,9 +115,10 @@ class SubTaskDriver:
         self._last_live = -1e18
 
     def _submit(self, sub: SubTask) -> None:
-        r = self.client.request("POST", f"{TASK_API}/task", json=sub.payload)
-        if r.status_code != 200 and "already exists" not in r.text:
-            raise TaskFailure(f"Could not submit sub-task[{sub.id}]: {error_message(r)}")
+        try:
+            self.client.submit(sub.payload, validate=False)
+        except ClientError as exc:
+            raise TaskFailure(f"Could not submit sub-task[{sub.id}]: {exc.message}") from exc
         sub.status = "RUNNING"
         self.toolbox.log.info("Submitted sub-task[%s] with %d input splits", sub.id, len(sub.payload["inputSplits"]))
 
@@ -102,25 +126,24 @@ class SubTaskDriver:
         running = [s for s in self.subs if s.status == "RUNNING"]
         if not running:
             return
-        r = self.client.request("POST", f"{TASK_API}/taskStatus", json=[s.id for s in running])
-        if r.status_code != 200:
-            raise TaskFailure(f"Could not read sub-task statuses: {error_message(r)}")
-        body = r.json()
+        try:
+            found = self.client.statuses([s.id for s in running])
+        except ClientError as exc:
+            raise TaskFailure(f"Could not read sub-task statuses: {exc.message}") from exc
         for s in running:
-            st = body.get(s.id)
-            if not st or st.get("status") not in ("SUCCESS", "FAILED"):
+            st = found.get(s.id)
+            if st is None or not st.is_terminal:
                 continue
-            s.status = st["status"]
-            s.error_msg = st.get("errorMsg")
+            s.status = st.status_code.value
+            s.error_msg = st.error_msg
             s.report = self._report(s.id) or {}
             self.toolbox.log.info("Sub-task[%s] finished with status[%s]", s.id, s.status)
 
     def _report(self, task_id: str) -> dict[str, Any] | None:
-        r = self.client.request("GET", f"{TASK_API}/task/{task_id}/reports")
-        if r.status_code != 200:
+        try:
+            return self.client.report(task_id).to_wire()
+        except ClientError:
             return None
-        body = r.json()
-        return body if isinstance(body, dict) else None
 
     def run(self) -> None:
         """Until every sub-task succeeded; raises TaskFailure naming the first that failed."""
@@ -143,22 +166,27 @@ class SubTaskDriver:
             time.sleep(POLL_INTERVAL_S)
 
     def shutdown_all(self) -> None:
-        """Best effort: stop every sub-task still running."""
+        """Best effort: stop every sub-task still running, then wait (bounded) until they have ended,
+        so none is still pushing into the staging prefix when the parent removes it."""
         for s in self.subs:
             if s.status != "RUNNING":
                 continue
             try:
-                self.client.request("POST", f"{TASK_API}/task/{s.id}/shutdown")
+                self.client.shutdown(s.id)
                 self.toolbox.log.info("Shut down sub-task[%s]", s.id)
             except Exception as exc:  # the parent is failing anyway; keep stopping the others
                 self.toolbox.log.warning("Could not shut down sub-task[%s]: %s", s.id, exc)
-        deadline = time.monotonic() + SHUTDOWN_WAIT_S
-        while any(s.status == "RUNNING" for s in self.subs) and time.monotonic() < deadline:
+        deadline = self.toolbox.clock.monotonic() + SHUTDOWN_WAIT_S
+        while any(s.status == "RUNNING" for s in self.subs) and self.toolbox.clock.monotonic() < deadline:
             try:
-                self._poll()  # let them clean up their own files before the staging area goes
+                self._poll()
             except Exception:
                 break
-            time.sleep(POLL_INTERVAL_S or 0.05)
+            if any(s.status == "RUNNING" for s in self.subs):
+                time.sleep(POLL_INTERVAL_S or 0.05)
+        still = [s.id for s in self.subs if s.status == "RUNNING"]
+        if still:
+            self.toolbox.log.warning("Sub-tasks %s had not ended after %.0fs", still, SHUTDOWN_WAIT_S)
 
     def _write_live_report(self) -> None:
         """Sum the sub-tasks' live (or final) reports into the parent's live report, about once a second."""
@@ -248,22 +276,17 @@ def run_parallel(toolbox: TaskToolbox, spec: IndexSpec, splits: list[InputSplit]
     if len(groups) < wanted:  # sizes unknown (all zero, e.g. pipes): spread round-robin instead
         groups = [splits[i::wanted] for i in range(wanted)]
     payloads = sub_task_payloads(toolbox, spec, groups)
-    deep_root = deep_storage_dir(toolbox)
-    staging = staging_root(deep_root, toolbox.task_id)
+    staging = staging_prefix(toolbox.task_id)
     toolbox.log.info("Splitting %d input files over %d sub-tasks", len(splits), len(payloads))
     client = ActionClient.for_toolbox(toolbox)
-    driver = SubTaskDriver(toolbox, client, payloads, workers)
+    tasks = task_client(toolbox)
+    driver = SubTaskDriver(toolbox, tasks, payloads, workers)
     state = IngestionState.BUILD_SEGMENTS
     try:
         toolbox.write_live_report(_report(toolbox, IngestionState.NOT_STARTED, {}, None, None))
         driver.run()
         totals, events = _sum_reports(driver.subs, spec.tuning.max_saved_parse_exceptions)
-        staged = []
-        for s in driver.subs:
-            pushed = (s.report.get("pushedSegments") or {}).get("payload") or {}
-            root = staging / s.id
-            for d in pushed.get("segments") or []:
-                staged.append(pub.StagedSegment(pub.descriptor_from_json(d, root), root, s.id))
+        staged = [seg for s in driver.subs for seg in pushed_segments(toolbox, s)]
         publish_staged(toolbox, client, spec, staged)
         state = IngestionState.COMPLETED
         toolbox.write_report(_report(toolbox, state, totals, events, None))
@@ -289,8 +312,29 @@ def run_parallel(toolbox: TaskToolbox, spec: IndexSpec, splits: list[InputSplit]
         toolbox.write_report(_report(toolbox, state, totals, events, msg))
         raise
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        try:
+            toolbox.deep_storage.delete_prefix(staging)
+        except Exception as exc:  # never mask how the task ended; the prefix is named in the log
+            toolbox.log.warning("Could not remove staging prefix [%s] from deep storage: %s", staging, exc)
+        with contextlib.suppress(Exception):
+            tasks.close()
         client.close()
+
+
+def pushed_segments(toolbox: TaskToolbox, sub: SubTask) -> list[pub.StagedSegment]:
+    """A sub-task's pushed segments, each checked to be a file it pushed to its own staging prefix."""
+    pushed = (sub.report.get("pushedSegments") or {}).get("payload") or {}
+    listed = toolbox.deep_storage.list(staging_prefix(toolbox.task_id, sub.id))
+    out = []
+    for d in pushed.get("segments") or []:
+        load_spec = d.get("loadSpec") if isinstance(d, dict) else None
+        if load_spec not in listed:
+            raise TaskFailure(
+                f"Sub-task[{sub.id}] reported segment[{(d or {}).get('identifier')}] with load spec {load_spec!r}, "
+                "which is not among the files it pushed to its staging area"
+            )
+        out.append(pub.StagedSegment.pushed(pub.descriptor_from_json(d), load_spec, sub.id))
+    return out
 
 
 def run(toolbox: TaskToolbox) -> TaskResult:

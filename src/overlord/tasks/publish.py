@@ -1,10 +1,12 @@
-"""Turn segments written in a scratch folder into published segments: final ids, files, metadata.
+"""Turn staged segments into published segments: final ids, files in deep storage, metadata.
 
-Segments are first written under a placeholder version (in the task's work dir or a staging area of
-deep storage). Publishing then (1) gives each its final id from the Overlord, (2) moves the files to
-their deep-storage path and (3) records all of them with ONE ``segmentTransactionalInsert``. If any
-step fails, or the task is shut down, the moved files are deleted again, so a task that did not
-publish leaves nothing in the published location.
+Segments are first written under a placeholder version: in the task's work dir, or (for a sub-task
+of ``index_parallel``) pushed to a staging prefix of deep storage. Publishing then (1) gives each its
+final id from the Overlord, (2) writes each file to its deep-storage key through the toolbox's
+``DeepStorage`` (which answers with Druid's load spec) and (3) records all of them with ONE
+``segmentTransactionalInsert``. If any step fails, or the task is shut down, the written files are
+deleted again, so a task that did not publish leaves nothing in the published location. No task
+computes a deep-storage path: keys are relative, load specs come from the storage.
 
 Ids follow Druid's native batch task under a time-chunk lock: an overwriting task uses its lock's
 version (higher than every existing version) and numbers partitions 0..n-1 per time chunk; an
@@ -15,16 +17,14 @@ sequence, and gets new partitions of the existing version.
 from __future__ import annotations
 
 import contextlib
-import errno
 import logging
-import os
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from overlord.core.data_segment import SegmentId
+from overlord.core.protocols import DeepStorage, LoadSpec
 from overlord.errors import LockError, TaskFailure
 from overlord.ingest.granularity import Granularity
 from overlord.ingest.segment_files import ETERNITY, SegmentDescriptor, interval_text, segment_relpath
@@ -36,15 +36,21 @@ PLACEHOLDER_VERSION = "pending"
 
 @dataclass(frozen=True)
 class StagedSegment:
-    """A written segment file (``root / descriptor.path``) waiting for its final id."""
+    """A written segment waiting for its final id: a file in this peon's work dir, or a load spec
+    in deep storage's staging area (pushed by a sub-task)."""
 
     descriptor: SegmentDescriptor
-    root: Path
     sequence_name: str
+    local_file: Path | None = None
+    load_spec: LoadSpec | None = None
 
-    @property
-    def source(self) -> Path:
-        return self.root / self.descriptor.path
+    @classmethod
+    def written(cls, descriptor: SegmentDescriptor, root: Path, sequence_name: str) -> StagedSegment:
+        return cls(descriptor, sequence_name, local_file=root / descriptor.path)
+
+    @classmethod
+    def pushed(cls, descriptor: SegmentDescriptor, load_spec: LoadSpec, sequence_name: str) -> StagedSegment:
+        return cls(descriptor, sequence_name, load_spec=dict(load_spec))
 
 
 @dataclass(frozen=True)
@@ -55,24 +61,29 @@ class FinalSegment:
     partition_num: int
     shard_spec: dict[str, Any]
 
-    def relpath(self) -> str:
+    def key(self) -> str:
+        """The segment's deep-storage key (a relative path; the storage decides where it lives)."""
         return segment_relpath(self.staged.descriptor.data_source, self.interval, self.version, self.partition_num)
 
-    def to_json(self, deep_root: Path, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    @property
+    def identifier(self) -> str:
+        d = self.staged.descriptor
+        return str(SegmentId(d.data_source, self.interval, self.version, self.partition_num))
+
+    def to_json(self, load_spec: LoadSpec, extra: dict[str, Any] | None = None) -> dict[str, Any]:
         """Druid's DataSegment JSON for the published file."""
         d = self.staged.descriptor
-        sid = SegmentId(d.data_source, self.interval, self.version, self.partition_num)
         out: dict[str, Any] = {
             "dataSource": d.data_source,
             "interval": interval_text(self.interval),
             "version": self.version,
-            "loadSpec": {"type": "local", "path": str(deep_root / self.relpath())},
+            "loadSpec": dict(load_spec),
             "dimensions": ",".join(d.dimensions),
             "metrics": ",".join(d.metrics),
             "shardSpec": dict(self.shard_spec),
             "binaryVersion": 9,
             "size": d.size,
-            "identifier": str(sid),
+            "identifier": self.identifier,
             "numRows": d.num_rows,
         }
         if extra:
@@ -89,10 +100,9 @@ def granularity_json(g: Granularity) -> Any:
     return g.name.upper()
 
 
-def descriptor_from_json(d: dict[str, Any], root: Path) -> SegmentDescriptor:
-    """Rebuild a descriptor from its ``to_dict`` form (a sub-task's pushed-segments report)."""
-    path = Path(d["loadSpec"]["path"])
-    rel = path.relative_to(root).as_posix() if path.is_absolute() else path.as_posix()
+def descriptor_from_json(d: dict[str, Any]) -> SegmentDescriptor:
+    """Rebuild a descriptor from segment JSON (a sub-task's pushed-segments report); ``path`` is informational."""
+    rel = str((d.get("loadSpec") or {}).get("path") or "")
     text = d["interval"]
     iv = ETERNITY if text == interval_text(ETERNITY) else Interval.parse(text)
 
@@ -193,56 +203,47 @@ def assign_append_ids(
     return out
 
 
-def _move(src: Path, dst: Path) -> None:
-    """Rename into place; copy when deep storage is on another filesystem."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.replace(src, dst)
-    except OSError as exc:
-        if exc.errno != errno.EXDEV:
-            raise
-        tmp = dst.with_name(dst.name + ".tmp")
-        shutil.copy2(src, tmp)
-        os.replace(tmp, dst)
-        src.unlink(missing_ok=True)
-
-
-def remove_file_and_empty_parents(path: Path, stop: Path) -> None:
-    """Delete a segment file and the folders it leaves empty, up to (not including) ``stop``."""
-    path.unlink(missing_ok=True)
-    parent = path.parent
-    with contextlib.suppress(OSError):
-        while parent != stop and parent.is_relative_to(stop):
-            parent.rmdir()
-            parent = parent.parent
+def _write_to_deep_storage(deep_storage: DeepStorage, staged: StagedSegment, key: str) -> LoadSpec:
+    if staged.local_file is not None:
+        return deep_storage.write(key, str(staged.local_file))
+    if staged.load_spec is None:
+        raise TaskFailure(f"Segment[{staged.descriptor.identifier}] has neither a file nor a load spec")
+    with deep_storage.open(staged.load_spec) as src:
+        return deep_storage.write(key, src)
 
 
 def publish(
     client: ActionClient,
     finals: list[FinalSegment],
-    deep_root: Path,
+    deep_storage: DeepStorage,
     *,
     log: logging.Logger,
     extra_json: Callable[[FinalSegment], dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
-    """Move the files into deep storage and record all segments in one transaction (all or nothing)."""
-    moved: list[Path] = []
+    """Write the files to deep storage and record all segments in one transaction (all or nothing)."""
+    written: list[LoadSpec] = []
     try:
         for f in finals:
-            dst = deep_root / f.relpath()
-            if dst.exists():
-                raise TaskFailure(f"Segment file {dst} already exists; refusing to overwrite a published segment")
-            _move(f.staged.source, dst)
-            moved.append(dst)
-        segments = [f.to_json(deep_root, extra_json(f) if extra_json else None) for f in finals]
+            key = f.key()
+            if deep_storage.list(key):
+                raise TaskFailure(
+                    f"Segment file {key} already exists in deep storage; refusing to overwrite a published segment"
+                )
+            written.append(_write_to_deep_storage(deep_storage, f.staged, key))
+        segments = [
+            f.to_json(spec, extra_json(f) if extra_json else None) for f, spec in zip(finals, written, strict=True)
+        ]
         if segments:
             client.segment_transactional_insert(segments)
     except BaseException:
-        for p in moved:
-            remove_file_and_empty_parents(p, deep_root)
-        log.warning("Publishing failed; removed %d moved segment files", len(moved))
+        for spec in written:
+            with contextlib.suppress(Exception):
+                deep_storage.delete(spec)
+        log.warning("Publishing failed; removed %d segment files written to deep storage", len(written))
         raise
     for f in finals:
-        log.info("Published segment %s (%d rows)", f.to_json(deep_root)["identifier"], f.staged.descriptor.num_rows)
+        if f.staged.local_file is not None:
+            f.staged.local_file.unlink(missing_ok=True)
+        log.info("Published segment %s (%d rows)", f.identifier, f.staged.descriptor.num_rows)
     log.info("Published %d segments", len(finals))
     return segments

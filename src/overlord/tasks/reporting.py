@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from overlord.errors import InvalidSpec, TaskFailure
+from overlord.errors import InvalidSpec
 from overlord.ingest.pipeline import Progress
 from overlord.ingest.rowstats import BUILD_SEGMENTS
 from overlord.runner.toolbox import TaskToolbox
@@ -55,14 +55,6 @@ def log_peak_memory(toolbox: TaskToolbox) -> int:
     peak = rss if sys.platform == "darwin" else rss * 1024
     toolbox.log.info("Task[%s] peak RSS bytes[%d]", toolbox.task_id, peak)
     return peak
-
-
-def deep_storage_dir(toolbox: TaskToolbox) -> Path:
-    """The local folder behind the toolbox's deep storage (until every task writes through it)."""
-    base = getattr(toolbox.deep_storage, "base", None)
-    if not base:
-        raise TaskFailure("This task needs deep storage on a local filesystem")
-    return Path(base)
 
 
 def store_empty_columns(toolbox: TaskToolbox) -> bool:

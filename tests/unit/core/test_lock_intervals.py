@@ -33,7 +33,9 @@ def test_other_shapes():
     }
     assert declared_lock_intervals(compact) == [iv("2020-01-01/2020-01-02")]
     assert declared_lock_intervals(_spec([])) == []
-    assert declared_lock_intervals({"type": "noop", "interval": "2020-01-01/2020-01-02"}) == []
+    assert declared_lock_intervals({"type": "noop", "interval": "2020-01-01/2020-01-02"}) == [
+        iv("2020-01-01/2020-01-02")
+    ]
     assert declared_lock_intervals(_spec(["garbage"])) == []
 
 

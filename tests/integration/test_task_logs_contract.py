@@ -1,0 +1,197 @@
+"""One contract for every TaskLogs: a local folder through pyarrow.fs, and the in-memory twin."""
+
+from __future__ import annotations
+
+import io
+import os
+import tracemalloc
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from overlord.clock import ManualClock
+from overlord.core.protocols import TaskLogs
+from overlord.errors import InvalidInput
+from overlord.storage.task_logs import READ_CHUNK, FsTaskLogs
+from overlord.testing import InMemoryTaskLogs
+
+NOW_MS = 1_700_000_000_000
+DAY_MS = 86_400_000
+
+
+@dataclass
+class Harness:
+    logs: TaskLogs
+    age: Callable[[str, int], None]
+    """Make a task's files look last written at the given epoch milliseconds."""
+
+
+@pytest.fixture(params=["fs", "memory"])
+def harness(request: pytest.FixtureRequest, tmp_path: Path) -> Harness:
+    if request.param == "fs":
+        base = tmp_path / "task-logs"
+        fs_logs = FsTaskLogs.from_uri(base)
+
+        def touch(task_id: str, mtime_ms: int) -> None:
+            for name in (f"{task_id}.log", f"{task_id}.report.json"):
+                if (base / name).exists():
+                    os.utime(base / name, ns=(mtime_ms * 1_000_000, mtime_ms * 1_000_000))
+
+        return Harness(fs_logs, touch)
+    clock = ManualClock(now_ms=NOW_MS)
+    mem_logs = InMemoryTaskLogs(clock)
+
+    def rewrite_at(task_id: str, mtime_ms: int) -> None:
+        saved = clock.now_ms()
+        clock.advance((mtime_ms - saved) / 1000)
+        chunks = mem_logs.read_log(task_id)
+        if chunks is not None:
+            mem_logs.push_log(task_id, io.BytesIO(b"".join(chunks)))
+        report = mem_logs.read_report(task_id)
+        if report is not None:
+            mem_logs.push_report(task_id, report)
+        clock.advance((saved - clock.now_ms()) / 1000)
+
+    return Harness(mem_logs, rewrite_at)
+
+
+def read_all(logs: TaskLogs, task_id: str, offset: int = 0) -> bytes | None:
+    chunks = logs.read_log(task_id, offset)
+    return None if chunks is None else b"".join(chunks)
+
+
+def test_is_a_task_logs(harness: Harness) -> None:
+    assert isinstance(harness.logs, TaskLogs)
+
+
+def test_push_from_path_and_stream(harness: Harness, tmp_path: Path) -> None:
+    local = tmp_path / "log"
+    local.write_bytes(b"line 1\nline 2\n")
+    harness.logs.push_log("t1", str(local))
+    harness.logs.push_log("t2", io.BytesIO(b"streamed"))
+    assert read_all(harness.logs, "t1") == b"line 1\nline 2\n"
+    assert read_all(harness.logs, "t2") == b"streamed"
+    harness.logs.push_log("t2", io.BytesIO(b"again"))
+    assert read_all(harness.logs, "t2") == b"again", "a second push replaces the log"
+
+
+def test_missing_task_is_none(harness: Harness) -> None:
+    assert harness.logs.read_log("nope") is None
+    assert harness.logs.read_log("nope", -10) is None
+    assert harness.logs.read_report("nope") is None
+    harness.logs.delete("nope")  # not an error
+
+
+def test_large_log_streams_in_bounded_chunks(harness: Harness) -> None:
+    blob = os.urandom(5 << 20)
+    harness.logs.push_log("big", io.BytesIO(blob))
+    chunks = harness.logs.read_log("big")
+    assert chunks is not None
+    sizes = []
+    out = bytearray()
+    for chunk in chunks:
+        sizes.append(len(chunk))
+        out += chunk
+    assert bytes(out) == blob
+    assert max(sizes) <= READ_CHUNK and len(sizes) >= (5 << 20) // READ_CHUNK
+
+
+def test_fs_read_does_not_load_the_whole_file(tmp_path: Path) -> None:
+    logs = FsTaskLogs.from_uri(tmp_path / "logs")
+    logs.push_log("big", io.BytesIO(os.urandom(8 << 20)))
+    tracemalloc.start()
+    try:
+        total = sum(len(c) for c in logs.read_log("big") or [])
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert total == 8 << 20
+    assert peak < 2 << 20, f"peak {peak} bytes while streaming an 8 MiB log"
+
+
+@pytest.mark.parametrize(
+    ("offset", "expected"),
+    [
+        (0, b"0123456789"),
+        (3, b"3456789"),
+        (10, b""),
+        (11, b""),
+        (10_000, b""),
+        (-3, b"789"),
+        (-10, b"0123456789"),
+        (-11, b"0123456789"),
+        (-10_000, b"0123456789"),
+    ],
+)
+def test_offsets_follow_druid(harness: Harness, offset: int, expected: bytes) -> None:
+    harness.logs.push_log("t", io.BytesIO(b"0123456789"))
+    assert read_all(harness.logs, "t", offset) == expected
+
+
+def test_offsets_across_chunk_boundaries(harness: Harness) -> None:
+    blob = bytes(range(256)) * (3 * READ_CHUNK // 256 + 7)
+    harness.logs.push_log("t", io.BytesIO(blob))
+    for offset in (READ_CHUNK - 1, READ_CHUNK, 2 * READ_CHUNK + 5, -(READ_CHUNK + 1), -5):
+        assert read_all(harness.logs, "t", offset) == blob[offset:]
+
+
+def test_reports_round_trip_and_delete_removes_both(harness: Harness) -> None:
+    harness.logs.push_log("t", io.BytesIO(b"log"))
+    harness.logs.push_report("t", b'{"ingestionStatsAndErrors":{}}')
+    assert harness.logs.read_report("t") == b'{"ingestionStatsAndErrors":{}}'
+    harness.logs.delete("t")
+    assert harness.logs.read_log("t") is None and harness.logs.read_report("t") is None
+
+
+def test_kill_older_than_by_modification_time(harness: Harness) -> None:
+    for task_id in ("old", "new"):
+        harness.logs.push_log(task_id, io.BytesIO(task_id.encode()))
+        harness.logs.push_report(task_id, b"{}")
+    harness.logs.push_log("old-log-only", io.BytesIO(b"x"))
+    harness.age("old", NOW_MS - 10 * DAY_MS)
+    harness.age("old-log-only", NOW_MS - 10 * DAY_MS)
+    harness.age("new", NOW_MS - DAY_MS)
+    assert harness.logs.kill_older_than(NOW_MS - 5 * DAY_MS) == 3
+    assert harness.logs.read_log("old") is None and harness.logs.read_report("old") is None
+    assert harness.logs.read_log("old-log-only") is None
+    assert read_all(harness.logs, "new") == b"new" and harness.logs.read_report("new") == b"{}"
+    assert harness.logs.kill_older_than(NOW_MS - 5 * DAY_MS) == 0
+
+
+@pytest.mark.parametrize("task_id", ["", ".", "..", "../x", "a/b", ".hidden", "a\x00b", "a\nb"])
+def test_task_ids_that_are_not_file_names_are_refused(harness: Harness, task_id: str) -> None:
+    with pytest.raises(InvalidInput):
+        harness.logs.push_log(task_id, io.BytesIO(b"x"))
+    with pytest.raises(InvalidInput):
+        harness.logs.read_log(task_id)
+    with pytest.raises(InvalidInput):
+        harness.logs.push_report(task_id, b"{}")
+
+
+def test_fs_push_is_atomic_and_leaves_no_temp_files(tmp_path: Path) -> None:
+    base = tmp_path / "logs"
+    logs = FsTaskLogs.from_uri(f"file://{base}")
+    logs.push_log("t", io.BytesIO(b"first"))
+
+    class Broken(io.RawIOBase):
+        def readable(self) -> bool:
+            return True
+
+        def readinto(self, b: memoryview) -> int:  # type: ignore[override]
+            raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        logs.push_log("t", Broken())  # type: ignore[arg-type]
+    assert read_all(logs, "t") == b"first", "a failed push keeps the previous log"
+    assert sorted(p.name for p in base.iterdir()) == ["t.log"]
+
+
+def test_fs_reads_logs_pushed_by_the_previous_layout(tmp_path: Path) -> None:
+    """A data directory written by the first release keeps its logs: the same file names."""
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "t.log").write_bytes(b"old log")
+    (tmp_path / "logs" / "t.report.json").write_bytes(b"{}")
+    logs = FsTaskLogs.from_uri(tmp_path / "logs")
+    assert read_all(logs, "t") == b"old log" and logs.read_report("t") == b"{}"
