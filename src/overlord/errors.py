@@ -15,6 +15,7 @@ The API layer turns these into Druid- or Elasticsearch-shaped bodies in one plac
     ├── TaskFailure                    raised inside a peon to fail the task with a message
     │   └── ParseExceptionLimit         too many unparseable rows
     ├── LockError                      a lock could not be granted, was revoked or timed out
+    ├── MetadataConflict        (409)  a publish's expected data-source metadata is stale; nothing written
     └── ConfigError                    a setting is invalid; the service refuses to start
 """
 
@@ -95,6 +96,14 @@ class LockError(OverlordError):
 
     http_status = 409
     error_code = "lockConflict"
+    category = "CONFLICT"
+
+
+class MetadataConflict(OverlordError):
+    """The data source's stored metadata does not match the expected start metadata; nothing was published."""
+
+    http_status = 409
+    error_code = "metadataConflict"
     category = "CONFLICT"
 
 

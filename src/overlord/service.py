@@ -21,7 +21,7 @@ from overlord.config import Settings
 from overlord.core.auto_compaction import DutyResult, run_duty
 from overlord.core.lock_intervals import declared_lock_intervals
 from overlord.core.locks import TaskLockbox
-from overlord.core.protocols import DeepStorage, TaskLogs, TaskRunner, TaskStore
+from overlord.core.protocols import DeepStorage, SegmentStore, TaskLogs, TaskRunner, TaskStore
 from overlord.core.queue import QueueConfig, TaskQueue
 from overlord.core.retention import LogRetention
 from overlord.core.task import Location, SubmitContext, TaskRecord
@@ -33,7 +33,7 @@ from overlord.runner.toolbox import PeonRuntime
 from overlord.storage.compaction_configs import CompactionConfigs
 from overlord.storage.deep_storage import FsDeepStorage
 from overlord.storage.metadata import MetadataStore
-from overlord.storage.segment_store import SegmentMetadata
+from overlord.storage.segment_store import SqlSegmentStore
 from overlord.storage.task_logs import FsTaskLogs
 
 log = logging.getLogger(__name__)
@@ -87,13 +87,13 @@ class Service:
         self.advertised_url = f"http://{host}:{settings.port}"
         self.runner: TaskRunner = runner_factory(self) if runner_factory is not None else self._runner()
         self.lockbox = TaskLockbox(clock)
-        self.segments = SegmentMetadata(self.store)
+        self.segments: SegmentStore = SqlSegmentStore(self.store)
         self.queue = TaskQueue(
             store=self.store,
             runner=self.runner,
             clock=clock,
             lockbox=self.lockbox,
-            segments=self.segments,  # type: ignore[arg-type]  # until the segment store meets the protocol
+            segments=self.segments,
             config=QueueConfig(
                 max_size=settings.queue_max_size,
                 force_time_chunk_lock=settings.force_time_chunk_lock,

@@ -222,6 +222,7 @@ class MetadataStore:
 
     def create_schema(self) -> None:
         """Create missing tables and bring an older data directory's schema up to date."""
+        from overlord.storage import schema_segments  # noqa: F401  (registers its tables on metadata_obj)
         from overlord.storage.migrations import migrate
 
         migrate(self.engine, metadata_obj)
@@ -358,6 +359,7 @@ class MetadataStore:
     # -- pending segments -----------------------------------------------------------------------
 
     def delete_pending_segments(self, datasource: str) -> int:
-        with self.engine.begin() as conn:
-            result = conn.execute(pending_segments.delete().where(pending_segments.c.datasource == datasource))
-            return int(result.rowcount or 0)
+        """Kept for the ``DELETE /pendingSegments`` route until it calls the segment store, which owns these deletes."""
+        from overlord.storage.segment_store import delete_pending_where
+
+        return delete_pending_where(self.engine, pending_segments.c.datasource == datasource)

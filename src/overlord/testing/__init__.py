@@ -2,5 +2,12 @@
 
 from overlord.testing.runner import InMemoryTaskRunner
 from overlord.testing.storage import InMemoryDeepStorage, InMemoryTaskLogs
+from overlord.testing.stores import InMemorySegmentStore, InMemoryTaskStore
 
-__all__ = ["InMemoryDeepStorage", "InMemoryTaskLogs", "InMemoryTaskRunner"]
+__all__ = [
+    "InMemoryDeepStorage",
+    "InMemorySegmentStore",
+    "InMemoryTaskLogs",
+    "InMemoryTaskRunner",
+    "InMemoryTaskStore",
+]
