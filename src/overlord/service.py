@@ -29,6 +29,7 @@ from overlord.isotime import Interval
 from overlord.runner.local import LocalTaskRunner
 from overlord.runner.toolbox import LIVE_REPORT_FILE, LOG_FILE, PeonRuntime
 from overlord.storage.compaction_configs import CompactionConfigs
+from overlord.storage.deep_storage import FsDeepStorage
 from overlord.storage.metadata import MetadataStore
 from overlord.storage.segment_store import SegmentMetadata
 from overlord.storage.task_logs import TaskLogs
@@ -106,6 +107,7 @@ class Service:
         self.actions = TaskActionHandler(
             lockbox=self.lockbox,
             segments=self.segments,
+            deep_storage=FsDeepStorage.from_uri(f"file://{settings.deep_storage_dir.resolve()}"),
             clock=clock,
             active=self.queue.active,
             force_time_chunk_lock=settings.force_time_chunk_lock,

@@ -164,10 +164,10 @@ class FakeOverlord:
         return lock
 
     def allocate(self, group: str, a: dict[str, Any]) -> dict[str, Any]:
-        from overlord.core.data_segment import bucket_interval
+        from overlord.core import granularity
         from overlord.isotime import parse_instant_ms
 
-        iv = bucket_interval(parse_instant_ms(a["timestamp"]), a["preferredSegmentGranularity"])
+        iv = granularity.parse(a["preferredSegmentGranularity"]).bucket(parse_instant_ms(a["timestamp"]))
         for p in self.pending:
             if (p["sequenceName"], p["prev"]) == (a["sequenceName"], a["previousSegmentId"]):
                 return p["result"]
