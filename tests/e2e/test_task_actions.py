@@ -24,12 +24,14 @@ def holder(svc, ds: str = "wiki", **extra) -> str:
     return task_id
 
 
-def segment(ds: str, interval: str, version: str, partition: int, partitions: int = 1) -> dict:
+def segment(svc, ds: str, interval: str, version: str, partition: int, partitions: int = 1) -> dict:
+    """A segment whose load spec points inside the service's deep storage (anything else is refused)."""
+    deep = svc.data_dir.resolve() / "deep-storage"
     return {
         "dataSource": ds,
         "interval": interval,
         "version": version,
-        "loadSpec": {"type": "local", "path": f"/nowhere/{version}/{partition}"},
+        "loadSpec": {"type": "local", "path": f"{deep}/{ds}/{version}/{partition}/index.parquet"},
         "dimensions": "page",
         "metrics": "count",
         "shardSpec": {"type": "numbered", "partitionNum": partition, "partitions": partitions},
@@ -94,8 +96,8 @@ def test_allocate_publish_overshadow_and_kill_metadata(service):
     second = act(service, a, {**alloc, "sequenceName": "seq-b"})
     assert second["shardSpec"]["partitionNum"] == 1 and second["version"] == first["version"]
     v1 = first["version"]
-    out = act(service, a, {"type": "segmentTransactionalInsert",
-                           "segments": [segment("wiki", DAY, v1, 0, 2), segment("wiki", DAY, v1, 1, 2)]})  # fmt: skip
+    pair = [segment(service, "wiki", DAY, v1, 0, 2), segment(service, "wiki", DAY, v1, 1, 2)]
+    out = act(service, a, {"type": "segmentTransactionalInsert", "segments": pair})
     assert out["success"] is True
     listed = service.http.get("/druid/coordinator/v1/metadata/datasources/wiki/segments").json()
     assert len(listed) == 2
@@ -109,7 +111,8 @@ def test_allocate_publish_overshadow_and_kill_metadata(service):
     b = holder(service)
     lock = act(service, b, {"type": "lockAcquire", "interval": DAY})
     assert lock["version"] > v1
-    act(service, b, {"type": "segmentTransactionalInsert", "segments": [segment("wiki", DAY, lock["version"], 0)]})
+    newer = segment(service, "wiki", DAY, lock["version"], 0)
+    act(service, b, {"type": "segmentTransactionalInsert", "segments": [newer]})
     full = service.http.get("/druid/coordinator/v1/metadata/datasources/wiki/segments?full").json()
     assert [s["version"] for s in full] == [lock["version"]]  # the old version is overshadowed
     unused = act(service, b, {"type": "retrieveUnusedSegments", "dataSource": "wiki", "interval": DAY})
@@ -125,12 +128,17 @@ def test_allocate_publish_overshadow_and_kill_metadata(service):
 def test_publish_without_lock_or_with_revoked_lock_is_refused(service_factory):
     svc = service_factory(capacity=3).start()
     a = holder(svc, context={"priority": 0})
-    err = act(svc, a, {"type": "segmentTransactionalInsert", "segments": [segment("wiki", DAY, "2024", 0)]}, 409)
+    err = act(svc, a, {"type": "segmentTransactionalInsert", "segments": [segment(svc, "wiki", DAY, "2024", 0)]}, 409)
     assert "holds no lock" in err["errorMessage"]
     lock = act(svc, a, {"type": "lockAcquire", "interval": DAY})
-    err = act(svc, a, {"type": "segmentTransactionalInsert", "segments": [segment("other", DAY, lock["version"], 0)]},
-              400)  # fmt: skip
-    assert "dataSource[other]" in err["errorMessage"]
+    other = segment(svc, "other", DAY, lock["version"], 0)
+    err = act(svc, a, {"type": "segmentTransactionalInsert", "segments": [other]}, 403)
+    assert "dataSource[other]" in err["errorMessage"] and err["category"] == "FORBIDDEN"
+    outside = {**segment(svc, "wiki", DAY, lock["version"], 0), "loadSpec": {"type": "local", "path": "/etc/passwd"}}
+    err = act(svc, a, {"type": "segmentTransactionalInsert", "segments": [outside]}, 403)
+    assert "does not point inside deep storage" in err["errorMessage"]
+    err = act(svc, a, {"type": "lockAcquire", "interval": "1000-01-01/3000-01-01", "version": "9999"}, 400)
+    assert "action.version" in err["errorMessage"]
     assert svc.http.get("/druid/coordinator/v1/metadata/datasources/wiki/segments").status_code == 404
 
 
