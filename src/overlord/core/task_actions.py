@@ -377,21 +377,36 @@ class TaskActionHandler:
                     f"{dict(seg.load_spec)} does not point inside deep storage",
                     taskId=task.id,
                 )
+        dropped = [(s.interval, s.partition_num) for s in drop]
+        self._require_locks(task, "segmentTransactionalInsert", dropped, _DESTRUCTIVE_LOCK_TYPES)
+        drop = self._stored(task, drop, used=True)
         intervals = [s.interval for s in [*new, *drop]]
         with self.lockbox.critical_section(task.id, intervals):
             self._check_versions(task, new)
-            self._require_locks(
-                task,
-                "segmentTransactionalInsert",
-                [(s.interval, s.partition_num) for s in drop],
-                _DESTRUCTIVE_LOCK_TYPES,
-            )
             marked = self.segments.publish(new, drop, self.clock.now_ms())
         log.info(
             "Task[%s] published %d segments, marked %d unused", task.id, len(new), len(marked),
             extra={"task_id": task.id, "action": "segmentTransactionalInsert"},
         )  # fmt: skip
         return {"success": True, "segments": [s.to_json() for s in new]}
+
+    def _stored(self, task: TaskRecord, segs: list[DataSegment], *, used: bool) -> list[DataSegment]:
+        """The stored (used or unused) segments of the task's data source among ``segs``.
+
+        The store marks and deletes by identifier, and an identifier (``ds_start_end_version``) of one
+        data source can be spelled as another's with a crafted interval and version; matching against
+        the rows of the task's own data source keeps those calls to its own segments.
+        """
+        found: list[DataSegment] = []
+        for interval in sorted({s.interval for s in segs}):
+            rows = (
+                self.segments.used_segments(task.datasource or "", interval)
+                if used
+                else self.segments.unused_segments(task.datasource or "", interval)
+            )
+            ids = {r.identifier: r for r in rows if r.data_source == task.datasource}
+            found.extend(ids[s.identifier] for s in segs if s.interval == interval and s.identifier in ids)
+        return found
 
     def _check_versions(self, task: TaskRecord, new: list[DataSegment]) -> None:
         """A segment must carry the version of a lock the task holds on its interval (or an older one,
@@ -418,18 +433,18 @@ class TaskActionHandler:
         segs = _segments(action, "segments")
         for seg in segs:
             self._own_datasource(task, seg.data_source, "segmentNuke")
+        nuked = [(s.interval, s.partition_num) for s in segs]
+        self._require_locks(task, "segmentNuke", nuked, _DESTRUCTIVE_LOCK_TYPES)
+        segs = self._stored(task, segs, used=False)
         with self.lockbox.critical_section(task.id, [s.interval for s in segs]):
-            self._require_locks(
-                task, "segmentNuke", [(s.interval, s.partition_num) for s in segs], _DESTRUCTIVE_LOCK_TYPES
-            )
             deleted = self.segments.nuke(segs)
         return {"numDeleted": deleted}
 
     async def _mark_unused(self, task: TaskRecord, action: dict[str, Any]) -> Any:
         ds = self._own_datasource(task, action.get("dataSource"), "markSegmentsAsUnused")
         interval = _interval(action)
+        self._require_locks(task, "markSegmentsAsUnused", [(interval, None)], _DESTRUCTIVE_LOCK_TYPES)
         with self.lockbox.critical_section(task.id, [interval]):
-            self._require_locks(task, "markSegmentsAsUnused", [(interval, None)], _DESTRUCTIVE_LOCK_TYPES)
             changed = self.segments.mark_unused(ds, interval, self.clock.now_ms())
         return {"numChangedSegments": changed}
 
