@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -159,7 +159,7 @@ class TaskActionHandler:
         self,
         task: TaskRecord,
         action_type: str,
-        wanted: list[tuple[Interval, int | None]],
+        wanted: Sequence[tuple[Interval, int | None]],
         lock_types: frozenset[TaskLockType] | None = None,
     ) -> list[TaskLock]:
         """Each (interval, partition) must be covered by a non-revoked lock of the task (of ``lock_types``
