@@ -241,6 +241,8 @@ class TaskActionHandler:
     async def _lock_acquire(self, task: TaskRecord, action: dict[str, Any]) -> Any:
         interval, lock_type, granularity, partition_id, version = self._lock_request(task, action)
         timeout = action.get("timeoutMs")
+        if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int) or timeout < 0):
+            raise InvalidInput(f"Invalid field [action.timeoutMs]: [{timeout}]; expected a non-negative integer")
         loop = asyncio.get_running_loop()
         try:
             lock = await loop.run_in_executor(
@@ -252,7 +254,7 @@ class TaskActionHandler:
                     granularity,
                     partition_id=partition_id,
                     version=version,
-                    timeout_ms=int(timeout) if timeout is not None else None,
+                    timeout_ms=timeout,
                 ),
             )
         finally:
