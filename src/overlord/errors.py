@@ -7,10 +7,12 @@ The API layer turns these into Druid- or Elasticsearch-shaped bodies in one plac
     ├── InvalidInput            (400)  a request or spec is malformed; names the field
     │   ├── InvalidSpec         (400)  a task spec field is missing or wrong
     │   ├── UnsupportedTaskType (400)  the type is known to Druid but not run here, or unknown
-    │   └── ForbiddenPath       (400)  an input path is outside the allowed directories
+    │   ├── ForbiddenPath       (400)  an input path is outside the allowed directories
+    │   └── InvalidGranularity  (400)  not one of Druid's granularities (also a ValueError)
     ├── AlreadyExists           (400)  a task with that id is already stored (Druid answers 400)
     ├── NotFound                (404)
     │   └── TaskNotFound        (404)
+    ├── ActionNotPermitted      (403)  a task action reaches beyond what the calling task owns
     ├── QueueFull               (429)  druid.indexer.queue.maxSize reached
     ├── TaskFailure                    raised inside a peon to fail the task with a message
     │   └── ParseExceptionLimit         too many unparseable rows
@@ -55,6 +57,10 @@ class ForbiddenPath(InvalidInput):
     """The input path is outside the directories this service may read."""
 
 
+class InvalidGranularity(InvalidInput, ValueError):
+    """The granularity is invalid."""
+
+
 class AlreadyExists(OverlordError):
     """The entry already exists."""
 
@@ -73,6 +79,14 @@ class NotFound(OverlordError):
 
 class TaskNotFound(NotFound):
     """The task does not exist."""
+
+
+class ActionNotPermitted(OverlordError):
+    """A task may act only on its own data source, under its own locks, with files inside deep storage."""
+
+    http_status = 403
+    error_code = "forbidden"
+    category = "FORBIDDEN"
 
 
 class QueueFull(OverlordError):

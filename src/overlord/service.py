@@ -108,6 +108,7 @@ class Service:
         self.actions = TaskActionHandler(
             lockbox=self.lockbox,
             segments=self.segments,
+            deep_storage=self.deep_storage,
             clock=clock,
             active=self.queue.active,
             force_time_chunk_lock=settings.force_time_chunk_lock,

@@ -177,13 +177,27 @@ async def test_allocate_publish_overshadow_and_kill_metadata(tmp_path: Path) -> 
         assert nuked == {"numDeleted": 2}
 
 
-async def test_publish_without_lock_is_refused(tmp_path: Path) -> None:
+async def test_publish_without_lock_other_data_source_or_outside_load_spec_is_refused(tmp_path: Path) -> None:
     async with inprocess_service(tmp_path) as o:
         deep = o.service.settings.deep_storage_dir.resolve()
-        a = await o.holder()
+        a = await o.holder(context={"priority": 0})
         seg = segment("wiki", DAY, "2024-01-01T00:00:00.000Z", 0, deep)
         err = await o.act(a, {"type": "segmentTransactionalInsert", "segments": [seg]}, status=409)
         assert "holds no lock" in err["errorMessage"]
+        lock = await o.act(a, {"type": "lockAcquire", "interval": DAY})
+        other = segment("other", DAY, lock["version"], 0, deep)
+        err = await o.act(a, {"type": "segmentTransactionalInsert", "segments": [other]}, status=403)
+        assert "dataSource[other]" in err["errorMessage"] and err["category"] == "FORBIDDEN"
+        outside = {
+            **segment("wiki", DAY, lock["version"], 0, deep),
+            "loadSpec": {"type": "local", "path": "/etc/passwd"},
+        }
+        err = await o.act(a, {"type": "segmentTransactionalInsert", "segments": [outside]}, status=403)
+        assert "does not point inside deep storage" in err["errorMessage"]
+        err = await o.act(a, {"type": "lockAcquire", "interval": "1000-01-01/3000-01-01", "version": "9999"}, 400)
+        assert "action.version" in err["errorMessage"]
+        r = await o.http.get("/druid/coordinator/v1/metadata/datasources/wiki/segments")
+        assert r.status_code == 404  # nothing was published
 
 
 async def test_bad_actions(tmp_path: Path) -> None:

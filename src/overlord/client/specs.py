@@ -24,29 +24,9 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from overlord.client.errors import SpecValidationError
+from overlord.core import granularity
 from overlord.errors import InvalidInput
 from overlord.isotime import Interval
-
-GRANULARITIES = frozenset(
-    [
-        "all",
-        "none",
-        "second",
-        "minute",
-        "five_minute",
-        "ten_minute",
-        "fifteen_minute",
-        "thirty_minute",
-        "hour",
-        "six_hour",
-        "eight_hour",
-        "day",
-        "week",
-        "month",
-        "quarter",
-        "year",
-    ]
-)
 
 
 class _Spec(BaseModel):
@@ -66,8 +46,9 @@ def _check_interval(value: str) -> str:
 
 
 def _check_granularity(value: str | dict[str, Any] | None) -> str | dict[str, Any] | None:
-    if isinstance(value, str) and value.lower() not in GRANULARITIES:
-        raise ValueError(f"unknown granularity {value!r}; one of {', '.join(sorted(GRANULARITIES))}")
+    """Checked by the same module the Overlord uses, so the client accepts exactly what the server does."""
+    if value is not None:
+        granularity.parse(value)  # InvalidGranularity is a ValueError: pydantic names the field
     return value
 
 

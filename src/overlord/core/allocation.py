@@ -21,8 +21,9 @@ from overlord.core.data_segment import (
     PendingSegment,
     SegmentId,
     ShardSpec,
-    bucket_interval,
 )
+from overlord.core.granularity import Granularity
+from overlord.core.granularity import parse as parse_granularity
 from overlord.core.lockpolicy import LockGranularity, TaskLockType
 from overlord.core.locks import TaskLockbox
 from overlord.errors import LockError
@@ -36,7 +37,7 @@ def allocate_segment(
     task_id: str,
     data_source: str,
     timestamp_ms: int,
-    segment_granularity: str,
+    segment_granularity: Granularity | str,
     previous_segment_id: str | None,
     sequence_name: str,
     existing_used_segments: Sequence[DataSegment],
@@ -57,7 +58,7 @@ def allocate_segment(
         state,
         task_id,
         timestamp_ms,
-        segment_granularity,
+        parse_granularity(segment_granularity),
         previous_segment_id,
         sequence_name,
         lock_granularity,
@@ -113,7 +114,7 @@ def _allocate(
     state: AllocationState,
     task_id: str,
     timestamp_ms: int,
-    segment_granularity: str,
+    segment_granularity: Granularity,
     previous_segment_id: str | None,
     sequence_name: str,
     lock_granularity: LockGranularity,
@@ -208,11 +209,11 @@ def allocate_overwrite_segment(
     return PendingSegment(sid, spec, sequence_name, prev, task_id)
 
 
-def _choose_interval(used: Sequence[DataSegment], timestamp_ms: int, granularity: str) -> Interval | None:
+def _choose_interval(used: Sequence[DataSegment], timestamp_ms: int, granularity: Granularity) -> Interval | None:
     holding = [s for s in used if s.interval.contains_ms(timestamp_ms)]
     if holding:
         return max(holding, key=lambda s: s.version).interval
-    bucket = bucket_interval(timestamp_ms, granularity)
+    bucket = granularity.bucket(timestamp_ms)
     if any(s.interval.overlaps(bucket) for s in used):
         return None
     return bucket
@@ -266,12 +267,12 @@ class InMemorySegmentStore:
 
 @dataclass(frozen=True)
 class AllocateRequest:
-    """One ``segmentAllocate`` task action."""
+    """One ``segmentAllocate`` task action (a granularity name is parsed on the way in)."""
 
     task_id: str
     data_source: str
     timestamp_ms: int
-    segment_granularity: str
+    segment_granularity: Granularity | str
     sequence_name: str
     previous_segment_id: str | None = None
     lock_granularity: LockGranularity = LockGranularity.TIME_CHUNK
@@ -286,7 +287,7 @@ class _Slot:
     error: BaseException | None = None
 
 
-_Key = tuple[str, Interval, str, LockGranularity, TaskLockType]
+_Key = tuple[str, Interval, Granularity, LockGranularity, TaskLockType]
 
 
 class SegmentAllocationQueue:
@@ -311,7 +312,8 @@ class SegmentAllocationQueue:
     def allocate(self, request: AllocateRequest) -> PendingSegment | None:
         slot = _Slot(request)
         if not self.batching:
-            self._run(request.data_source, bucket_interval(request.timestamp_ms, request.segment_granularity), [slot])
+            gran = parse_granularity(request.segment_granularity)
+            self._run(request.data_source, gran.bucket(request.timestamp_ms), [slot])
             return self._outcome(slot)
         key = self._key(request)
         with self._mutex:
@@ -336,8 +338,8 @@ class SegmentAllocationQueue:
             return self._mutex.wait_for(lambda: sum(len(v) for v in self._open.values()) >= n, timeout_s)
 
     def _key(self, r: AllocateRequest) -> _Key:
-        interval = bucket_interval(r.timestamp_ms, r.segment_granularity)
-        return (r.data_source, interval, r.segment_granularity.upper(), r.lock_granularity, r.lock_type)
+        gran = parse_granularity(r.segment_granularity)
+        return (r.data_source, gran.bucket(r.timestamp_ms), gran, r.lock_granularity, r.lock_type)
 
     def _lead(self, key: _Key) -> None:
         while True:
@@ -369,7 +371,7 @@ class SegmentAllocationQueue:
                             state,
                             r.task_id,
                             r.timestamp_ms,
-                            r.segment_granularity,
+                            parse_granularity(r.segment_granularity),
                             r.previous_segment_id,
                             r.sequence_name,
                             r.lock_granularity,

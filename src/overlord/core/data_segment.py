@@ -1,4 +1,4 @@
-"""Segment identity and metadata as Druid writes them, plus version strings and time buckets.
+"""Segment identity and metadata as Druid writes them, plus version strings (time buckets: ``core.granularity``).
 
 A segment is named by (dataSource, interval, version, partitionNum). Its *major* version is the
 ``version`` string (an ISO timestamp, compared as a string, like Druid) and its *minor* version lives
@@ -12,7 +12,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 from typing import Any
 
@@ -294,49 +293,3 @@ def _version_ms(version: str | None) -> int | None:
         return parse_instant_ms(version)
     except ValueError:
         return None
-
-
-_FIXED_MS = {
-    "SECOND": 1_000,
-    "MINUTE": 60_000,
-    "FIVE_MINUTE": 300_000,
-    "TEN_MINUTE": 600_000,
-    "FIFTEEN_MINUTE": 900_000,
-    "THIRTY_MINUTE": 1_800_000,
-    "HOUR": 3_600_000,
-    "SIX_HOUR": 21_600_000,
-    "EIGHT_HOUR": 28_800_000,
-    "DAY": 86_400_000,
-}
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_ALL = Interval(-(2**62), 2**62)
-
-
-def bucket_interval(timestamp_ms: int, granularity: str) -> Interval:
-    """The segment-granularity bucket holding ``timestamp_ms`` (UTC, Druid's simple granularities)."""
-    g = granularity.upper()
-    if g == "ALL":
-        return _ALL
-    if g in _FIXED_MS:
-        size = _FIXED_MS[g]
-        start = timestamp_ms - timestamp_ms % size
-        return Interval(start, start + size)
-    if g == "WEEK":  # ISO weeks start on Monday; 1970-01-01 was a Thursday
-        size, offset = 7 * 86_400_000, 3 * 86_400_000
-        start = timestamp_ms - (timestamp_ms + offset) % size
-        return Interval(start, start + size)
-    months = {"MONTH": 1, "QUARTER": 3, "YEAR": 12}.get(g)
-    if months is None:
-        raise InvalidInput(f"Unsupported segmentGranularity[{granularity}]")
-    dt = _EPOCH + timedelta(milliseconds=timestamp_ms)
-    index = dt.year * 12 + dt.month - 1
-    first = index - index % months
-    last = first + months
-    first_day = datetime(first // 12, first % 12 + 1, 1, tzinfo=UTC)
-    end_day = datetime(last // 12, last % 12 + 1, 1, tzinfo=UTC)
-    return Interval(_to_ms(first_day), _to_ms(end_day))
-
-
-def _to_ms(dt: datetime) -> int:
-    delta = dt - _EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000

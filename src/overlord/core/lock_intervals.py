@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from overlord.core.granularity import Granularity
 from overlord.core.task import registered_types
 from overlord.errors import InvalidInput, InvalidSpec
-from overlord.ingest.granularity import Granularity
 from overlord.isotime import Interval
 
 
@@ -30,15 +30,7 @@ def condense(intervals: Iterable[Interval]) -> list[Interval]:
 
 def bucketed(intervals: Iterable[Interval], granularity: Granularity) -> list[Interval]:
     """Widen each interval to whole segment-granularity buckets, then condense."""
-    out = []
-    for iv in intervals:
-        if granularity.is_all or granularity.is_none:
-            out.append(iv)
-            continue
-        start = granularity.truncate(iv.start)
-        end_floor = granularity.truncate(iv.end)
-        out.append(Interval(start, iv.end if end_floor == iv.end else granularity.next(end_floor)))
-    return condense(out)
+    return condense(granularity.widen(iv) for iv in intervals)
 
 
 def declared_lock_intervals(payload: dict[str, Any]) -> list[Interval]:

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from overlord.ingest import granularity, timestamps
+from overlord.core import granularity
+from overlord.ingest import timestamps
 from overlord.ingest.filters import like_to_regex
 from overlord.isotime import format_ms
 

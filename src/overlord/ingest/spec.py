@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from overlord.core import granularity
+from overlord.core.granularity import Granularity
 from overlord.errors import ForbiddenPath, InvalidSpec
-from overlord.ingest import expressions, filters, granularity, timestamps
-from overlord.ingest.granularity import Granularity
+from overlord.ingest import expressions, filters, timestamps
 from overlord.isotime import Interval
 
 TASK_TYPES = ("index_parallel", "index")

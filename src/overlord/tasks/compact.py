@@ -30,12 +30,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from overlord.core import granularity as granularities
+from overlord.core.granularity import Granularity
 from overlord.core.protocols import DeepStorage
 from overlord.core.task import SubmitContext, TaskType, register
 from overlord.errors import InvalidInput, InvalidSpec, TaskFailure
-from overlord.ingest import granularity as granularities
 from overlord.ingest import rollup as rollups
-from overlord.ingest.granularity import Granularity
 from overlord.ingest.rowstats import BUILD_SEGMENTS, DETERMINE_PARTITIONS, IngestionState, RowStats
 from overlord.ingest.segment_files import SegmentDescriptor, segment_relpath, write_segment
 from overlord.ingest.spec import METRIC_TYPES, MetricSpec

@@ -12,10 +12,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from overlord.core import granularity as granularities
 from overlord.core.lock_intervals import bucketed
 from overlord.core.task import SubmitContext, TaskType, register
 from overlord.errors import InvalidSpec, OverlordError, TaskFailure
-from overlord.ingest import granularity as granularities
 from overlord.ingest.pipeline import IngestionResult, Progress, run_ingestion
 from overlord.ingest.rowstats import IngestionState, RowStats, completion_report
 from overlord.ingest.segment_files import SegmentDescriptor

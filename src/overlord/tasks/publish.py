@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from overlord.core.data_segment import SegmentId
+from overlord.core.granularity import Granularity
 from overlord.core.protocols import DeepStorage, LoadSpec
 from overlord.errors import LockError, TaskFailure
-from overlord.ingest.granularity import Granularity
 from overlord.ingest.segment_files import ETERNITY, SegmentDescriptor, interval_text, segment_relpath
 from overlord.isotime import Interval, format_ms
 from overlord.tasks.action_client import ActionClient

@@ -11,7 +11,6 @@ from overlord.core.data_segment import (
     SegmentId,
     ShardSpec,
     VersionGenerator,
-    bucket_interval,
 )
 from overlord.errors import InvalidInput
 from overlord.isotime import Interval, parse_instant_ms
@@ -82,25 +81,3 @@ def test_versions_strictly_increase_within_one_ms_and_backwards_clock() -> None:
     assert gen.next(after="2030-01-01T00:00:00.000Z") == "2030-01-01T00:00:00.001Z"
     gen.observe("2040-01-01T00:00:00.000Z")
     assert gen.next() > "2040"
-
-
-@pytest.mark.parametrize(
-    ("granularity", "start", "end"),
-    [
-        ("HOUR", "2019-03-05T07:00:00Z", "2019-03-05T08:00:00Z"),
-        ("day", "2019-03-05", "2019-03-06"),
-        ("WEEK", "2019-03-04", "2019-03-11"),
-        ("MONTH", "2019-03-01", "2019-04-01"),
-        ("QUARTER", "2019-01-01", "2019-04-01"),
-        ("YEAR", "2019-01-01", "2020-01-01"),
-    ],
-)
-def test_bucket_interval(granularity: str, start: str, end: str) -> None:
-    ts = parse_instant_ms("2019-03-05T07:30:00Z")
-    assert bucket_interval(ts, granularity) == Interval(parse_instant_ms(start), parse_instant_ms(end))
-
-
-def test_bucket_interval_all_and_unknown() -> None:
-    assert bucket_interval(5, "ALL").contains_ms(5)
-    with pytest.raises(InvalidInput):
-        bucket_interval(5, "FORTNIGHT")

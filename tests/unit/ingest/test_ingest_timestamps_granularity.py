@@ -5,7 +5,8 @@ from __future__ import annotations
 import pyarrow as pa
 import pytest
 
-from overlord.ingest import granularity, timestamps
+from overlord.core import granularity
+from overlord.ingest import timestamps
 from overlord.isotime import Interval, parse_instant_ms
 
 T = parse_instant_ms("2015-09-12T13:45:30.123Z")

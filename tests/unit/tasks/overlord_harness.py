@@ -102,6 +102,7 @@ class OverlordHarness:
         self.handler = TaskActionHandler(
             lockbox=self.lockbox,
             segments=self.segments,
+            deep_storage=self.deep_storage,
             clock=SYSTEM_CLOCK,
             active=self.active,
             force_time_chunk_lock=True,
