@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -17,8 +18,6 @@ from starlette.applications import Starlette
 from overlord.api.app import create_app
 from overlord.config import Settings
 from overlord.service import Service
-
-pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
@@ -53,3 +52,55 @@ async def api(settings: Settings) -> AsyncIterator[Api]:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8090") as http:
             yield Api(app, service, http, settings, settings.start_dir)
+
+
+P = "/druid/indexer/v1"
+
+
+def index_spec(data_source: str = "wiki", io: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
+    """A small valid ``index_parallel`` spec (inline input unless ``io`` says otherwise)."""
+    return {
+        "type": "index_parallel",
+        "spec": {
+            "dataSchema": {
+                "dataSource": data_source,
+                "timestampSpec": {"column": "ts", "format": "iso"},
+                "dimensionsSpec": {"dimensions": ["dim"]},
+                "granularitySpec": {"segmentGranularity": "day", "queryGranularity": "none"},
+            },
+            "ioConfig": {
+                "type": "index_parallel",
+                "inputFormat": {"type": "json"},
+                **(io or {"inputSource": {"type": "inline", "data": '{"ts":"2020-01-01T00:00:00Z","dim":"a"}'}}),
+            },
+            "tuningConfig": {"type": "index_parallel"},
+        },
+        **extra,
+    }
+
+
+def sub_task_spec(splits: list[dict[str, str]], supervisor: str = "parent", **extra: Any) -> dict[str, Any]:
+    """A ``single_phase_sub_task`` as an attacker would post it directly."""
+    base = index_spec()
+    return {**base, "type": "single_phase_sub_task", "supervisorTaskId": supervisor, "inputSplits": splits, **extra}
+
+
+def assert_druid_error(response: httpx.Response, status: int, *needles: str) -> dict[str, Any]:
+    """A Druid-shaped error body with ``status`` whose message names every needle."""
+    assert response.status_code == status, response.text
+    body: dict[str, Any] = response.json()
+    assert body["error"] == "druidException" and body["persona"] == "USER", body
+    for needle in needles:
+        assert needle in body["errorMessage"], (needle, body)
+    return body
+
+
+def assert_es_error(response: httpx.Response, status: int, *needles: str) -> dict[str, Any]:
+    """An Elasticsearch-shaped error body with ``status`` whose reason names every needle."""
+    assert response.status_code == status, response.text
+    body: dict[str, Any] = response.json()
+    assert body["status"] == status and body["error"]["root_cause"], body
+    assert response.headers["x-elastic-product"] == "Elasticsearch"
+    for needle in needles:
+        assert needle in body["error"]["reason"], (needle, body)
+    return body
