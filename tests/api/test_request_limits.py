@@ -216,3 +216,33 @@ def test_the_limit_is_configurable_and_validated() -> None:
     assert load_settings(environ={"druid_server_http_maxRequestBodySize": "1MiB"}).max_request_body_bytes == 2**20
     with pytest.raises(ConfigError):
         load_settings(environ={"druid_server_http_maxRequestBodySize": "0"})
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"type": "noop", "runTime": 0, "context": {"priority": 2**31}}, "context.priority"),
+        ({"type": "noop", "runTime": 0, "context": {"priority": 2**63}}, "context.priority"),
+        ({"type": "noop", "runTime": 0, "context": {"priority": -(2**31) - 1}}, "context.priority"),
+        ({"type": "noop", "runTime": 2**63}, "runTime"),
+        ({"type": "noop", "runTime": 0, "logLines": 2**31}, "logLines"),
+    ],
+)
+async def test_body_integers_beyond_the_store_columns_are_400(api: Api, body: dict[str, object], field: str) -> None:
+    r = await api.http.post(f"{P}/task", json=body)
+    assert_druid_error(r, 400, f"[{field}]")
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"dataSource": "a\x00b"}, "dataSource"),
+        ({"dataSource": "../x"}, "dataSource"),
+        ({"dataSource": "x" * 256}, "dataSource"),
+        ({"dataSource": "ok", "taskPriority": 2**63}, "taskPriority"),
+    ],
+)
+async def test_compaction_configs_are_refused_naming_the_field(api: Api, body: dict[str, object], field: str) -> None:
+    r = await api.http.post("/druid/coordinator/v1/config/compaction", json=body)
+    assert_druid_error(r, 400, f"[{field}]")
+    assert (await api.http.get("/druid/coordinator/v1/config/compaction")).json()["compactionConfigs"] == []

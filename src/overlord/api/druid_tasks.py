@@ -98,9 +98,8 @@ def parse_int_param(raw: str, name: str, *, minimum: int, maximum: int) -> int:
     except ValueError:
         raise InvalidInput(f"Invalid value for parameter [{name}]: [{raw}] is not an integer", field=name) from None
     if not minimum <= value <= maximum:
-        raise InvalidInput(
-            f"Invalid value for parameter [{name}]: [{raw}] must be between {minimum} and {maximum}", field=name
-        )
+        bounds = f"a non-negative integer up to {maximum}" if minimum == 0 else f"between {minimum} and {maximum}"
+        raise InvalidInput(f"Invalid value for parameter [{name}]: [{raw}] must be {bounds}", field=name)
     return value
 
 

@@ -159,7 +159,7 @@ class TaskQueue:
             context.setdefault(key, value)
         context.setdefault("useLineageBasedSegmentAllocation", True)
         priority = context.get("priority", default_priority(task_type.name))
-        if isinstance(priority, bool) or not isinstance(priority, int):
+        if isinstance(priority, bool) or not isinstance(priority, int) or not -(2**31) <= priority < 2**31:
             raise InvalidSpec(
                 "Invalid value for field [context.priority]: must be an integer", field="context.priority"
             )
