@@ -6,6 +6,7 @@ what needs real processes. Tests are ``async`` under anyio's pytest plugin, asyn
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,7 @@ from overlord.config import Settings
 from overlord.service import Service
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def anyio_backend() -> str:
     return "asyncio"
 
@@ -36,22 +37,46 @@ class Api:
     start_dir: Path
 
 
-@pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    """A data dir in tmp_path and a start dir beside it (nothing of the test's cwd is used)."""
-    start = tmp_path / "start"
+def make_settings(root: Path) -> Settings:
+    """A data dir under ``root`` and a start dir beside it (nothing of the test's cwd is used)."""
+    start = root / "start"
     start.mkdir()
-    return Settings(data_dir=tmp_path / "var", host="127.0.0.1", port=8090, worker_capacity=1, start_dir=start)
+    return Settings(data_dir=root / "var", host="127.0.0.1", port=8090, worker_capacity=1, start_dir=start)
 
 
-@pytest.fixture
-async def api(settings: Settings) -> AsyncIterator[Api]:
+@contextlib.asynccontextmanager
+async def running_api(settings: Settings) -> AsyncIterator[Api]:
+    """The real app with its lifespan run (service started, then stopped)."""
     service = Service(settings)
     app = create_app(service)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8090") as http:
             yield Api(app, service, http, settings, settings.start_dir)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return make_settings(tmp_path)
+
+
+@pytest.fixture
+async def api(settings: Settings) -> AsyncIterator[Api]:
+    """A fresh service per test, for tests that change state or need their own settings."""
+    async with running_api(settings) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def shared_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    return make_settings(tmp_path_factory.mktemp("api"))
+
+
+@pytest.fixture(scope="module")
+async def shared_api(shared_settings: Settings) -> AsyncIterator[Api]:
+    """One service per module, for the refusal matrices (a refused request changes nothing)."""
+    async with running_api(shared_settings) as running:
+        yield running
 
 
 P = "/druid/indexer/v1"

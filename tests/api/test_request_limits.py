@@ -17,15 +17,24 @@ pytestmark = pytest.mark.anyio
 LIMIT = 256 * 1024
 
 
-@pytest.fixture
-def settings(tmp_path: Path) -> Settings:
+def _limited(root: Path) -> Settings:
     """A small body limit, set through the property (as an operator would)."""
-    start = tmp_path / "start"
+    start = root / "start"
     start.mkdir()
     return load_settings(
         environ={"druid_server_http_maxRequestBodySize": f"{LIMIT // 1024}KiB"},
-        overrides={"data_dir": tmp_path / "var", "start_dir": start, "worker_capacity": 1},
+        overrides={"data_dir": root / "var", "start_dir": start, "worker_capacity": 1},
     )
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return _limited(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def shared_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    return _limited(tmp_path_factory.mktemp("limits"))
 
 
 def test_the_default_limit_is_10_mib() -> None:
@@ -44,7 +53,7 @@ async def test_a_body_at_the_limit_is_accepted(api: Api) -> None:
     assert r.status_code == 200, r.text
 
 
-async def test_content_length_over_the_limit_is_413_without_reading(api: Api) -> None:
+async def test_content_length_over_the_limit_is_413_without_reading(shared_api: Api) -> None:
     reads = 0
 
     async def body() -> AsyncIterator[bytes]:
@@ -54,13 +63,13 @@ async def test_content_length_over_the_limit_is_413_without_reading(api: Api) ->
             yield b"x" * 4096
 
     headers = {"content-type": "application/json", "content-length": str(LIMIT + 1)}
-    r = await api.http.post(f"{P}/task", content=body(), headers=headers)
+    r = await shared_api.http.post(f"{P}/task", content=body(), headers=headers)
     body_json = assert_druid_error(r, 413, "maxRequestBodySize", str(LIMIT))
     assert body_json["errorCode"] == "requestTooLarge"
     assert reads == 0
 
 
-async def test_a_chunked_body_is_cut_off_once_past_the_limit(api: Api) -> None:
+async def test_a_chunked_body_is_cut_off_once_past_the_limit(shared_api: Api) -> None:
     reads = 0
 
     async def body() -> AsyncIterator[bytes]:
@@ -69,21 +78,21 @@ async def test_a_chunked_body_is_cut_off_once_past_the_limit(api: Api) -> None:
             reads += 1
             yield b" " * 4096
 
-    r = await api.http.post(f"{P}/task", content=body(), headers={"content-type": "application/json"})
+    r = await shared_api.http.post(f"{P}/task", content=body(), headers={"content-type": "application/json"})
     assert_druid_error(r, 413, "maxRequestBodySize")
     assert reads <= LIMIT // 4096 + 2
     assert "content-length" not in r.request.headers
 
 
-async def test_es_routes_answer_413_in_their_own_shape(api: Api) -> None:
-    r = await api.http.post("/_tasks/_cancel", content=b"x" * (LIMIT + 1))
+async def test_es_routes_answer_413_in_their_own_shape(shared_api: Api) -> None:
+    r = await shared_api.http.post("/_tasks/_cancel", content=b"x" * (LIMIT + 1))
     assert_es_error(r, 413, "maxRequestBodySize")
 
 
-async def test_health_answers_beside_a_refused_body(api: Api) -> None:
-    r = await api.http.post(f"{P}/task", content=b"[" * (LIMIT * 4))
+async def test_health_answers_beside_a_refused_body(shared_api: Api) -> None:
+    r = await shared_api.http.post(f"{P}/task", content=b"[" * (LIMIT * 4))
     assert r.status_code == 413
-    assert (await api.http.get("/status/health")).json() is True
+    assert (await shared_api.http.get("/status/health")).json() is True
 
 
 def _noop_nested(levels: int) -> bytes:
@@ -93,8 +102,10 @@ def _noop_nested(levels: int) -> bytes:
 
 
 @pytest.mark.parametrize("levels", [65, 256, 900])
-async def test_json_nested_too_deep_is_400(api: Api, levels: int) -> None:
-    r = await api.http.post(f"{P}/task", content=_noop_nested(levels), headers={"content-type": "application/json"})
+async def test_json_nested_too_deep_is_400(shared_api: Api, levels: int) -> None:
+    r = await shared_api.http.post(
+        f"{P}/task", content=_noop_nested(levels), headers={"content-type": "application/json"}
+    )
     assert_druid_error(r, 400, "nested deeper than 64")
 
 
@@ -112,22 +123,22 @@ async def test_json_64_levels_deep_is_stored(api: Api) -> None:
 
 
 @pytest.mark.parametrize("route", ["/action", "/taskStatus"])
-async def test_depth_limit_holds_on_every_json_route(api: Api, route: str) -> None:
-    r = await api.http.post(
+async def test_depth_limit_holds_on_every_json_route(shared_api: Api, route: str) -> None:
+    r = await shared_api.http.post(
         f"{P}{route}", content=b"[" * 100 + b"]" * 100, headers={"content-type": "application/json"}
     )
     assert_druid_error(r, 400, "nested deeper than 64")
 
 
-async def test_task_status_id_lists_are_bounded(api: Api) -> None:
-    ok = await api.http.post(f"{P}/taskStatus", json=[f"t{i}" for i in range(10_000)])
+async def test_task_status_id_lists_are_bounded(shared_api: Api) -> None:
+    ok = await shared_api.http.post(f"{P}/taskStatus", json=[f"t{i}" for i in range(10_000)])
     assert ok.status_code == 200 and ok.json() == {}
-    r = await api.http.post(f"{P}/taskStatus", json=[f"t{i}" for i in range(10_001)])
+    r = await shared_api.http.post(f"{P}/taskStatus", json=[f"t{i}" for i in range(10_001)])
     assert_druid_error(r, 400, "10001", "10000")
 
 
-async def test_task_status_refuses_a_nul_in_an_id(api: Api) -> None:
-    r = await api.http.post(f"{P}/taskStatus", json=["fine", "a\x00b"])
+async def test_task_status_refuses_a_nul_in_an_id(shared_api: Api) -> None:
+    r = await shared_api.http.post(f"{P}/taskStatus", json=["fine", "a\x00b"])
     assert_druid_error(r, 400, "taskIds[1]", "U+0000")
 
 
@@ -143,14 +154,14 @@ INT_PARAMS = [
 
 
 @pytest.mark.parametrize(("url", "name"), INT_PARAMS)
-async def test_query_integers_are_range_checked(api: Api, url: str, name: str) -> None:
-    r = await api.http.get(url)
+async def test_query_integers_are_range_checked(shared_api: Api, url: str, name: str) -> None:
+    r = await shared_api.http.get(url)
     assert_druid_error(r, 400, f"[{name}]")
 
 
-async def test_query_integers_at_the_bounds_are_accepted(api: Api) -> None:
-    assert (await api.http.get(f"{P}/tasks?max=2147483647")).status_code == 200
-    assert (await api.http.get(f"{P}/completeTasks?n=0")).status_code == 200
+async def test_query_integers_at_the_bounds_are_accepted(shared_api: Api) -> None:
+    assert (await shared_api.http.get(f"{P}/tasks?max=2147483647")).status_code == 200
+    assert (await shared_api.http.get(f"{P}/completeTasks?n=0")).status_code == 200
 
 
 async def test_log_offset_is_range_checked(api: Api) -> None:
@@ -170,8 +181,8 @@ async def test_log_offset_is_range_checked(api: Api) -> None:
         ("/_cat/tasks?timeout=106752d", "failed to parse"),
     ],
 )
-async def test_es_integers_are_range_checked_in_es_shape(api: Api, url: str, needle: str) -> None:
-    r = await api.http.get(url)
+async def test_es_integers_are_range_checked_in_es_shape(shared_api: Api, url: str, needle: str) -> None:
+    r = await shared_api.http.get(url)
     assert_es_error(r, 400, needle)
 
 
@@ -194,21 +205,23 @@ PATH_ROUTES = [
 
 
 @pytest.mark.parametrize(("method", "url", "name"), PATH_ROUTES)
-async def test_control_characters_in_the_request_line_are_400(api: Api, method: str, url: str, name: str) -> None:
-    r = await api.http.request(method, url)
+async def test_control_characters_in_the_request_line_are_400(
+    shared_api: Api, method: str, url: str, name: str
+) -> None:
+    r = await shared_api.http.request(method, url)
     assert_druid_error(r, 400, "control character", *([f"[{name}]"] if name else []))
 
 
 @pytest.mark.parametrize("url", ["/_tasks/a%00b:1", "/_tasks?parent_task_id=a%00b:1", "/_cat/tasks?h=%00"])
-async def test_control_characters_on_es_routes_answer_in_es_shape(api: Api, url: str) -> None:
-    r = await api.http.get(url)
+async def test_control_characters_on_es_routes_answer_in_es_shape(shared_api: Api, url: str) -> None:
+    r = await shared_api.http.get(url)
     assert_es_error(r, 400, "control character")
 
 
-async def test_ordinary_requests_pass_the_limits(api: Api) -> None:
-    r = await api.http.get(f"{P}/tasks", params={"datasource": "wiki edits", "max": "5"})
+async def test_ordinary_requests_pass_the_limits(shared_api: Api) -> None:
+    r = await shared_api.http.get(f"{P}/tasks", params={"datasource": "wiki edits", "max": "5"})
     assert r.status_code == 200 and r.json() == []
-    r = await api.http.get(f"{P}/task/no%20such%20task/status")
+    r = await shared_api.http.get(f"{P}/task/no%20such%20task/status")
     assert r.status_code == 404
 
 
@@ -228,8 +241,10 @@ def test_the_limit_is_configurable_and_validated() -> None:
         ({"type": "noop", "runTime": 0, "logLines": 2**31}, "logLines"),
     ],
 )
-async def test_body_integers_beyond_the_store_columns_are_400(api: Api, body: dict[str, object], field: str) -> None:
-    r = await api.http.post(f"{P}/task", json=body)
+async def test_body_integers_beyond_the_store_columns_are_400(
+    shared_api: Api, body: dict[str, object], field: str
+) -> None:
+    r = await shared_api.http.post(f"{P}/task", json=body)
     assert_druid_error(r, 400, f"[{field}]")
 
 
