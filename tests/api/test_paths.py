@@ -56,6 +56,7 @@ async def test_sub_task_splits_into_the_data_dir_are_400(api: Api) -> None:
         ([{"file": "x"}], "inputSplits[0]"),
         ([{"path": 5}], "inputSplits[0].path"),
         ([{"path": ""}], "inputSplits[0].path"),
+        ([{"path": "rows.json"}], "inputSplits[0].path"),
         ([{"data": 5}], "inputSplits[0].data"),
         ("not a list", "inputSplits"),
     ],

@@ -111,8 +111,8 @@ def check_split_dicts(splits: object, roots: tuple[Path, ...] | list[Path], fiel
             raise InvalidSpec(f'{where}: expected {{"path": "<file>"}} or {{"data": "<text>"}}', field=where)
         if "path" in split:
             path = split["path"]
-            if not isinstance(path, str) or not path or "\x00" in path:
-                raise InvalidSpec(f"{where}.path: expected a file path", field=f"{where}.path")
+            if not isinstance(path, str) or not os.path.isabs(path) or "\x00" in path:
+                raise InvalidSpec(f"{where}.path: expected an absolute file path", field=f"{where}.path")
             check_readable(path, roots, f"{where}.path")
         elif not isinstance(split["data"], str):
             raise InvalidSpec(f"{where}.data: expected a string", field=f"{where}.data")
