@@ -118,6 +118,9 @@ class Settings:
     restore_tasks_on_restart: bool = field(default=False, metadata={"prop": "druid.indexer.task.restoreTasksOnRestart"})
     compaction_period_ms: int = field(default=1_800_000, metadata={"prop": "druid.coordinator.period.indexingPeriod"})
     allowed_input_dirs: list[Path] = field(default_factory=list, metadata={"prop": "overlord.ingest.allowedDirs"})
+    max_request_body_bytes: int = field(
+        default=10 * 1024 * 1024, metadata={"prop": "druid.server.http.maxRequestBodySize"}
+    )
     start_dir: Path = field(default_factory=Path.cwd, metadata={"prop": "overlord.startDir"})
     runner_type: str = field(default="local", metadata={"prop": "druid.indexer.runner.type"})
     storage_type: str = field(default="local", metadata={"prop": "druid.storage.type"})
@@ -144,7 +147,13 @@ class Settings:
 
     @property
     def effective_allowed_input_dirs(self) -> list[Path]:
-        return self.allowed_input_dirs or [self.data_dir, self.start_dir]
+        """Where input may be read: the listed directories, else only the directory the service started in.
+
+        Never the data directory, even when an allowed directory contains it (the default ``./var``
+        inside the start directory): its metadata database, logs and segments are refused unless a
+        folder inside it is listed explicitly (``ingest.sources.DATA_DIR_MARKER``).
+        """
+        return self.allowed_input_dirs or [self.start_dir]
 
 
 _CONVERTERS: dict[str, Callable[[Any], Any]] = {
@@ -171,6 +180,7 @@ _CONVERTERS: dict[str, Callable[[Any], Any]] = {
     "restore_tasks_on_restart": _parse_bool,
     "compaction_period_ms": parse_duration_ms,
     "allowed_input_dirs": lambda v: [Path(p) for p in _parse_list(v)],
+    "max_request_body_bytes": parse_size,
     "start_dir": Path,
     "runner_type": str,
     "storage_type": str,
@@ -244,4 +254,6 @@ def load_settings(
     settings = Settings(**values)  # type: ignore[arg-type]
     if settings.worker_capacity < 1:
         raise ConfigError("druid.worker.capacity must be at least 1")
+    if settings.max_request_body_bytes < 1:
+        raise ConfigError("druid.server.http.maxRequestBodySize must be at least 1 byte")
     return settings

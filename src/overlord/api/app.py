@@ -22,6 +22,7 @@ from overlord.api.errors import (
     overlord_error_handler,
     unexpected_error_handler,
 )
+from overlord.api.request_limits import RequestLimitsMiddleware
 from overlord.errors import OverlordError
 from overlord.service import Service
 
@@ -58,7 +59,10 @@ def create_app(service: Service) -> Starlette:
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        middleware=[Middleware(EsCompatMiddleware)],
+        middleware=[  # outermost first: the ES headers go on the limits' refusals too
+            Middleware(EsCompatMiddleware),
+            Middleware(RequestLimitsMiddleware, max_body_bytes=service.settings.max_request_body_bytes),
+        ],
         exception_handlers={
             EsError: es_error_handler,
             OverlordError: es_aware(overlord_error_handler),

@@ -11,6 +11,7 @@ from starlette.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from overlord.api.errors import JSONResponse, druid_error, druid_error_body
+from overlord.core.ids import check_lookup_id
 from overlord.core.task import RunnerState, TaskRecord
 from overlord.errors import InvalidInput, NotFound, TaskNotFound
 from overlord.isotime import Interval, format_ms
@@ -44,9 +45,33 @@ async def read_json_body(request: Request) -> Any:
     if not body.strip():
         raise InvalidInput("Request body is empty: expected a JSON document")
     try:
-        return orjson.loads(body)
+        value = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise InvalidInput(f"Malformed JSON in request body: {exc}") from None
+    check_json_depth(value)
+    return value
+
+
+MAX_JSON_DEPTH = 64  # no Druid spec nests deeper than about 10; orjson cannot write back past 254
+MAX_STATUS_IDS = 10_000  # ids per POST /taskStatus: one bounded store query, one bounded answer
+MAX_INT = 2**31 - 1  # Druid parses max, n and offset-like parameters as Java ints and longs
+MAX_LONG = 2**63 - 1
+
+
+def check_json_depth(value: Any, limit: int = MAX_JSON_DEPTH) -> None:
+    """Refuse documents nested deeper than ``limit`` (a 400): they cannot be stored or re-rendered."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            children: Any = node.values()
+        elif isinstance(node, list):
+            children = node
+        else:
+            continue
+        if depth > limit:
+            raise InvalidInput(f"Request body is nested deeper than {limit} levels", maxDepth=limit)
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
 
 
 class _UnsupportedMediaType(InvalidInput):
@@ -66,16 +91,22 @@ async def submit_task(request: Request) -> Response:
     return JSONResponse({"task": task_id})
 
 
-def _parse_max(raw: str | None, name: str = "max") -> int | None:
-    if raw is None or raw == "":
-        return None
+def parse_int_param(raw: str, name: str, *, minimum: int, maximum: int) -> int:
+    """A query integer in ``[minimum, maximum]``, else a 400 naming the parameter (never a 500 later)."""
     try:
         value = int(raw)
     except ValueError:
-        raise InvalidInput(f"Invalid value for parameter [{name}]: [{raw}] is not an integer") from None
-    if value < 0:
-        raise InvalidInput(f"Invalid value for parameter [{name}]: [{raw}] must be a non-negative integer")
+        raise InvalidInput(f"Invalid value for parameter [{name}]: [{raw}] is not an integer", field=name) from None
+    if not minimum <= value <= maximum:
+        bounds = f"a non-negative integer up to {maximum}" if minimum == 0 else f"between {minimum} and {maximum}"
+        raise InvalidInput(f"Invalid value for parameter [{name}]: [{raw}] must be {bounds}", field=name)
     return value
+
+
+def _parse_max(raw: str | None, name: str = "max") -> int | None:
+    if raw is None or raw == "":
+        return None
+    return parse_int_param(raw, name, minimum=0, maximum=MAX_INT)
 
 
 def list_tasks(
@@ -177,11 +208,7 @@ async def get_task_status(request: Request) -> Response:
 
 async def get_task_log(request: Request) -> Response:
     rec = _get_record(request)
-    raw = request.query_params.get("offset", "0")
-    try:
-        offset = int(raw)
-    except ValueError:
-        raise InvalidInput(f"Invalid value for parameter [offset]: [{raw}] is not an integer") from None
+    offset = parse_int_param(request.query_params.get("offset", "0"), "offset", minimum=-MAX_LONG, maximum=MAX_LONG)
     svc = service_of(request)
     chunks = await run_in_threadpool(svc.read_log, rec, offset)
     if chunks is None:
@@ -215,8 +242,14 @@ async def bulk_status(request: Request) -> Response:
     ids = await read_json_body(request)
     if not isinstance(ids, list) or not ids:
         return druid_error(400, "No Task IDs provided.")
+    if len(ids) > MAX_STATUS_IDS:
+        raise InvalidInput(
+            f"Too many task ids: [{len(ids)}] is more than the limit of {MAX_STATUS_IDS} per request", field="taskIds"
+        )
     if not all(isinstance(i, str) for i in ids):
         raise InvalidInput("Invalid request body: expected a JSON list of task id strings")
+    for i, task_id in enumerate(ids):
+        check_lookup_id(task_id, f"taskIds[{i}]")
     svc = service_of(request)
     found: dict[str, TaskRecord] = {}
     missing = []

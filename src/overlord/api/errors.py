@@ -32,6 +32,7 @@ _HTTP_CATEGORIES = {
     400: ("invalidInput", "INVALID_INPUT"),
     404: ("notFound", "NOT_FOUND"),
     405: ("methodNotAllowed", "UNSUPPORTED"),
+    413: ("requestTooLarge", "INVALID_INPUT"),
     415: ("unsupportedMediaType", "INVALID_INPUT"),
     429: ("capacityExceeded", "CAPACITY_EXCEEDED"),
 }

@@ -15,6 +15,7 @@ from typing import Any
 
 from overlord.config import parse_duration_ms
 from overlord.core.data_segment import DataSegment
+from overlord.core.ids import validate_id
 from overlord.errors import ConfigError, InvalidInput
 from overlord.isotime import Interval
 
@@ -50,8 +51,9 @@ class CompactionConfig:
         ds = body.get("dataSource")
         if not isinstance(ds, str) or not ds:
             raise InvalidInput("Missing required field [dataSource] in compaction config")
+        validate_id(ds, "dataSource")  # it becomes the dataSource of the compact tasks submitted for it
         priority = body.get("taskPriority", 25)
-        if isinstance(priority, bool) or not isinstance(priority, int):
+        if isinstance(priority, bool) or not isinstance(priority, int) or not -(2**31) <= priority < 2**31:
             raise InvalidInput("Invalid value for field [taskPriority]: must be an integer")
         try:
             skip = parse_duration_ms(body.get("skipOffsetFromLatest", "P1D"))

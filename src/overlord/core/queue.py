@@ -189,8 +189,12 @@ class TaskQueue:
             payload = task_type.validate(payload, self.config.submit_context)
         now = self.clock.now_ms()
         datasource = datasource_of(payload)
+        if datasource is not None:  # it becomes a directory name in deep storage
+            validate_id(
+                datasource, "dataSource" if payload.get("dataSource") == datasource else "spec.dataSchema.dataSource"
+            )
         task_id = payload.get("id")
-        task_id = validate_id(task_id) if task_id is not None else generate_id(task_type.name, datasource, now)
+        task_id = validate_id(task_id if task_id is not None else generate_id(task_type.name, datasource, now))
         group_id = payload.get("groupId")
         group_id = validate_id(group_id, "groupId") if group_id is not None else task_id
         context = payload.get("context") or {}
@@ -202,7 +206,7 @@ class TaskQueue:
             context.setdefault(key, value)
         context.setdefault("useLineageBasedSegmentAllocation", True)
         priority = context.get("priority", default_priority(task_type.name))
-        if isinstance(priority, bool) or not isinstance(priority, int):
+        if isinstance(priority, bool) or not isinstance(priority, int) or not -(2**31) <= priority < 2**31:
             raise InvalidSpec(
                 "Invalid value for field [context.priority]: must be an integer", field="context.priority"
             )

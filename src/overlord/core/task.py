@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import enum
 import random
-import re
 import string
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from overlord.core.ids import validate_id as validate_id  # re-exported: the queue imports it from here
 from overlord.errors import InvalidSpec, UnsupportedTaskType
 from overlord.isotime import Interval, format_ms
 
@@ -171,25 +171,6 @@ def task_type_for(name: object) -> TaskType:
         verb = "is not supported by this service" if name in KNOWN_UNSUPPORTED else "is unknown"
         raise UnsupportedTaskType(f"Task type [{name}] {verb}. Supported task types: [{supported}]", field="type")
     return tt
-
-
-_ID_FORBIDDEN = re.compile(r"[/\s]")
-
-
-def validate_id(value: object, field_name: str = "id") -> str:
-    """Druid's IdUtils rules: non-empty, no leading dot, no slash, no whitespace but spaces."""
-    if not isinstance(value, str) or not value:
-        raise InvalidSpec(f"Invalid value for field [{field_name}]: must be a non-empty string", field=field_name)
-    if value.startswith("."):
-        raise InvalidSpec(f"Invalid value for field [{field_name}]: [{value}] cannot start with '.'", field=field_name)
-    if _ID_FORBIDDEN.search(value.replace(" ", "")):
-        raise InvalidSpec(
-            f"Invalid value for field [{field_name}]: [{value}] cannot contain '/' or whitespace other than spaces",
-            field=field_name,
-        )
-    if len(value) > 255:
-        raise InvalidSpec(f"Invalid value for field [{field_name}]: longer than 255 characters", field=field_name)
-    return value
 
 
 def generate_id(type_name: str, datasource: str | None, now_ms: int, rng: random.Random | None = None) -> str:

@@ -41,7 +41,7 @@ from overlord.ingest.rowstats import (
     RowStats,
 )
 from overlord.ingest.segment_files import ETERNITY, SegmentDescriptor
-from overlord.ingest.sources import CHUNK_BYTES, InputSplit, iter_chunks, list_input_splits, open_split
+from overlord.ingest.sources import CHUNK_BYTES, InputSplit, checked_splits, iter_chunks, list_input_splits, open_split
 from overlord.ingest.spec import DynamicPartitions, HashedPartitions, IndexSpec
 from overlord.isotime import Interval
 
@@ -476,7 +476,9 @@ def run_ingestion(
     if files is None:
         splits = list_input_splits(spec)
     else:
-        splits = [f if isinstance(f, InputSplit) else InputSplit(path=Path(f)) for f in files]
+        splits = checked_splits(
+            [f if isinstance(f, InputSplit) else InputSplit(path=Path(f)) for f in files], spec.allowed_dirs
+        )
     run = _Run(
         spec, out_dir, version, clock, on_progress, log, partition_offset, store_empty_columns, chunk_bytes, spill_bytes
     )

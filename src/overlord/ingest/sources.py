@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from overlord.errors import ForbiddenPath
+from overlord.errors import ForbiddenPath, InvalidSpec
 from overlord.ingest.spec import IndexSpec, InlineInputSource, LocalInputSource
 
 CHUNK_BYTES = 8 << 20
@@ -40,20 +40,101 @@ class InputSplit:
         return cls(Path(d["path"])) if "path" in d else cls(data=d.get("data", ""))
 
 
+# Every Overlord data directory holds this file (the service's single-instance lock). Input is never
+# read inside one (its metadata database, task logs, reports, other data sources' segments) unless
+# the allowed directory that covers the path lies strictly inside that data directory, i.e. the
+# operator listed a folder in it on purpose. Checked on the file system, so the same rule holds at
+# submit and in a peon wherever it runs, without the peon knowing the service's settings.
+DATA_DIR_MARKER = "overlord.lock"
+
+
 def _below(path: Path, roots: tuple[Path, ...]) -> bool:
     return any(path == r or path.is_relative_to(r) for r in roots)
 
 
+def _data_dir_between(real: Path, root: Path) -> Path | None:
+    """The data directory that holds ``real`` at or below ``root``, if any."""
+    for d in (real, *real.parents):
+        if (d / DATA_DIR_MARKER).is_file():
+            return d
+        if d == root or len(d.parts) <= len(root.parts):
+            return None
+    return None
+
+
+def _refusal(real: Path, roots: tuple[Path, ...]) -> str | None:
+    """Why ``real`` may not be read, or None when some allowed root covers it."""
+    covering = [r for r in (roots or (Path("/"),)) if real == r or real.is_relative_to(r)]
+    if not covering:
+        return "is outside the allowed directories (overlord.ingest.allowedDirs)"
+    for root in covering:
+        if _data_dir_between(real, root) is None:
+            return None
+    return "is inside the service's data directory, which input may not read"
+
+
 def _check(real: Path, roots: tuple[Path, ...], field: str) -> None:
-    if roots and not _below(real, roots):
-        raise ForbiddenPath(f"{field}: '{real}' is outside the allowed directories", field=field)
+    why = _refusal(real, roots)
+    if why is not None:
+        raise ForbiddenPath(f"{field}: '{real}' {why}", field=field)
+
+
+def check_readable(path: str | Path, roots: tuple[Path, ...] | list[Path], field: str) -> Path:
+    """The real path of ``path`` if a task may read it, else ForbiddenPath (a 400) naming ``field``.
+
+    ``roots`` are the allowed directories (real paths); ``..`` and symlinks are resolved first, so
+    they cannot escape. An empty ``roots`` allows everything but the data directories.
+    """
+    real = Path(os.path.realpath(path))
+    _check(real, tuple(roots), field)
+    return real
+
+
+def check_local_source(spec: IndexSpec) -> None:
+    """Submit-time check of a ``local`` input source's ``baseDir`` and ``files`` (data dirs included)."""
+    src = spec.io_config.input_source
+    if not isinstance(src, LocalInputSource):
+        return
+    for i, f in enumerate(src.files):
+        check_readable(f, spec.allowed_dirs, f"spec.ioConfig.inputSource.files[{i}]")
+    if src.base_dir is not None:
+        check_readable(src.base_dir, spec.allowed_dirs, "spec.ioConfig.inputSource.baseDir")
+
+
+def check_split_dicts(splits: object, roots: tuple[Path, ...] | list[Path], field: str = "inputSplits") -> None:
+    """Submit-time check of a sub-task's ``inputSplits``: each a ``{"path"}`` a task may read, or ``{"data"}``."""
+    if not isinstance(splits, list):
+        raise InvalidSpec(f"{field}: expected a list of input splits", field=field)
+    for i, split in enumerate(splits):
+        where = f"{field}[{i}]"
+        if not isinstance(split, dict) or set(split) not in ({"path"}, {"data"}):
+            raise InvalidSpec(f'{where}: expected {{"path": "<file>"}} or {{"data": "<text>"}}', field=where)
+        if "path" in split:
+            path = split["path"]
+            if not isinstance(path, str) or not os.path.isabs(path) or "\x00" in path:
+                raise InvalidSpec(f"{where}.path: expected an absolute file path", field=f"{where}.path")
+            check_readable(path, roots, f"{where}.path")
+        elif not isinstance(split["data"], str):
+            raise InvalidSpec(f"{where}.data: expected a string", field=f"{where}.data")
+
+
+def checked_splits(splits: list[InputSplit], roots: tuple[Path, ...]) -> list[InputSplit]:
+    """Splits handed to a peon, re-checked there (defence in depth): real paths, allowed, outside data dirs."""
+    out = []
+    for i, split in enumerate(splits):
+        if split.path is None:
+            out.append(split)
+        else:
+            out.append(InputSplit(path=check_readable(split.path, roots, f"inputSplits[{i}].path")))
+    return out
 
 
 def list_input_splits(spec: IndexSpec) -> list[InputSplit]:
     """Every input file (sorted, de-duplicated) or the inline data, re-checked against allowed dirs.
 
     ``filter`` matches file names anywhere below ``baseDir`` (Druid's wildcard filter); a pattern
-    with a ``/`` matches the path relative to ``baseDir``. Symlinks pointing outside are refused.
+    with a ``/`` matches the path relative to ``baseDir``. Symlinks pointing outside are refused;
+    the walk never descends into a data directory (``DATA_DIR_MARKER``) below ``baseDir``.
     """
     src = spec.io_config.input_source
     if isinstance(src, InlineInputSource):
@@ -62,15 +143,15 @@ def list_input_splits(spec: IndexSpec) -> list[InputSplit]:
     roots = spec.allowed_dirs
     found: dict[Path, None] = {}
     for i, f in enumerate(src.files):
-        real = Path(os.path.realpath(f))
-        _check(real, roots, f"spec.ioConfig.inputSource.files[{i}]")
-        found[real] = None
+        found[check_readable(f, roots, f"spec.ioConfig.inputSource.files[{i}]")] = None
     if src.base_dir is not None:
-        base = Path(os.path.realpath(src.base_dir))
-        _check(base, roots, "spec.ioConfig.inputSource.baseDir")
+        base = check_readable(src.base_dir, roots, "spec.ioConfig.inputSource.baseDir")
         pattern = src.filter or "*"
         matched: list[Path] = []
-        for dirpath, _dirs, names in os.walk(base, followlinks=False):
+        for dirpath, dirs, names in os.walk(base, followlinks=False):
+            if DATA_DIR_MARKER in names:
+                dirs.clear()
+                continue
             for name in names:
                 full = Path(dirpath) / name
                 rel = full.relative_to(base).as_posix()
@@ -80,7 +161,6 @@ def list_input_splits(spec: IndexSpec) -> list[InputSplit]:
         for full in sorted(matched):
             real = Path(os.path.realpath(full))
             if not _below(real, (base,)):
-                _check(real, (), "")
                 raise ForbiddenPath(
                     f"spec.ioConfig.inputSource.baseDir: '{full}' links outside baseDir",
                     field="spec.ioConfig.inputSource.baseDir",

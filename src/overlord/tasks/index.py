@@ -13,13 +13,14 @@ from pathlib import Path
 from typing import Any
 
 from overlord.core import granularity as granularities
+from overlord.core.ids import validate_id
 from overlord.core.lock_intervals import bucketed
 from overlord.core.task import SubmitContext, TaskType, register
 from overlord.errors import InvalidSpec, OverlordError, TaskFailure
 from overlord.ingest.pipeline import IngestionResult, Progress, run_ingestion
 from overlord.ingest.rowstats import IngestionState, RowStats, completion_report
 from overlord.ingest.segment_files import SegmentDescriptor
-from overlord.ingest.sources import InputSplit
+from overlord.ingest.sources import InputSplit, check_local_source, check_split_dicts
 from overlord.ingest.spec import IndexSpec, validate_index_spec
 from overlord.isotime import Interval
 from overlord.runner.toolbox import TaskResult, TaskToolbox
@@ -44,21 +45,27 @@ def validate(payload: dict[str, Any], ctx: SubmitContext | None = None) -> dict[
     if unknown:
         raise InvalidSpec(f"{unknown[0]}: unknown field for task type [{payload.get('type')}]", field=unknown[0])
     check_lock_timeout(payload, ctx)
-    validate_index_spec(payload, allowed_dirs=allowed_dirs_of(ctx))
+    spec = validate_index_spec(payload, allowed_dirs=allowed_dirs_of(ctx))
+    validate_id(spec.data_source, "spec.dataSchema.dataSource")
+    check_local_source(spec)
     return payload
 
 
 def validate_sub_task(payload: dict[str, Any], ctx: SubmitContext | None = None) -> dict[str, Any]:
+    """Like ``validate``, plus the supervisor's id (a directory name) and every split's path."""
     unknown = sorted(set(payload) - _SUB_FIELDS)
     if unknown:
         raise InvalidSpec(f"{unknown[0]}: unknown field for task type [{SUB_TASK_TYPE}]", field=unknown[0])
     if not isinstance(payload.get("supervisorTaskId"), str):
         raise InvalidSpec("supervisorTaskId: missing required field", field="supervisorTaskId")
+    validate_id(payload["supervisorTaskId"], "supervisorTaskId")
     splits = payload.get("inputSplits")
     if not isinstance(splits, list) or not all(isinstance(s, dict) for s in splits):
         raise InvalidSpec("inputSplits: expected a list of input splits", field="inputSplits")
     check_lock_timeout(payload, ctx)
-    validate_index_spec(_as_index_payload(payload), allowed_dirs=allowed_dirs_of(ctx))
+    spec = validate_index_spec(_as_index_payload(payload), allowed_dirs=allowed_dirs_of(ctx))
+    validate_id(spec.data_source, "spec.dataSchema.dataSource")
+    check_split_dicts(splits, spec.allowed_dirs)
     return payload
 
 

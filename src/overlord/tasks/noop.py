@@ -36,10 +36,12 @@ def validate(payload: dict[str, Any], ctx: SubmitContext) -> dict[str, Any]:
     unknown = sorted(set(payload) - _FIELDS)
     if unknown:
         raise InvalidSpec(f"Unknown field [{unknown[0]}] for task type [noop]", field=unknown[0])
-    for name in ("runTime", "isReadyTime", "logLines"):
+    for name, maximum in (("runTime", 2**63 - 1), ("isReadyTime", 2**63 - 1), ("logLines", 2**31 - 1)):
         value = payload.get(name)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
-            raise InvalidSpec(f"Invalid value for field [{name}]: must be a non-negative integer", field=name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= maximum):
+            raise InvalidSpec(
+                f"Invalid value for field [{name}]: must be an integer between 0 and {maximum}", field=name
+            )
     fail = payload.get("fail")
     if fail is not None and not isinstance(fail, bool | str):
         raise InvalidSpec("Invalid value for field [fail]: must be a boolean or an error message", field="fail")

@@ -16,6 +16,8 @@ from overlord.api.elasticsearch.errors import EsError, illegal_argument
 
 # Accepted on every route (Elasticsearch's BaseRestHandler.ALWAYS_SUPPORTED, plus error_trace).
 COMMON_PARAMS = frozenset({"pretty", "human", "error_trace", "filter_path", "format"})
+MAX_INT = 2**31 - 1
+MAX_LONG = 2**63 - 1
 
 
 def parse_bool(params: Mapping[str, str], key: str, default: bool = False) -> bool:
@@ -64,6 +66,8 @@ def parse_time_nanos(raw: str | None, setting: str) -> int | None:
                     f"failed to parse setting [{setting}] with value [{raw}] as a time value: "
                     "negative durations are not supported"
                 )
+            if value > MAX_LONG or value * factor > MAX_LONG:  # a Java long in Elasticsearch
+                raise illegal_argument(f"failed to parse [{raw}]")
             return value * factor
     raise illegal_argument(
         f"failed to parse setting [{setting}] with value [{raw}] as a time value: unit is missing or unrecognized"
@@ -182,7 +186,9 @@ def parse_size(params: Mapping[str, str]) -> int | None:
     try:
         value = int(raw)
     except ValueError:
-        raise illegal_argument(f"Failed to parse int parameter [size] with value [{raw}]") from None
+        value = MAX_INT + 1
+    if value > MAX_INT:  # Elasticsearch's Integer.parseInt fails alike on text and on overflow
+        raise illegal_argument(f"Failed to parse int parameter [size] with value [{raw}]")
     if value < 1:
         raise illegal_argument(f"[size] must be a positive integer but was [{raw}]")
     return value
