@@ -221,7 +221,7 @@ def main() -> None:
             for task_id in active:
                 http.post(f"{API}/task/{task_id}/shutdown")
 
-    window = args.seconds
+    window = max(args.seconds, tally.last_answer - tally.first_start)  # requests in flight at the end finish
     errors = sum(tally.errors.values())
     print(
         f"mixed load: {args.pollers} status pollers + {args.listers} listers over {args.procs} load processes, "
