@@ -142,18 +142,20 @@ def load_process(
         return asyncio.run(main())
 
 
-def lone_poller(url: str, path: str, start_at: float, seconds: float, out: list[float]) -> None:
-    """One client asking one status every 100 ms; ``out`` gets each wait (inf for an error)."""
+def lone_poller(
+    url: str, path: str, start_at: float, seconds: float, timeout: float, out: list[tuple[float, bool]]
+) -> None:
+    """One client asking one status every 100 ms; ``out`` gets each (wait, answered 200)."""
     time.sleep(max(0.0, start_at - time.time()))
     deadline = time.monotonic() + seconds
-    with httpx.Client(base_url=url, timeout=60) as http:
+    with httpx.Client(base_url=url, timeout=timeout) as http:
         while time.monotonic() < deadline:
             t0 = time.perf_counter()
             try:
                 ok = http.get(path).status_code == 200
             except httpx.HTTPError:
                 ok = False
-            out.append(time.perf_counter() - t0 if ok else float("inf"))
+            out.append((time.perf_counter() - t0, ok))
             time.sleep(0.1)
 
 
@@ -188,9 +190,10 @@ def main() -> None:
             ids = active + completed
             status_paths = [f"{API}/task/{ids[(i * 7919) % len(ids)]}/status" for i in range(len(ids))]
             start_at = time.time() + 3.0  # time for the load processes to start
-            lone: list[float] = []
+            lone: list[tuple[float, bool]] = []
             lone_thread = threading.Thread(
-                target=lone_poller, args=(url, f"{API}/task/{completed[0]}/status", start_at, args.seconds, lone)
+                target=lone_poller,
+                args=(url, f"{API}/task/{completed[0]}/status", start_at, args.seconds, args.timeout, lone),
             )
             lone_thread.start()
             tally = Tally()
@@ -238,10 +241,10 @@ def main() -> None:
         f"p50 {pct(tally.listing, 0.5) * 1000:8.1f} ms  p99 {pct(tally.listing, 0.99) * 1000:8.1f} ms"
     )
     print(f"  errors : {errors} (goal 0) {dict(tally.errors) if errors else ''}")
-    answered = [w for w in lone if w != float("inf")]
+    answered = [w for w, ok in lone if ok]
     print(
-        f"  lone poller: {len(lone)} asks, {len(lone) - len(answered)} failed, worst wait "
-        f"{max(lone, default=float('nan')):.3f} s, median {pct(answered, 0.5) * 1000:.1f} ms"
+        f"  lone poller: {len(lone)} asks, {len(lone) - len(answered)} failed (timeout {args.timeout:.0f} s), "
+        f"worst wait {max((w for w, _ in lone), default=float('nan')):.3f} s, median {pct(answered, 0.5) * 1000:.1f} ms"
     )
     print(
         f"  machine: {os.cpu_count()} cores; last answer {tally.last_answer - tally.first_start:.1f} s after start; "
