@@ -45,6 +45,15 @@ class ManualSleep:
                 fut.set_result(None)
 
 
+async def first_run_woken(sleep: ManualSleep, name: str, action: Callable[[], object], **kw: Any) -> DutyRunner:
+    """A started runner whose one duty (no initial delay) has just been woken for its first run."""
+    runner = DutyRunner([Duty(name, 1.0, action, initial_delay_s=0)], sleep=sleep, **kw)
+    runner.start()
+    await sleep.sleepers(1)
+    sleep.wake()
+    return runner
+
+
 def run(test: Callable[[ManualSleep], Awaitable[None]]) -> None:
     async def main() -> None:
         await test(ManualSleep())
@@ -90,10 +99,7 @@ def test_a_failing_run_is_logged_with_the_duty_name_and_the_duty_goes_on(caplog:
             raise OSError("disk full")
 
     async def body(sleep: ManualSleep) -> None:
-        runner = DutyRunner([Duty("log-retention", 1.0, flaky, initial_delay_s=0)], sleep=sleep, clock=ManualClock(7))
-        runner.start()
-        await sleep.sleepers(1)
-        sleep.wake()
+        runner = await first_run_woken(sleep, "log-retention", flaky, clock=ManualClock(7))
         await sleep.sleepers(1)
         stats = runner.stats("log-retention")
         assert (stats.runs, stats.failures, stats.last_error) == (1, 1, "OSError: disk full")
@@ -173,10 +179,7 @@ def test_a_manual_run_never_overlaps_a_scheduled_run() -> None:
             await release.wait()
             events.append("end")
 
-        runner = DutyRunner([Duty("compaction", 1.0, action, initial_delay_s=0)], sleep=sleep)
-        runner.start()
-        await sleep.sleepers(1)
-        sleep.wake()
+        runner = await first_run_woken(sleep, "compaction", action)
         await asyncio.wait_for(started.wait(), WAIT_S)
         manual = asyncio.create_task(runner.run_now("compaction"))
         for _ in range(5):  # all on one loop: without the guard the manual run would start here
@@ -201,10 +204,7 @@ def test_stop_waits_for_a_run_under_way() -> None:
         finished.append(True)
 
     async def body(sleep: ManualSleep) -> None:
-        runner = DutyRunner([Duty("retention", 1.0, action, initial_delay_s=0)], sleep=sleep)
-        runner.start()
-        await sleep.sleepers(1)
-        sleep.wake()
+        runner = await first_run_woken(sleep, "retention", action)
         assert await asyncio.to_thread(started.wait, WAIT_S)
         stopping = asyncio.create_task(runner.stop())
         for _ in range(5):  # plenty of loop turns for a stop that does not wait to finish
@@ -223,12 +223,7 @@ def test_stop_abandons_a_run_that_outlasts_its_timeout(caplog: pytest.LogCapture
     release = threading.Event()
 
     async def body(sleep: ManualSleep) -> None:
-        runner = DutyRunner(
-            [Duty("stuck", 1.0, lambda: started.set() or release.wait(WAIT_S), initial_delay_s=0)], sleep=sleep
-        )
-        runner.start()
-        await sleep.sleepers(1)
-        sleep.wake()
+        runner = await first_run_woken(sleep, "stuck", lambda: started.set() or release.wait(WAIT_S))
         assert await asyncio.to_thread(started.wait, WAIT_S)
         await runner.stop(timeout_s=0.01)
         release.set()
