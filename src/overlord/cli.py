@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import logging
 import signal
-import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from overlord import __version__
+from overlord.client_cli import datasource_app, task_app
 
 app = typer.Typer(
     help="Overlord: a small, fast task service for data ingestion (Druid's Tasks API, Elasticsearch's _tasks API).",
@@ -38,6 +37,9 @@ def start(
         str | None, typer.Option(help="PostgreSQL URL for metadata, e.g. postgresql://user@host/db")
     ] = None,
     log_level: Annotated[str, typer.Option(help="Log level")] = "info",
+    log_format: Annotated[
+        str | None, typer.Option(help="plain (extra fields as [key=value]) or json (overlord.log.format)")
+    ] = None,
 ) -> None:
     """Run the service in the foreground; stops cleanly on SIGTERM or Ctrl-C."""
     import uvicorn
@@ -45,11 +47,9 @@ def start(
     from overlord.api.app import create_app
     from overlord.config import load_settings
     from overlord.errors import ConfigError
+    from overlord.log_format import configure_logging
     from overlord.service import Service
 
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s - %(message)s", stream=sys.stderr
-    )
     try:
         settings = load_settings(
             config_file=config,
@@ -59,8 +59,10 @@ def start(
                 "data_dir": data_dir,
                 "worker_capacity": capacity,
                 "metadata_url": metadata_url,
+                "log_format": log_format,
             },
         )
+        configure_logging(settings.log_format, log_level)  # before the service logs anything
         service = Service(settings)
     except ConfigError as exc:
         typer.echo(f"error: {exc.message}", err=True)
@@ -76,6 +78,7 @@ def start(
         loop="uvloop",
         http="httptools",
         log_level=log_level.lower(),
+        log_config=None,  # uvicorn's records go through the handler above, in the same format
         access_log=False,
         timeout_graceful_shutdown=10,
     )
@@ -87,16 +90,8 @@ def version() -> None:
     typer.echo(__version__)
 
 
-def _mount_client_commands() -> None:
-    try:
-        from overlord.client_cli import datasource_app, task_app
-    except ImportError:  # the client CLI is optional while it is being built
-        return
-    app.add_typer(task_app, name="task", help="Submit, watch and manage tasks on a running service.")
-    app.add_typer(datasource_app, name="datasource", help="Data sources and their segments.")
-
-
-_mount_client_commands()
+app.add_typer(task_app, name="task", help="Submit, watch and manage tasks on a running service.")
+app.add_typer(datasource_app, name="datasource", help="Data sources and their segments.")
 
 
 def main() -> None:

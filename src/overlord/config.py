@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 
 from overlord.errors import ConfigError
+from overlord.log_format import LOG_FORMATS, LogFormat
 
 _SIZE_UNITS = {
     "": 1,
@@ -74,6 +75,14 @@ def _parse_bool(text: str | bool) -> bool:
     raise ConfigError(f"Invalid boolean [{text}]")
 
 
+def _parse_log_format(text: str) -> LogFormat:
+    value = str(text).strip().lower()
+    for known in LOG_FORMATS:
+        if value == known:
+            return known
+    raise ConfigError(f"Invalid log format [{text}]: expected one of {', '.join(LOG_FORMATS)}")
+
+
 def _parse_list(text: str | list) -> list[str]:
     if isinstance(text, list):
         return [str(x) for x in text]
@@ -90,6 +99,7 @@ class Settings:
     data_dir: Path = field(default=Path("var"), metadata={"prop": "overlord.dataDir"})
     host: str = field(default="127.0.0.1", metadata={"prop": "druid.host"})
     port: int = field(default=8090, metadata={"prop": "druid.plaintextPort"})
+    log_format: LogFormat = field(default="plain", metadata={"prop": "overlord.log.format"})
     metadata_url: str | None = field(default=None, metadata={"prop": "druid.metadata.storage.connector.connectURI"})
     worker_capacity: int = field(
         default_factory=lambda: os.cpu_count() or 1, metadata={"prop": "druid.worker.capacity"}
@@ -160,6 +170,7 @@ _CONVERTERS: dict[str, Callable[[Any], Any]] = {
     "data_dir": Path,
     "host": str,
     "port": int,
+    "log_format": _parse_log_format,
     "metadata_url": str,
     "worker_capacity": int,
     "base_task_dirs": lambda v: [Path(p) for p in _parse_list(v)],
@@ -196,6 +207,7 @@ _ENV_ALIASES = {
     "OVERLORD_PORT": "port",
     "OVERLORD_METADATA_URL": "metadata_url",
     "OVERLORD_CAPACITY": "worker_capacity",
+    "OVERLORD_LOG_FORMAT": "log_format",
 }
 
 

@@ -18,6 +18,7 @@ The API layer turns these into Druid- or Elasticsearch-shaped bodies in one plac
     │   └── ParseExceptionLimit         too many unparseable rows
     ├── LockError                      a lock could not be granted, was revoked or timed out
     ├── MetadataConflict        (409)  a publish's expected data-source metadata is stale; nothing written
+    ├── IllegalTransition       (500)  the queue asked a task's state to make a move the state machine forbids
     └── ConfigError                    a setting is invalid; the service refuses to start
 """
 
@@ -119,6 +120,14 @@ class MetadataConflict(OverlordError):
     http_status = 409
     error_code = "metadataConflict"
     category = "CONFLICT"
+
+
+class IllegalTransition(OverlordError):
+    """The task cannot make this state transition.
+
+    Only the queue moves a task between states, never on a caller's say-so, so this is a defect in
+    the Overlord (500), not a conflict a client could resolve by retrying.
+    """
 
 
 class ConfigError(OverlordError):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import fcntl
 import gc
 import logging
@@ -19,11 +18,12 @@ from overlord import __version__
 from overlord.clock import SYSTEM_CLOCK, Clock
 from overlord.config import Settings
 from overlord.core.auto_compaction import DutyResult, run_duty
+from overlord.core.duties import Duty, DutyRunner
 from overlord.core.lock_intervals import declared_lock_intervals
 from overlord.core.locks import TaskLockbox
 from overlord.core.protocols import DeepStorage, SegmentStore, TaskLogs, TaskRunner, TaskStore
 from overlord.core.queue import QueueConfig, TaskQueue
-from overlord.core.retention import LogRetention
+from overlord.core.retention import LogRetention, RetentionResult
 from overlord.core.task import Location, SubmitContext, TaskRecord
 from overlord.core.task_actions import TaskActionHandler
 from overlord.errors import ConfigError
@@ -118,7 +118,7 @@ class Service:
         self.queue.add_completion_listener(self._on_task_complete)
         self.compaction_configs = CompactionConfigs(self.store)
         self.retention = LogRetention(self.store, self.task_logs, clock, settings.logs_kill_duration_to_retain_ms)
-        self._background: list[asyncio.Task[None]] = []
+        self.duties = DutyRunner(self._duties(), clock=clock)
 
     @staticmethod
     def _lock_data_dir(data_dir: Path) -> IO[str]:
@@ -191,18 +191,12 @@ class Service:
         # collection; fewer, cheaper GC passes keep the listing endpoints' tail latency down.
         gc.freeze()
         gc.set_threshold(50_000, 50, 100)
-        self._background.append(asyncio.create_task(self._schedule_loop(), name="schedule-tick"))
-        self._background.append(asyncio.create_task(self._compaction_loop(), name="auto-compaction"))
-        if self.settings.logs_kill_enabled:
-            self._background.append(asyncio.create_task(self._retention_loop(), name="log-retention"))
+        self.duties.start()
         log.info("Overlord %s started: %s, data dir %s", self.version, self.advertised_url, self.settings.data_dir)
 
     async def stop(self) -> None:
         self.queue.stopping = True
-        for task in self._background:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self.duties.stop()
         running = self.runner.running_ids()
         await self.runner.stop(kill_running=not self.settings.restore_tasks_on_restart)
         if not self.settings.restore_tasks_on_restart:
@@ -212,15 +206,34 @@ class Service:
         self.store.close()
         self._lock_file.close()
 
-    async def _schedule_loop(self) -> None:
-        """Re-check WAITING tasks twice a second: lock timeouts expire without any event to wake them."""
-        while True:
-            await asyncio.sleep(0.5)
-            try:
-                self.queue.flush_unsaved()
-                self.queue.schedule()
-            except Exception:
-                log.exception("Scheduling pass failed")
+    # -- background duties ----------------------------------------------------------------------
+
+    def _duties(self) -> list[Duty]:
+        """The service's background work; the queue's duties are async, so they run on the loop (its thread)."""
+        s = self.settings
+        duties = [
+            Duty("schedule-tick", 0.5, self._schedule_tick),
+            Duty("auto-compaction", s.compaction_period_ms / 1000, self._compaction_tick),
+        ]
+        if s.logs_kill_enabled:
+            duties.append(
+                Duty("log-retention", s.logs_kill_delay_ms / 1000, self._retention_tick,
+                     initial_delay_s=s.logs_kill_initial_delay_ms / 1000)
+            )  # fmt: skip
+        return duties
+
+    async def _schedule_tick(self) -> None:
+        """Save completions the store refused, and re-check WAITING tasks (lock timeouts wake nobody)."""
+        self.queue.flush_unsaved()
+        self.queue.schedule()
+
+    async def _compaction_tick(self) -> DutyResult:
+        return self.run_compaction_duty()
+
+    async def _retention_tick(self) -> RetentionResult:
+        result = await asyncio.to_thread(self.retention.run_once)  # file and row deletes off the loop
+        self.status_cache.discard(result.tasks_deleted)
+        return result
 
     def run_compaction_duty(self) -> DutyResult:
         """Submit compaction tasks for fragmented chunks of configured data sources (not busy ones)."""
@@ -241,24 +254,6 @@ class Service:
             busy_intervals=busy,
             submit=self.queue.submit,
         )
-
-    async def _compaction_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.settings.compaction_period_ms / 1000)
-            try:
-                self.run_compaction_duty()
-            except Exception:
-                log.exception("Automatic compaction duty failed")
-
-    async def _retention_loop(self) -> None:
-        await asyncio.sleep(self.settings.logs_kill_initial_delay_ms / 1000)
-        while True:
-            try:
-                result = self.retention.run_once()
-                self.status_cache.discard(result.tasks_deleted)
-            except Exception:
-                log.exception("Task-log retention failed")
-            await asyncio.sleep(self.settings.logs_kill_delay_ms / 1000)
 
     # -- what running tasks post, and reading logs and reports wherever they are ----------------
 

@@ -13,7 +13,7 @@ from overlord.core.task import (
     task_type_for,
     validate_id,
 )
-from overlord.errors import InvalidSpec, UnsupportedTaskType
+from overlord.errors import IllegalTransition, InvalidSpec, UnsupportedTaskType
 
 
 def test_generated_ids_look_like_druids():
@@ -38,8 +38,9 @@ def test_state_machine(old, new, ok):
     if ok:
         check_transition("t", old, new)
     else:
-        with pytest.raises(RuntimeError):
+        with pytest.raises(IllegalTransition, match=f"Task\\[t\\] cannot move from {old} to {new}") as caught:
             check_transition("t", old, new)
+        assert caught.value.http_status == 500 and caught.value.context == {"task_id": "t"}
 
 
 def test_status_json_keeps_status_code_coarse():

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from overlord.core.ids import validate_id as validate_id  # re-exported: the queue imports it from here
-from overlord.errors import InvalidSpec, UnsupportedTaskType
+from overlord.errors import IllegalTransition, InvalidSpec, UnsupportedTaskType
 from overlord.isotime import Interval, format_ms
 
 
@@ -47,7 +47,7 @@ _ALLOWED_TRANSITIONS: dict[RunnerState, frozenset[RunnerState]] = {
 def check_transition(task_id: str, old: RunnerState, new: RunnerState) -> None:
     """The one place state transitions are validated."""
     if new not in _ALLOWED_TRANSITIONS[old]:
-        raise RuntimeError(f"Task[{task_id}] cannot move from {old} to {new}")
+        raise IllegalTransition(f"Task[{task_id}] cannot move from {old} to {new}", task_id=task_id)
 
 
 @dataclass(frozen=True)
