@@ -28,6 +28,7 @@ from overlord.core.task import Location, SubmitContext, TaskRecord
 from overlord.core.task_actions import TaskActionHandler
 from overlord.errors import ConfigError
 from overlord.isotime import Interval
+from overlord.listing_pool import ListingPool
 from overlord.runner.local import LocalTaskRunner
 from overlord.runner.toolbox import PeonRuntime
 from overlord.storage.compaction_configs import CompactionConfigs
@@ -82,6 +83,7 @@ class Service:
         self.deep_storage: DeepStorage = self._deep_storage()
         self.status_cache = StatusCache()
         self.live_reports: dict[str, bytes] = {}  # posted by running peons; gone when the task ends
+        self.listings = ListingPool()
         host = settings.host if settings.host not in ("0.0.0.0", "::", "") else socket.gethostname()
         self.location = Location(host, settings.port, -1)
         self.advertised_url = f"http://{host}:{settings.port}"
@@ -203,6 +205,7 @@ class Service:
             for rec in list(self.queue.active.values()):
                 if rec.id in running:
                     self.queue.fail_on_stop(rec)
+        self.listings.close()
         self.store.close()
         self._lock_file.close()
 

@@ -109,38 +109,61 @@ def _parse_max(raw: str | None, name: str = "max") -> int | None:
     return parse_int_param(raw, name, minimum=0, maximum=MAX_INT)
 
 
-def list_tasks(
-    svc: Service,
+def _check_state(state: str | None) -> None:
+    if state is not None and state not in _STATES:
+        raise InvalidInput(f"Invalid task state[{state}]. Must be one of [{', '.join(_STATES)}].")
+
+
+def _complete_tasks(
+    svc: Service, datasource: str | None, task_type: str | None, interval: Interval | None, limit: int | None
+) -> list[TaskRecord]:
+    if interval is None:
+        now = svc.clock.now_ms()
+        interval = Interval(now - svc.settings.recently_finished_threshold_ms, now + 1)
+    return svc.store.list_complete(
+        datasource=datasource,
+        task_type=task_type,
+        created_after_ms=interval.start,
+        created_before_ms=interval.end,
+        limit=limit,
+    )
+
+
+def _active_tasks(svc: Service, state: str | None, datasource: str | None, task_type: str | None) -> list[TaskRecord]:
+    wanted = None if state is None else RunnerState(state.upper())
+    return [
+        rec
+        for rec in svc.queue.active_in_state(wanted)
+        if (datasource is None or rec.datasource == datasource) and (task_type is None or rec.type == task_type)
+    ]
+
+
+def _render(recs: list[TaskRecord]) -> list[bytes]:
+    return [orjson.dumps(r.status_json()) for r in recs]
+
+
+async def listing_response(
+    request: Request,
     *,
     state: str | None,
     datasource: str | None = None,
     created_interval: Interval | None = None,
     max_complete: int | None = None,
     task_type: str | None = None,
-) -> list[TaskRecord]:
-    """Druid's task listing: complete tasks first (newest first), then active ones in queue order."""
-    if state is not None and state not in _STATES:
-        raise InvalidInput(f"Invalid task state[{state}]. Must be one of [{', '.join(_STATES)}].")
-    out: list[TaskRecord] = []
+) -> Response:
+    """A task listing that cannot starve status polls: the active part is taken on the loop (memory,
+    cheap); the complete part, a store read of up to thousands of rows and its rendering, runs in the
+    listing pool, and identical listings that arrive together share one read."""
+    _check_state(state)
+    svc = service_of(request)
+    active = _render(_active_tasks(svc, state, datasource, task_type)) if state != "complete" else []
+    complete: list[bytes] = []
     if state in (None, "complete"):
-        if created_interval is None:
-            now = svc.clock.now_ms()
-            created_interval = Interval(now - svc.settings.recently_finished_threshold_ms, now + 1)
-        out.extend(
-            svc.store.list_complete(
-                datasource=datasource,
-                task_type=task_type,
-                created_after_ms=created_interval.start,
-                created_before_ms=created_interval.end,
-                limit=max_complete,
-            )
+        key = (datasource, task_type, created_interval, max_complete, svc.queue.completions)
+        complete = await svc.listings.run(
+            key, lambda: _render(_complete_tasks(svc, datasource, task_type, created_interval, max_complete))
         )
-    if state != "complete":
-        wanted = None if state is None else RunnerState(state.upper())
-        for rec in svc.queue.active_in_state(wanted):
-            if (datasource is None or rec.datasource == datasource) and (task_type is None or rec.type == task_type):
-                out.append(rec)
-    return out
+    return Response(b"[" + b",".join([*complete, *active]) + b"]", media_type="application/json")
 
 
 async def get_tasks(request: Request) -> Response:
@@ -148,22 +171,20 @@ async def get_tasks(request: Request) -> Response:
     state = q.get("state")
     raw_interval = q.get("createdTimeInterval")
     interval = Interval.parse(raw_interval.replace("_", "/"), field="createdTimeInterval") if raw_interval else None
-    recs = list_tasks(
-        service_of(request),
+    return await listing_response(
+        request,
         state=state.lower() if state else None,
         datasource=q.get("datasource"),
         created_interval=interval,
         max_complete=_parse_max(q.get("max")),
         task_type=q.get("type"),
     )
-    return JSONResponse([r.status_json() for r in recs])
 
 
 def _state_listing(state: str):  # type: ignore[no-untyped-def]
     async def endpoint(request: Request) -> Response:
         limit = _parse_max(request.query_params.get("n"), "n") if state == "complete" else None
-        recs = list_tasks(service_of(request), state=state, max_complete=limit)
-        return JSONResponse([r.status_json() for r in recs])
+        return await listing_response(request, state=state, max_complete=limit)
 
     return endpoint
 

@@ -88,6 +88,7 @@ class TaskQueue:
         self._reported: dict[str, tuple[bool, str | None]] = {}  # status a peon posted, until it exits
         self._unsaved: dict[str, TaskRecord] = {}  # completions the store could not take yet
         self.shutting_down: dict[str, str] = {}  # running tasks asked to stop, and why
+        self.completions = 0  # how many tasks completed since start (listings key their shared reads on it)
 
     # -- start-up --------------------------------------------------------------------------------
 
@@ -390,6 +391,7 @@ class TaskQueue:
     def _after_completion(self, rec: TaskRecord, done: TaskRecord) -> None:
         """What follows a committed completion: locks, pending segments, children, listeners, scheduling."""
         self.active.pop(rec.id, None)
+        self.completions += 1
         self._reported.pop(rec.id, None)
         self.shutting_down.pop(rec.id, None)
         self.lockbox.remove_task(rec.id)

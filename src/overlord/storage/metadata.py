@@ -168,13 +168,15 @@ def _record_values(rec: TaskRecord) -> dict[str, Any]:
     }
 
 
-def create_engine(url: str) -> Engine:
-    """An engine tuned per backend; SQLite gets WAL and a single shared connection."""
+def create_engine(url: str, *, readers: bool = False) -> Engine:
+    """An engine tuned per backend; SQLite gets WAL and a single shared connection (``readers``: a small
+    pool of read connections instead, for listings computed off the event loop; WAL lets them read
+    committed data while the writer writes)."""
     if url.startswith("sqlite"):
         engine = sa.create_engine(
             url,
-            poolclass=StaticPool,
             connect_args={"check_same_thread": False, "timeout": 30},
+            **({"pool_size": 4, "max_overflow": 0} if readers else {"poolclass": StaticPool}),  # type: ignore[arg-type]
         )
 
         @sa.event.listens_for(engine, "connect")
@@ -196,8 +198,9 @@ def create_engine(url: str) -> Engine:
 class MetadataStore:
     """Task rows and pending segments; the Overlord is the only writer."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, read_engine: Engine | None = None) -> None:
         self.engine = engine
+        self.read_engine = read_engine or engine  # listings: any thread, never the writer's connection
         self._reader: Any = None
         self._reader_lock = threading.Lock()
         by_id = tasks.c.id == sa.bindparam("id")
@@ -216,7 +219,8 @@ class MetadataStore:
 
     @classmethod
     def from_url(cls, url: str) -> MetadataStore:
-        store = cls(create_engine(url))
+        engine = create_engine(url)
+        store = cls(engine, create_engine(url, readers=True) if url.startswith("sqlite") else engine)
         store.create_schema()
         return store
 
@@ -231,6 +235,8 @@ class MetadataStore:
         with self._reader_lock:
             self._drop_reader()
         self.engine.dispose()
+        if self.read_engine is not self.engine:
+            self.read_engine.dispose()
 
     # -- tasks -----------------------------------------------------------------------------------
 
@@ -333,7 +339,7 @@ class MetadataStore:
         q = q.order_by(tasks.c.created_ms.desc(), tasks.c.id.desc())
         if limit is not None:
             q = q.limit(limit)
-        with self.engine.connect() as conn:
+        with self.read_engine.connect() as conn:
             return [_row_to_record(r, False) for r in conn.execute(q)]
 
     def delete_complete_before(self, cutoff_ms: int) -> list[str]:
