@@ -283,12 +283,16 @@ class Service:
             log.info("Removed %d staged files of task[%s]", removed, parent_id, extra={"task_id": parent_id})
 
     def read_log(self, rec: TaskRecord, offset: int) -> Iterator[bytes] | None:
-        """A running task's log from its runner, else the pushed one from task-log storage."""
+        """A running task's log from its runner, else the pushed one from task-log storage, else the one
+        its runner still holds because pushing it failed."""
         chunks = self.runner.read_log(rec.id, offset) if rec.active else None
         if chunks is None:
-            chunks = self.task_logs.read_log(rec.id, offset)
-        if chunks is None and rec.active:
-            chunks = self.runner.read_log(rec.id, offset)  # pushed logs first, then a pending push
+            try:
+                chunks = self.task_logs.read_log(rec.id, offset)
+            except OSError as exc:
+                log.warning("Reading the log of task[%s] failed: %s", rec.id, exc, extra={"task_id": rec.id})
+        if chunks is None:
+            chunks = self.runner.read_log(rec.id, offset)
         return chunks
 
     def read_report(self, rec: TaskRecord) -> bytes | None:
@@ -297,4 +301,8 @@ class Service:
             live = self.live_reports.get(rec.id)
             if live is not None:
                 return live
-        return self.task_logs.read_report(rec.id)
+        try:
+            return self.task_logs.read_report(rec.id)
+        except OSError as exc:
+            log.warning("Reading the report of task[%s] failed: %s", rec.id, exc, extra={"task_id": rec.id})
+            return None

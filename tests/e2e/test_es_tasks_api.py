@@ -194,7 +194,7 @@ def test_get_running_finished_failed_and_unknown(svc, tag):
     assert body["completed"] is False and list(body) == ["completed", "task"]
     assert body["task"]["description"].startswith(f"task[{running}]") and "status" in body["task"]
     nid = rid.split(":")[0]
-    from overlord.storage.metadata import task_number
+    from overlord.core.task import task_number
 
     done = svc.http.get(f"/_tasks/{nid}:{task_number(ok)}").json()
     assert done["completed"] is True and done["response"]["status"]["statusCode"] == "SUCCESS"

@@ -11,9 +11,8 @@ from pathlib import Path
 import pytest
 
 from overlord.core.protocols import TaskStore
-from overlord.core.task import Location, RunnerState, StatusCode, TaskRecord
+from overlord.core.task import Location, RunnerState, StatusCode, TaskRecord, task_number
 from overlord.errors import AlreadyExists
-from overlord.storage.metadata import task_number
 from overlord.testing.stores import InMemoryTaskStore
 from tests.integration.backends import ALL_BACKENDS, open_sql_store
 

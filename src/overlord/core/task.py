@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import hashlib
 import random
 import string
 from collections.abc import Callable
@@ -171,6 +172,11 @@ def task_type_for(name: object) -> TaskType:
         verb = "is not supported by this service" if name in KNOWN_UNSUPPORTED else "is unknown"
         raise UnsupportedTaskType(f"Task type [{name}] {verb}. Supported task types: [{supported}]", field="type")
     return tt
+
+
+def task_number(task_id: str) -> int:
+    """A stable positive 53-bit number per task id: Elasticsearch task ids are ``node:number``."""
+    return int.from_bytes(hashlib.sha256(task_id.encode()).digest()[:8], "big") >> 11
 
 
 def generate_id(type_name: str, datasource: str | None, now_ms: int, rng: random.Random | None = None) -> str:

@@ -456,7 +456,19 @@ class LocalTaskRunner:
                 self._push_logs(task_id, task_dir)
 
     def _push_logs(self, task_id: str, task_dir: Path) -> None:
-        """The peon pushes its own log when it ends; this covers peons that could not (crash, full disk)."""
+        """Push what the peon could not (crash, full disk) and remove its directory, off the event loop
+        when the loop runs (a task directory can hold gigabytes of work files)."""
+        loop = self._loop
+        if loop is None or not loop.is_running():
+            self._after_push(task_id, task_dir, self._push_and_remove(task_id, task_dir))
+            return
+        previous = self._pending_pushes.get(task_id)
+        attempts = previous.attempts if previous is not None else 0
+        self._pending_pushes[task_id] = _PendingPush(task_id, task_dir, attempts, next_try=float("inf"))  # under way
+        future = loop.run_in_executor(None, self._push_and_remove, task_id, task_dir)
+        future.add_done_callback(lambda done: self._after_push(task_id, task_dir, done.result()))
+
+    def _push_and_remove(self, task_id: str, task_dir: Path) -> OSError | None:
         try:
             if not (task_dir / LOG_PUSHED_FILE).exists() and (task_dir / LOG_FILE).exists():
                 with capped_log(task_dir / LOG_FILE, self.log_max_bytes) as source:
@@ -465,19 +477,20 @@ class LocalTaskRunner:
                 if report.exists() and self.task_logs.read_report(task_id) is None:
                     self.task_logs.push_report(task_id, report.read_bytes())
         except OSError as exc:
-            attempts = self._pending_pushes.get(task_id, _PendingPush(task_id, task_dir)).attempts + 1
-            delay = min(60.0, 0.5 * 2**attempts)
-            log.warning(
-                "Pushing logs of task[%s] failed (%s); retrying in %.1fs",
-                task_id,
-                exc,
-                delay,
-                extra={"task_id": task_id},
-            )
-            self._pending_pushes[task_id] = _PendingPush(task_id, task_dir, attempts, self.clock.monotonic() + delay)
-            return
-        self._pending_pushes.pop(task_id, None)
+            return exc
         shutil.rmtree(task_dir, ignore_errors=True)
+        return None
+
+    def _after_push(self, task_id: str, task_dir: Path, error: OSError | None) -> None:
+        if error is None:
+            self._pending_pushes.pop(task_id, None)
+            return
+        attempts = self._pending_pushes.get(task_id, _PendingPush(task_id, task_dir)).attempts + 1
+        delay = min(60.0, 0.5 * 2**attempts)
+        log.warning(
+            "Pushing logs of task[%s] failed (%s); retrying in %.1fs", task_id, error, delay, extra={"task_id": task_id}
+        )
+        self._pending_pushes[task_id] = _PendingPush(task_id, task_dir, attempts, self.clock.monotonic() + delay)
 
     # -- monitoring -------------------------------------------------------------------------------
 

@@ -9,7 +9,6 @@ against a process crash (what the service promises), cheaper than an fsync per c
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import threading
 from collections.abc import Iterable, Sequence
@@ -21,7 +20,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.pool import StaticPool
 
-from overlord.core.task import Location, RunnerState, StatusCode, TaskRecord
+from overlord.core.task import Location, RunnerState, StatusCode, TaskRecord, task_number
 from overlord.errors import AlreadyExists
 
 log = logging.getLogger(__name__)
@@ -135,11 +134,6 @@ def _row_to_record(row: Sequence[Any], with_payload: bool) -> TaskRecord:
         token_hash=row[_I["token_hash"]],
         completed_ms=row[_I["completed_ms"]],
     )
-
-
-def task_number(task_id: str) -> int:
-    """A stable positive 53-bit number per task id: Elasticsearch task ids are ``node:number``."""
-    return int.from_bytes(hashlib.sha256(task_id.encode()).digest()[:8], "big") >> 11
 
 
 def _record_values(rec: TaskRecord) -> dict[str, Any]:

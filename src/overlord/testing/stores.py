@@ -18,10 +18,9 @@ import orjson
 
 from overlord.core.data_segment import DataSegment, PendingSegment
 from overlord.core.protocols import DataSourceMetadataUpdate
-from overlord.core.task import TaskRecord
+from overlord.core.task import TaskRecord, task_number
 from overlord.errors import AlreadyExists
 from overlord.isotime import Interval
-from overlord.storage.metadata import task_number
 from overlord.storage.segment_store import (
     check_metadata,
     metadata_datasource,

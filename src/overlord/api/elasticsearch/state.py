@@ -21,8 +21,7 @@ from typing import TYPE_CHECKING
 
 from overlord import __version__
 from overlord.api.elasticsearch.mapping import describe
-from overlord.core.task import TaskRecord
-from overlord.storage.metadata import task_number
+from overlord.core.task import TaskRecord, task_number
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
