@@ -73,3 +73,27 @@ def test_restart_survives_a_task_whose_directory_and_log_vanished(service_factor
     again = svc.submit({"type": "noop", "runTime": 0})
     assert svc.wait_for(again)["statusCode"] == "SUCCESS"
     assert svc.http.get(f"{API}/task/{task}/log").status_code in (200, 404)
+
+
+def test_a_task_that_finished_while_the_overlord_was_down_keeps_its_success(service_factory):
+    svc = service_factory(extra_env={"overlord_peon_actionRetryPeriod": "300"}).start()
+    task = svc.submit({"type": "noop", "runTime": 300})
+    svc.wait_for(task, states=("RUNNING",))
+    pid = svc.peon_pid(task)
+    svc.kill9()
+    deadline = time.monotonic() + 20
+    while Path(f"/proc/{pid}").exists() and "Z" not in _proc_state(pid):
+        assert time.monotonic() < deadline, "the peon did not finish"
+        time.sleep(0.05)
+    svc.start()
+    st = svc.wait_for(task)
+    assert st["statusCode"] == "SUCCESS", st  # its status file, read before its directory was cleared
+    assert "log line 1 of 1" in svc.http.get(f"{API}/task/{task}/log").text
+
+
+def _proc_state(pid: int) -> str:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return "Z"
+    return stat[stat.rindex(")") + 2 :].split()[0]

@@ -320,20 +320,19 @@ class LocalTaskRunner:
                 gone.append(
                     (task_id, task_dir, f"Peon process [pid {pid}] of this task died while the Overlord was down")
                 )
-        self._remove_orphans()
-        loop = self._loop
-        for task_id, task_dir, reason in gone:
-            exit_ = self._exit_of(task_id, task_dir, None, None, died_reason=reason)
-            if loop is not None:
-                loop.call_soon(self._report_exit, exit_, task_id, task_dir)
+        exits = [(self._exit_of(tid, tdir, None, None, died_reason=why), tid, tdir) for tid, tdir, why in gone]
+        owned = {p.task_dir for p in self.running.values()} | {tdir for _, _, tdir in exits if tdir is not None}
+        self._remove_orphans(owned)  # after reading the gone peons' status files, sparing their directories
+        for exit_, task_id, task_dir in exits:
+            if self._loop is not None:
+                self._loop.call_soon(self._report_exit, exit_, task_id, task_dir)
             else:
                 self._report_exit(exit_, task_id, task_dir)
         return adopted
 
-    def _remove_orphans(self) -> None:
+    def _remove_orphans(self, owned: set[Path]) -> None:
         """Peons and task directories that belong to no task (a launch never recorded, a clean-up cut
         short): the peon is killed, its log kept if it was never pushed, the directory removed."""
-        owned = {p.task_dir for p in self.running.values()}
         for base in {slot.base_dir for slot in self.slots}:
             if not base.is_dir():
                 continue
