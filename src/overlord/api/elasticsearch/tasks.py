@@ -7,6 +7,7 @@ metadata store, which keeps finished tasks retrievable the way Elasticsearch's `
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import time
@@ -56,6 +57,9 @@ LIST_PARAMS = SELECTION_PARAMS | {"detailed", "group_by", "wait_for_completion",
 GET_PARAMS = frozenset({"wait_for_completion", "timeout"})
 CANCEL_PARAMS = SELECTION_PARAMS | {"wait_for_completion", "group_by"}
 CAT_TASK_PARAMS = CAT_PARAMS | SELECTION_PARAMS | {"wait_for_completion", "timeout"}
+CANCEL_BATCH = 50
+"""Tasks a cancel renders or shuts down between yields to the event loop (each shutdown of a waiting
+or pending task is a store write), so other requests are answered while thousands are cancelled."""
 
 
 # -- plumbing ------------------------------------------------------------------------------------
@@ -306,8 +310,13 @@ async def get_task(request: Request) -> Response:
     return _json(request, params, body)
 
 
-def _children(state: EsState, parent_id: str) -> list[TaskRecord]:
-    return [r for r in state.service.queue.active.values() if r.group_id == parent_id and r.id != parent_id]
+def _children_by_parent(state: EsState) -> dict[str, list[str]]:
+    """Active sub-tasks by their group (parent) id, in one pass over the active tasks."""
+    children: dict[str, list[str]] = {}
+    for r in state.service.queue.active.values():
+        if r.group_id != r.id:
+            children.setdefault(r.group_id, []).append(r.id)
+    return children
 
 
 def _shutdown(state: EsState, task_id: str) -> None:
@@ -347,16 +356,26 @@ async def cancel_tasks(request: Request) -> Response:
             targets = select_records(state, sel)
         now_ms = state.service.clock.now_ms()
         active = state.service.queue.active
-        snapshot = [
-            from_record(state, r, now_ms, detailed=False, parent=active.get(r.group_id), force_cancelled=True)
-            for r in targets
-        ]
+        snapshot: list[EsTask] = []
+        for i, r in enumerate(targets, 1):
+            snapshot.append(
+                from_record(state, r, now_ms, detailed=False, parent=active.get(r.group_id), force_cancelled=True)
+            )
+            if i % CANCEL_BATCH == 0:
+                await asyncio.sleep(0)
+        children = _children_by_parent(state)
         stopping: list[str] = []
+        shut = 0
         for rec in targets:
-            family = [rec.id, *(c.id for c in _children(state, rec.id))]
+            family = [rec.id, *children.get(rec.id, ())]
             stopping += family
             for task_id in family:
+                if task_id not in active:  # it ended meanwhile (or with its parent)
+                    continue
                 _shutdown(state, task_id)
+                shut += 1
+                if shut % CANCEL_BATCH == 0:
+                    await asyncio.sleep(0)
         if wait:
             grace_s = state.service.settings.shutdown_grace_ms / 1000
             outcome = await state.wait_for(
