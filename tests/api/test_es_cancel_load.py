@@ -45,3 +45,14 @@ async def test_a_cancel_of_thousands_lets_a_status_poll_through(tmp_path: Path) 
         assert all(t["cancelled"] is True and t["node"] == node.id for t in tasks.values())
         assert not any(t in active for t in queued)
         assert running in o.runner.shutdowns  # asked to stop; it ends when its peon does
+
+
+async def test_a_cancel_stops_queued_tasks_before_running_ones(tmp_path: Path) -> None:
+    async with inprocess_service(tmp_path, capacity=1) as o:
+        o.runner.end_on_shutdown = True  # a stopped task frees its slot at once
+        running = await o.holder()
+        queued = [o.service.queue.submit({"type": "noop", "dataSource": "wiki"}) for _ in range(3)]
+        response = await o.http.post("/_tasks/_cancel", params={"actions": "*"})
+        assert response.status_code == 200, response.text
+        assert o.runner.started == [running]  # the freed slot launched none of the tasks being cancelled
+        assert not any(t in o.service.queue.active for t in [running, *queued])

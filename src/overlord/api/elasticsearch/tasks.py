@@ -47,7 +47,7 @@ from overlord.api.elasticsearch.render import (
     list_body,
 )
 from overlord.api.elasticsearch.state import EsState, WaitOutcome, es_state, es_version_info
-from overlord.core.task import StatusCode, TaskRecord
+from overlord.core.task import RunnerState, StatusCode, TaskRecord
 from overlord.errors import TaskNotFound
 
 FORWARDED = ("X-Opaque-Id", "traceparent")
@@ -364,18 +364,14 @@ async def cancel_tasks(request: Request) -> Response:
             if i % CANCEL_BATCH == 0:
                 await asyncio.sleep(0)
         children = _children_by_parent(state)
-        stopping: list[str] = []
-        shut = 0
-        for rec in targets:
-            family = [rec.id, *children.get(rec.id, ())]
-            stopping += family
-            for task_id in family:
-                if task_id not in active:  # it ended meanwhile (or with its parent)
-                    continue
+        stopping = list(dict.fromkeys(t for rec in targets for t in (rec.id, *children.get(rec.id, ()))))
+        # queued tasks first: a slot freed by a stopped peon must not launch a task about to be cancelled
+        order = sorted(stopping, key=lambda t: t in active and active[t].runner_state is RunnerState.RUNNING)
+        for i, task_id in enumerate(order, 1):
+            if task_id in active:  # else it ended meanwhile (or with its parent)
                 _shutdown(state, task_id)
-                shut += 1
-                if shut % CANCEL_BATCH == 0:
-                    await asyncio.sleep(0)
+            if i % CANCEL_BATCH == 0:
+                await asyncio.sleep(0)
         if wait:
             grace_s = state.service.settings.shutdown_grace_ms / 1000
             outcome = await state.wait_for(
