@@ -24,7 +24,8 @@ pytestmark = pytest.mark.anyio
 class RawCall:
     """One request straight into the app: an empty body, then silence until ``disconnect()``."""
 
-    def __init__(self, app: Starlette, method: str, path: str, query: str) -> None:
+    def __init__(self, app: Starlette, method: str, path: str, query: str, *, broken: bool = False) -> None:
+        self._broken = broken  # ``receive`` raises after the body, as a failing server's might
         self._left = asyncio.Event()
         self._body_sent = False
         self.sent: list[Message] = []
@@ -48,6 +49,8 @@ class RawCall:
         if not self._body_sent:
             self._body_sent = True
             return {"type": "http.request", "body": b"", "more_body": False}
+        if self._broken:
+            raise OSError("receive failed")
         await self._left.wait()
         return {"type": "http.disconnect"}
 
@@ -114,3 +117,20 @@ async def test_a_connected_waiter_still_gets_the_result(tmp_path: Path) -> None:
         assert call.status == 200 and call.json()["completed"] is True
         assert state.waiter_count() == 0
         call.disconnect()
+
+
+async def test_a_wait_whose_disconnect_cannot_be_watched_still_waits_for_the_task(tmp_path: Path) -> None:
+    async with inprocess_service(tmp_path) as o:
+        task_id = await o.holder()
+        state = es_state(o.app)
+        path = f"/_tasks/{es_id(o, task_id)}"
+        call = RawCall(o.app, "GET", path, "wait_for_completion=true&timeout=60s", broken=True)
+        await until_waiting(state)
+        # the watcher has failed by now (it fails on its first turn); the wait goes on for the task
+        probe = await o.http.get("/_tasks", params={"actions": "*"})
+        assert probe.status_code == 200 and not call.task.done() and state.waiter_count() == 1
+        o.runner.finish(task_id)
+        with anyio.fail_after(5):
+            await call.task
+        assert call.status == 200 and call.json()["completed"] is True
+        assert state.waiter_count() == 0

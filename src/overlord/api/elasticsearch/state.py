@@ -175,20 +175,25 @@ class EsState:
         if not futures:
             return WaitOutcome.DONE
         all_done = asyncio.gather(*futures)
-        watched: set[asyncio.Future[Any]] = {all_done}
         watcher = asyncio.ensure_future(gone()) if gone is not None else None
-        if watcher is not None:
-            watched.add(watcher)
+        deadline = loop.time() + max(0.0, timeout_s)
         try:
-            done, _pending = await asyncio.wait(watched, timeout=max(0.0, timeout_s), return_when=FIRST_COMPLETED)
+            watched: set[asyncio.Future[Any]] = {all_done} if watcher is None else {all_done, watcher}
+            await asyncio.wait(watched, timeout=max(0.0, timeout_s), return_when=FIRST_COMPLETED)
+            if watcher is not None and watcher.done() and not all_done.done() and watcher.exception() is not None:
+                # watching failed (the request's receive raised): wait as if not watching
+                await asyncio.wait({all_done}, timeout=max(0.0, deadline - loop.time()))
         finally:
+            gone_now = False
             if watcher is not None:
+                if watcher.done() and not watcher.cancelled():
+                    gone_now = watcher.exception() is None
                 watcher.cancel()
             all_done.cancel()
             self._forget(task_ids, futures)
-        if all_done in done:
+        if all_done.done() and not all_done.cancelled():
             return WaitOutcome.DONE
-        return WaitOutcome.GONE if watcher in done else WaitOutcome.TIMEOUT
+        return WaitOutcome.GONE if gone_now else WaitOutcome.TIMEOUT
 
     def waiter_count(self) -> int:
         """Completion waiters registered now (each holds a future until its request ends)."""
