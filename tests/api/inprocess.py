@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from starlette.applications import Starlette
 
 from overlord.api.app import create_app
 from overlord.clock import SYSTEM_CLOCK, Clock
@@ -29,6 +30,7 @@ class InProcess:
     service: Service
     runner: InMemoryTaskRunner
     http: httpx.AsyncClient
+    app: Starlette
 
     def token(self, task_id: str) -> str:
         return self.runner.running[task_id].spec.token
@@ -75,4 +77,4 @@ async def inprocess_service(
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://overlord.test") as http:
-            yield InProcess(service, runners[0], http)
+            yield InProcess(service, runners[0], http, app)

@@ -2,7 +2,11 @@
 
 The lockbox is the one place that decides who may write which time chunk of which data source. It is
 in-memory and thread-safe (one Condition); the service persists ``snapshot()`` in its metadata store
-and calls ``restore()`` after a restart. Rules, from the reference's "Task lock system" section:
+and calls ``restore()`` after a restart. Waiting comes in two forms: ``acquire`` blocks a thread on the
+Condition, ``acquire_async`` waits on an asyncio future (no thread held), which is what the service's
+``lockAcquire`` uses so that many waiting tasks never tie up the executor.
+
+Rules, from the reference's "Task lock system" section:
 
 * Requests conflict when they overlap in time on the same data source, come from different groups and
   their types are incompatible (SHARED+SHARED, APPEND+APPEND and APPEND+REPLACE time-chunk locks are
@@ -16,10 +20,12 @@ and calls ``restore()`` after a restart. Rules, from the reference's "Task lock 
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import logging
 import threading
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -107,8 +113,31 @@ class _Plan:
 RevocationListener = Callable[[str, TaskLock], None]
 
 
+@dataclass(eq=False)
+class _AsyncWaiter:
+    """A coroutine waiting in ``acquire_async``: its place in line and the future that wakes it."""
+
+    seq: int
+    priority: int
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[None] | None = None
+
+    @property
+    def order(self) -> tuple[int, int]:
+        """Higher priority first, then first come first served."""
+        return (-self.priority, self.seq)
+
+
+def _wake_all(futures: list[asyncio.Future[None]]) -> None:
+    """Resolve in the given order, so the waiters resume (and re-check) in that order."""
+    for fut in futures:
+        if not fut.done():
+            fut.set_result(None)
+
+
 class TaskLockbox:
-    """Locks of all active tasks. Every method is thread-safe; ``acquire`` blocks on a Condition.
+    """Locks of all active tasks. Every method is thread-safe; ``acquire`` blocks on a Condition,
+    ``acquire_async`` awaits a future that every release, removal or critical-section exit resolves.
 
     Waiting uses the injected clock for its deadline and re-checks at least every ``poll_interval_s``
     of real time; with a ManualClock, tests move the clock and call ``wake_waiters()``.
@@ -131,6 +160,8 @@ class TaskLockbox:
         self._critical: dict[str, int] = {}
         self._waiting: dict[str, str] = {}
         self._listeners: list[RevocationListener] = []
+        self._async_waiters: dict[int, _AsyncWaiter] = {}
+        self._waiter_seq = itertools.count()
 
     # --- tasks --------------------------------------------------------------------------------------
 
@@ -160,7 +191,7 @@ class TaskLockbox:
                 self._unhold(task_id, p)
             self._tasks.pop(task_id, None)
             self._critical.pop(task_id, None)
-            self._cond.notify_all()
+            self._notify()
         if released:
             log.info("released locks of task", extra={"task_id": task_id, "action": "remove_task"})
         return released
@@ -243,6 +274,67 @@ class TaskLockbox:
         finally:
             self._fire(events)
 
+    async def acquire_async(
+        self,
+        task_id: str,
+        interval: Interval,
+        lock_type: TaskLockType = TaskLockType.EXCLUSIVE,
+        granularity: LockGranularity = LockGranularity.TIME_CHUNK,
+        *,
+        version: str | None = None,
+        partition_id: int | None = None,
+        timeout_ms: int | None = None,
+    ) -> TaskLock:
+        """``acquire`` for the event loop: the same rules, deadline and errors, but the wait is a future
+        resolved by the next release (waiters re-check highest priority first, then in arrival order),
+        so no thread is held; cancelling the caller withdraws the request. A grant that preempted
+        others yields once after telling the revocation listeners, so listeners that hop to the loop
+        (the service's) have run before the caller hears of its lock, as with the threaded wait."""
+        loop = asyncio.get_running_loop()
+        events: list[tuple[str, TaskLock]] = []
+        waiter: _AsyncWaiter | None = None
+        granted: TaskLock | None = None
+        try:
+            with self._cond:
+                task = self._require(task_id)
+                timeout = task.lock_timeout_ms if timeout_ms is None else timeout_ms
+                deadline = self.clock.monotonic() + timeout / 1000.0
+            while True:
+                with self._cond:
+                    if waiter is not None and task_id not in self._tasks:
+                        raise LockError(f"Task[{task_id}] was removed while waiting for a lock")
+                    plan = self._plan(task_id, interval, lock_type, granularity, version, partition_id)
+                    result = self._apply(task_id, plan, interval, lock_type, granularity, version, partition_id, events)
+                    if result.ok and result.lock is not None:
+                        granted = result.lock
+                        break
+                    if result.revoked:
+                        raise LockError(result.reason, task_id=task_id)
+                    remaining = deadline - self.clock.monotonic()
+                    if remaining <= 0:
+                        raise LockError(
+                            f"Task[{task_id}] timed out after {timeout} ms (taskLockTimeout) waiting for "
+                            f"a {granularity} {lock_type} lock on dataSource[{task.data_source}] "
+                            f"interval[{interval}]: {result.reason}",
+                            task_id=task_id,
+                        )
+                    if waiter is None:
+                        waiter = _AsyncWaiter(next(self._waiter_seq), task.priority, loop)
+                        self._async_waiters[waiter.seq] = waiter
+                    woken = waiter.future = loop.create_future()
+                    self._waiting[task_id] = result.reason or "waiting"
+                    self._cond.notify_all()  # for await_waiting
+                await asyncio.wait((woken,), timeout=min(remaining, self._poll))
+        finally:
+            with self._cond:
+                if waiter is not None:
+                    self._async_waiters.pop(waiter.seq, None)
+                    self._waiting.pop(task_id, None)
+            self._fire(events)
+        if events:
+            await asyncio.sleep(0)
+        return granted
+
     def try_acquire_all(
         self,
         task_id: str,
@@ -288,7 +380,7 @@ class TaskLockbox:
                 if lock.interval == interval and (partition_id is None or lock.partition_id == partition_id):
                     self._unhold(task_id, p)
                     released.append(lock)
-            self._cond.notify_all()
+            self._notify()
         return released
 
     def find_locks(self, task_id: str) -> list[TaskLock]:
@@ -326,7 +418,7 @@ class TaskLockbox:
     def wake_waiters(self) -> None:
         """Make waiters re-check (after a ManualClock moved, or an outside change)."""
         with self._cond:
-            self._cond.notify_all()
+            self._notify()
 
     # --- publishing critical section ----------------------------------------------------------------
 
@@ -353,7 +445,7 @@ class TaskLockbox:
                 self._critical[task_id] = depth
             else:
                 self._critical.pop(task_id, None)
-            self._cond.notify_all()
+            self._notify()
 
     @contextmanager
     def critical_section(self, task_id: str, intervals: Iterable[Interval] = ()) -> Iterator[None]:
@@ -428,7 +520,7 @@ class TaskLockbox:
                     continue
                 self._new_posse(lock, tid)
                 restored.append((tid, lock))
-            self._cond.notify_all()
+            self._notify()
         return RestoreResult(restored, released, failed)
 
     # --- internals ----------------------------------------------------------------------------------
@@ -567,6 +659,27 @@ class TaskLockbox:
         self._new_posse(lock, task_id)
         log.info("lock granted", extra={"task_id": task_id, "action": "lock", "lock": lock.to_json()})
         return LockResult(lock)
+
+    def _notify(self) -> None:
+        """Under the Condition: wake thread waiters, and resolve async waiters' futures in their order
+        (directly on their own loop's thread, through ``call_soon_threadsafe`` from any other)."""
+        self._cond.notify_all()
+        if not self._async_waiters:
+            return
+        try:
+            here: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            here = None
+        by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
+        for w in sorted(self._async_waiters.values(), key=lambda w: w.order):
+            if w.future is not None and not w.future.done():
+                by_loop.setdefault(w.loop, []).append(w.future)
+        for loop, futures in by_loop.items():
+            if loop is here:
+                _wake_all(futures)
+            else:
+                with suppress(RuntimeError):  # that loop is closed: its waiters are gone with it
+                    loop.call_soon_threadsafe(_wake_all, futures)
 
     def _fire(self, events: list[tuple[str, TaskLock]]) -> None:
         for task_id, lock in events:

@@ -2,10 +2,10 @@
 
 Called by the HTTP layer for ``POST /druid/indexer/v1/action``. Everything runs on the service's
 event loop, because the metadata store is used from that thread only; the one action that can
-wait, ``lockAcquire``, waits in a worker thread on the (thread-safe, in-memory) lockbox and comes
-back to the loop to persist what it got. ``segmentAllocate`` calls that arrive together for the same
-data source and interval are served by one read and one write of the store when
-``druid.indexer.tasklock.batchSegmentAllocation`` is on.
+wait, ``lockAcquire``, awaits the lockbox's ``acquire_async`` (an asyncio future, no worker thread),
+so any number of waiting tasks holds no thread of the executor. ``segmentAllocate`` calls that
+arrive together for the same data source and interval are served by one read and one write of the
+store when ``druid.indexer.tasklock.batchSegmentAllocation`` is on.
 
 Trust: the HTTP layer has already checked the caller's task token, so ``task`` IS the caller. What the
 handler checks is that the action stays within what that task owns (docs/task-actions.md, "Trust"):
@@ -243,19 +243,15 @@ class TaskActionHandler:
         timeout = action.get("timeoutMs")
         if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int) or timeout < 0):
             raise InvalidInput(f"Invalid field [action.timeoutMs]: [{timeout}]; expected a non-negative integer")
-        loop = asyncio.get_running_loop()
         try:
-            lock = await loop.run_in_executor(
-                None,
-                lambda: self.lockbox.acquire(
-                    task.id,
-                    interval,
-                    lock_type,
-                    granularity,
-                    partition_id=partition_id,
-                    version=version,
-                    timeout_ms=timeout,
-                ),
+            lock = await self.lockbox.acquire_async(
+                task.id,
+                interval,
+                lock_type,
+                granularity,
+                partition_id=partition_id,
+                version=version,
+                timeout_ms=timeout,
             )
         finally:
             self.on_locks_changed(task.id)

@@ -9,15 +9,17 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import enum
 import itertools
 import os
 import socket
 import time
 import uuid
-from collections.abc import Iterator
+from asyncio import FIRST_COMPLETED
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from overlord import __version__
 from overlord.api.elasticsearch.mapping import describe
@@ -86,6 +88,14 @@ def _node_info(svc: Service) -> NodeInfo:
     return NodeInfo(load_node_id(svc.settings.data_dir), socket.gethostname(), host, ip, svc.settings.port)
 
 
+class WaitOutcome(enum.Enum):
+    """How a ``wait_for_completion`` ended."""
+
+    DONE = "done"
+    TIMEOUT = "timeout"
+    GONE = "gone"  # the client disconnected: nobody is left to answer
+
+
 @dataclass
 class TransportTask:
     """An API request being served, listed like Elasticsearch lists its own transport actions."""
@@ -146,8 +156,14 @@ class EsState:
             if not fut.done():
                 fut.set_result(rec)
 
-    async def wait_for(self, task_ids: list[str], timeout_s: float) -> bool:
-        """Wait until none of ``task_ids`` is active any more; False on timeout."""
+    async def wait_for(
+        self,
+        task_ids: list[str],
+        timeout_s: float,
+        gone: Callable[[], Awaitable[object]] | None = None,
+    ) -> WaitOutcome:
+        """Wait until none of ``task_ids`` is active any more, the timeout passes, or ``gone()``
+        returns (the client disconnected): a waiter nobody will read must not hold its futures."""
         loop = asyncio.get_running_loop()
         futures: list[asyncio.Future[TaskRecord]] = []
         for task_id in task_ids:
@@ -156,12 +172,31 @@ class EsState:
                 self._waiters.setdefault(task_id, []).append(fut)
                 futures.append(fut)
         if not futures:
-            return True
+            return WaitOutcome.DONE
+        all_done = asyncio.gather(*futures)
+        watcher = asyncio.ensure_future(gone()) if gone is not None else None
+        deadline = loop.time() + max(0.0, timeout_s)
         try:
-            _done, pending = await asyncio.wait(futures, timeout=max(0.0, timeout_s))
+            watched: set[asyncio.Future[Any]] = {all_done} if watcher is None else {all_done, watcher}
+            await asyncio.wait(watched, timeout=max(0.0, timeout_s), return_when=FIRST_COMPLETED)
+            if watcher is not None and watcher.done() and not all_done.done() and watcher.exception() is not None:
+                # watching failed (the request's receive raised): wait as if not watching
+                await asyncio.wait({all_done}, timeout=max(0.0, deadline - loop.time()))
         finally:
+            gone_now = False
+            if watcher is not None:
+                if watcher.done() and not watcher.cancelled():
+                    gone_now = watcher.exception() is None
+                watcher.cancel()
+            all_done.cancel()
             self._forget(task_ids, futures)
-        return not pending
+        if all_done.done() and not all_done.cancelled():
+            return WaitOutcome.DONE
+        return WaitOutcome.GONE if gone_now else WaitOutcome.TIMEOUT
+
+    def waiter_count(self) -> int:
+        """Completion waiters registered now (each holds a future until its request ends)."""
+        return sum(len(w) for w in self._waiters.values())
 
     def _forget(self, task_ids: list[str], futures: list[asyncio.Future[TaskRecord]]) -> None:
         mine = set(map(id, futures))

@@ -7,6 +7,7 @@ metadata store, which keeps finished tasks retrievable the way Elasticsearch's `
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import time
@@ -45,8 +46,8 @@ from overlord.api.elasticsearch.render import (
     is_cancelled,
     list_body,
 )
-from overlord.api.elasticsearch.state import EsState, es_state, es_version_info
-from overlord.core.task import StatusCode, TaskRecord
+from overlord.api.elasticsearch.state import EsState, WaitOutcome, es_state, es_version_info
+from overlord.core.task import RunnerState, StatusCode, TaskRecord
 from overlord.errors import TaskNotFound
 
 FORWARDED = ("X-Opaque-Id", "traceparent")
@@ -56,6 +57,9 @@ LIST_PARAMS = SELECTION_PARAMS | {"detailed", "group_by", "wait_for_completion",
 GET_PARAMS = frozenset({"wait_for_completion", "timeout"})
 CANCEL_PARAMS = SELECTION_PARAMS | {"wait_for_completion", "group_by"}
 CAT_TASK_PARAMS = CAT_PARAMS | SELECTION_PARAMS | {"wait_for_completion", "timeout"}
+CANCEL_BATCH = 50
+"""Tasks a cancel renders or shuts down between yields to the event loop (each shutdown of a waiting
+or pending task is a store write), so other requests are answered while thousands are cancelled."""
 
 
 # -- plumbing ------------------------------------------------------------------------------------
@@ -83,6 +87,18 @@ def _json(request: Request, params: dict[str, str], body: Any, status: int = 200
 def _timeout_s(params: dict[str, str]) -> float:
     nanos = parse_time_nanos(params.get("timeout"), "timeout")
     return DEFAULT_WAIT_S if nanos is None or nanos < 0 else nanos / 1e9
+
+
+async def _disconnected(request: Request) -> None:
+    """Return once the client has gone away. These routes never read their body, so what arrives
+    before the disconnect (the request's body) is dropped."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+def _gone() -> Response:
+    """The answer to a request whose client left while it waited (nginx's 499, for the access log)."""
+    return Response(status_code=499)
 
 
 def failed_node(node_id: str, cause: EsError) -> dict[str, Any]:
@@ -184,11 +200,17 @@ def _page(tasks: list[EsTask], params: dict[str, str]) -> tuple[list[EsTask], st
     return tasks[:size], _encode_cursor(tasks[size - 1])
 
 
-async def _wait_listed(state: EsState, tasks: list[EsTask], timeout_s: float) -> list[dict[str, Any]]:
-    """``wait_for_completion`` on a listing; a timeout is a node failure, as in Elasticsearch."""
+async def _wait_listed(
+    request: Request, state: EsState, tasks: list[EsTask], timeout_s: float
+) -> list[dict[str, Any]] | None:
+    """``wait_for_completion`` on a listing; a timeout is a node failure, as in Elasticsearch; None
+    when the client went away."""
     ids = [t.druid_id for t in tasks if t.druid_id is not None]
-    if await state.wait_for(ids, timeout_s):
+    outcome = await state.wait_for(ids, timeout_s, lambda: _disconnected(request))
+    if outcome is WaitOutcome.DONE:
         return []
+    if outcome is WaitOutcome.GONE:
+        return None
     cause = EsError("Timed out waiting for completion of tasks", type="timeout_exception", status=429)
     return [failed_node(state.node.id, cause)]
 
@@ -207,7 +229,9 @@ async def list_tasks(request: Request) -> Response:
     sel = Selection.parse(params)
     with state.transport_task("cluster:monitor/tasks/lists", _caller_headers(request)):
         tasks, cursor = _page(select_tasks(state, sel, detailed=detailed), params)
-        failures = await _wait_listed(state, tasks, timeout_s) if wait else []
+        failures = await _wait_listed(request, state, tasks, timeout_s) if wait else []
+        if failures is None:
+            return _gone()
         if failures:
             tasks = []
         body = list_body(state, tasks, group, human=parse_bool(params, "human"), node_failures=failures)
@@ -276,15 +300,23 @@ async def get_task(request: Request) -> Response:
         if rec is None:
             raise not_found(f"task [{tid}] isn't running and hasn't stored its results")
         if rec.active and wait:
-            if not await state.wait_for([rec.id], timeout_s):
+            outcome = await state.wait_for([rec.id], timeout_s, lambda: _disconnected(request))
+            if outcome is WaitOutcome.GONE:
+                return _gone()
+            if outcome is WaitOutcome.TIMEOUT:
                 raise EsError("Timed out waiting for completion of task", type="timeout_exception", status=429)
             rec = state.service.queue.get(rec.id) or rec
         body = task_result(state, rec, human)
     return _json(request, params, body)
 
 
-def _children(state: EsState, parent_id: str) -> list[TaskRecord]:
-    return [r for r in state.service.queue.active.values() if r.group_id == parent_id and r.id != parent_id]
+def _children_by_parent(state: EsState) -> dict[str, list[str]]:
+    """Active sub-tasks by their group (parent) id, in one pass over the active tasks."""
+    children: dict[str, list[str]] = {}
+    for r in state.service.queue.active.values():
+        if r.group_id != r.id:
+            children.setdefault(r.group_id, []).append(r.id)
+    return children
 
 
 def _shutdown(state: EsState, task_id: str) -> None:
@@ -324,19 +356,29 @@ async def cancel_tasks(request: Request) -> Response:
             targets = select_records(state, sel)
         now_ms = state.service.clock.now_ms()
         active = state.service.queue.active
-        snapshot = [
-            from_record(state, r, now_ms, detailed=False, parent=active.get(r.group_id), force_cancelled=True)
-            for r in targets
-        ]
-        stopping: list[str] = []
-        for rec in targets:
-            family = [rec.id, *(c.id for c in _children(state, rec.id))]
-            stopping += family
-            for task_id in family:
+        snapshot: list[EsTask] = []
+        for i, r in enumerate(targets, 1):
+            snapshot.append(
+                from_record(state, r, now_ms, detailed=False, parent=active.get(r.group_id), force_cancelled=True)
+            )
+            if i % CANCEL_BATCH == 0:
+                await asyncio.sleep(0)
+        children = _children_by_parent(state)
+        stopping = list(dict.fromkeys(t for rec in targets for t in (rec.id, *children.get(rec.id, ()))))
+        # queued tasks first: a slot freed by a stopped peon must not launch a task about to be cancelled
+        order = sorted(stopping, key=lambda t: t in active and active[t].runner_state is RunnerState.RUNNING)
+        for i, task_id in enumerate(order, 1):
+            if task_id in active:  # else it ended meanwhile (or with its parent)
                 _shutdown(state, task_id)
+            if i % CANCEL_BATCH == 0:
+                await asyncio.sleep(0)
         if wait:
             grace_s = state.service.settings.shutdown_grace_ms / 1000
-            await state.wait_for(stopping, max(DEFAULT_WAIT_S, 2 * grace_s + 5))
+            outcome = await state.wait_for(
+                stopping, max(DEFAULT_WAIT_S, 2 * grace_s + 5), lambda: _disconnected(request)
+            )
+            if outcome is WaitOutcome.GONE:
+                return _gone()
         body = list_body(state, snapshot, group, human=parse_bool(params, "human"), node_failures=failures)
     return _json(request, params, body)
 
@@ -366,7 +408,10 @@ async def cat_tasks(request: Request) -> Response:
     sel = Selection.parse(params)
     with state.transport_task("cluster:monitor/tasks/lists", _caller_headers(request)):
         tasks = select_tasks(state, sel, detailed=detailed)
-        if wait and await _wait_listed(state, tasks, timeout_s):
+        failures = await _wait_listed(request, state, tasks, timeout_s) if wait else []
+        if failures is None:
+            return _gone()
+        if failures:
             tasks = []
         table = cat_table(tasks, state.node, params, as_json=as_json)
     if isinstance(table, list):
