@@ -114,6 +114,9 @@ class FsDeepStorage:
         dst = self._path_of_key(key)
         self.fs.create_dir(posixpath.dirname(dst), recursive=True)
         tmp = f"{dst}.{uuid.uuid4().hex}{TMP_SUFFIX}"
+        if isinstance(source, str) and self._link(source, tmp):  # same local filesystem: no copy at all
+            self.fs.move(tmp, dst)
+            return {"type": self.load_spec_type, "path": dst}
         try:
             with self.fs.open_output_stream(tmp) as out:
                 if isinstance(source, str):
@@ -127,6 +130,17 @@ class FsDeepStorage:
                 self.fs.delete_file(tmp)
             raise
         return {"type": self.load_spec_type, "path": dst}
+
+    def _link(self, source: str, tmp: str) -> bool:
+        """A hard link instead of a copy when source and deep storage share a local filesystem; the
+        source file stays as it was (the caller still owns it)."""
+        if not isinstance(self.fs, pafs.LocalFileSystem):
+            return False
+        try:
+            os.link(source, tmp)
+        except OSError:  # another filesystem (EXDEV), or links not supported: copy instead
+            return False
+        return True
 
     def open(self, load_spec: LoadSpec) -> BinaryIO:
         return cast(BinaryIO, self.fs.open_input_file(self.path_of(load_spec)))
