@@ -290,3 +290,12 @@ def capped_log(path: Path, limit: int | None) -> Iterator[BinaryIO]:
             yield f
         else:
             yield io.BufferedReader(_CappedLog(f, size, limit))  # type: ignore[arg-type]
+
+
+def _warm_up() -> None:
+    """Pay httpx's first-client costs (OpenSSL configuration, lazy imports: ~20 ms) once, at import in
+    the fork server, instead of in every peon."""
+    httpx.Client(verify=False).close()
+
+
+_warm_up()
