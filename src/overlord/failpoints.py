@@ -13,6 +13,7 @@ import signal
 _ARMED = frozenset(p.strip() for p in os.environ.get("OVERLORD_FAILPOINTS", "").split(",") if p.strip())
 
 LAUNCHED_NOT_RECORDED = "launched-not-recorded"  # a peon is forked, RUNNING is not written yet
+RECORDED_NOT_RELEASED = "recorded-not-released"  # RUNNING is written, the peon still waits at its gate
 COMPLETED_NOT_CLEANED = "completed-not-cleaned"  # the completion is committed, the clean-up not done
 
 

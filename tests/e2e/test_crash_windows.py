@@ -44,6 +44,20 @@ def test_killed_between_fork_and_running_write_runs_the_task_once(service_factor
     assert list(task_root.iterdir()) == []
 
 
+def test_killed_after_recording_the_launch_before_releasing_it_runs_the_task_once(service_factory, tmp_path):
+    journal = tmp_path / "journal"
+    env = {"OVERLORD_PEON_JOURNAL": str(journal), "OVERLORD_FAILPOINTS": "recorded-not-released"}
+    svc = service_factory(extra_env=env).start()
+    with httpx.Client(base_url=svc.url, timeout=30) as client, contextlib.suppress(httpx.TransportError):
+        client.post(f"{API}/task", json={"type": "noop", "runTime": 0, "id": "held"})  # RUNNING written, then dies
+    _wait_dead(svc)
+    svc.extra_env = {"OVERLORD_PEON_JOURNAL": str(journal)}
+    svc.start()
+    st = svc.wait_for("held")
+    assert st["statusCode"] == "SUCCESS", st["errorMsg"]  # launched again: the first peon never passed its gate
+    assert [line.split()[0] for line in _journal(journal)] == ["held"]
+
+
 def test_killed_after_completion_before_cleanup_starts_and_keeps_the_result(service_factory, tmp_path):
     env = {"OVERLORD_FAILPOINTS": "completed-not-cleaned"}
     svc = service_factory(extra_env=env).start()

@@ -126,13 +126,16 @@ class RunnerExit:
     """What a runner learned when a task's peon ended.
 
     ``success`` is None when the peon ended without reporting a status (a crash); ``error_msg`` then
-    says how it ended (exit code, signal, vanished worker).
+    says how it ended (exit code, signal, vanished worker). ``started`` is False when the runner knows
+    the peon never passed its launch gate (the Overlord died between recording the launch and
+    releasing it): the task did no work, so the queue may launch it again.
     """
 
     task_id: str
     success: bool | None
     error_msg: str | None
     duration_ms: int
+    started: bool = True
 
 
 @dataclass(frozen=True)

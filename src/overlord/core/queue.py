@@ -316,6 +316,7 @@ class TaskQueue:
             self.runner.abort(rec.id)
             return
         self.active[rec.id] = running
+        failpoints.hit(failpoints.RECORDED_NOT_RELEASED)
         self.runner.release(rec.id)
         log.info("Task[%s] is RUNNING", rec.id, extra={"task_id": rec.id, "action": "run"})
 
@@ -328,6 +329,23 @@ class TaskQueue:
     def report_status(self, task_id: str, success: bool, error_msg: str | None) -> None:
         """A peon's final status; the task completes with it when its process ends."""
         self._reported[task_id] = (success, error_msg)
+
+    def _requeue(self, rec: TaskRecord, why: str | None) -> None:
+        """A launch that was recorded but never released did no work: it goes back to WAITING (to take its
+        locks again: the restart released them) and is launched again, instead of failing a task that
+        never ran."""
+        check_transition(rec.id, rec.runner_state, RunnerState.WAITING)
+        pending = rec.with_(runner_state=RunnerState.WAITING, location=UNKNOWN_LOCATION, runner_handle=None,
+                            token_hash=None)  # fmt: skip
+        try:
+            self._save(pending, "runner_state", "location", "runner_handle", "token_hash")
+        except Exception as exc:
+            self._complete(rec, success=False, error_msg=f"{why}; and it could not be queued again: {exc}", duration=0)
+            return
+        self.active[rec.id] = pending
+        log.info("Task[%s] was launched but never started (%s); it is WAITING again", rec.id, why,
+                 extra={"task_id": rec.id, "action": "requeue"})  # fmt: skip
+        self.schedule()
 
     def _save(self, rec: TaskRecord, *fields: str) -> None:
         """Write the named fields of ``rec`` to the store (the record in memory is the source)."""
@@ -347,6 +365,9 @@ class TaskQueue:
         reported = self._reported.pop(exit_.task_id, None)
         rec = self.active.get(exit_.task_id)
         if rec is None:
+            return
+        if not exit_.started and rec.runner_state is RunnerState.RUNNING and reported is None:
+            self._requeue(rec, exit_.error_msg)
             return
         if exit_.success is not None:
             success, error_msg = exit_.success, exit_.error_msg

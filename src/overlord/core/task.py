@@ -40,7 +40,7 @@ class RunnerState(enum.StrEnum):
 _ALLOWED_TRANSITIONS: dict[RunnerState, frozenset[RunnerState]] = {
     RunnerState.WAITING: frozenset({RunnerState.PENDING, RunnerState.NONE}),
     RunnerState.PENDING: frozenset({RunnerState.RUNNING, RunnerState.WAITING, RunnerState.NONE}),
-    RunnerState.RUNNING: frozenset({RunnerState.NONE}),
+    RunnerState.RUNNING: frozenset({RunnerState.NONE, RunnerState.WAITING}),  # WAITING: a launch never released
     RunnerState.NONE: frozenset(),
 }
 

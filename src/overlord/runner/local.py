@@ -35,7 +35,7 @@ from overlord import failpoints
 from overlord.clock import Clock
 from overlord.core.protocols import ExitListener, LaunchSpec, RunnerExit, TaskLogs, WorkerInfo
 from overlord.core.task import Location
-from overlord.runner.peon import LOG_PUSHED_FILE, PID_FILE, capped_log, run_peon
+from overlord.runner.peon import LOG_PUSHED_FILE, PID_FILE, STARTED_FILE, capped_log, run_peon
 from overlord.runner.slots import Slot, allocate_slots, directory_size
 from overlord.runner.toolbox import (
     LOG_FILE,
@@ -433,11 +433,16 @@ class LocalTaskRunner:
         if isinstance(status, dict) and status.get("status") in ("SUCCESS", "FAILED"):
             success = status["status"] == "SUCCESS"
             return RunnerExit(task_id, success, None if success else status.get("errorMsg"), duration)
+        # a peon from before a restart that never passed its gate (its launch was never released) did no work
+        from_before = peon is None or peon.process is None
+        started = not (from_before and task_dir is not None and task_dir.is_dir()
+                       and not (task_dir / STARTED_FILE).exists())  # fmt: skip
         if died_reason is not None:
-            return RunnerExit(task_id, None, died_reason, duration)
+            return RunnerExit(task_id, None, died_reason, duration, started=started)
         how = describe_exit(exitcode) if exitcode is not None else "ended (exit code unknown after a restart)"
         pid = peon.pid if peon is not None else "?"
-        return RunnerExit(task_id, None, f"Peon process [pid {pid}] {how} without reporting a status", duration)
+        why = f"Peon process [pid {pid}] {how} without reporting a status"
+        return RunnerExit(task_id, None, why, duration, started=started)
 
     def _report_exit(self, exit_: RunnerExit, task_id: str, task_dir: Path | None) -> None:
         """Tell the queue first (it commits the completion), then push the log and clean up."""
@@ -451,7 +456,8 @@ class LocalTaskRunner:
             self.on_exit(exit_)
             failpoints.hit(failpoints.COMPLETED_NOT_CLEANED)
         finally:
-            if task_dir is not None:
+            relaunched = task_id in self.running  # a launch that never started was launched again, in place
+            if task_dir is not None and not relaunched:
                 self._push_logs(task_id, task_dir)
 
     def _push_logs(self, task_id: str, task_dir: Path) -> None:

@@ -49,6 +49,7 @@ from overlord.tasks.action_client import ActionClient
 PEON_API = "/druid/indexer/v1/peon"  # peon-only endpoints (token required); see api/peon_reports.py
 PID_FILE = "peon.pid"  # "<pid> <start marker>": how the runner finds a peon that belongs to no task
 LOG_PUSHED_FILE = ".log-pushed"
+STARTED_FILE = ".started"  # the peon passed its launch gate: the task may have done work
 LOG_FORMAT = "%(asctime)s %(levelname)s [%(threadName)s] %(name)s - %(message)s"
 
 
@@ -195,6 +196,7 @@ def run_peon(task_dir_str: str, gate: Connection | None = None) -> None:
     if token is None:
         log.warning("The Overlord did not record this launch; exiting without running the task")
         return
+    (task_dir / STARTED_FILE).touch()
     started = time.monotonic()
     spec = read_json(task_dir / TASK_FILE) or {}
     task_id = spec.get("id", "?")
