@@ -12,7 +12,7 @@ service is started once more, the flood stops and every acknowledged task must e
 Also listed, as information: tasks FAILED although not told to fail, with their errorMsg (a kill -9 may
 legitimately fail a task whose peon was interrupted). Exit status 1 if (a), (b) or (c) is not zero.
 
-Usage: python benchmarks/kill_loop.py [--runs 30] [--seed 1] [--backend sqlite|postgresql|both]
+Usage: python benchmarks/kill_loop.py [--runs 30] [--seed 1] [--backend sqlite|postgresql|both] [--keep]
 """
 
 from __future__ import annotations
@@ -241,8 +241,20 @@ def journal_findings(journal: Path, result: SetResult) -> None:
 
 
 @contextlib.contextmanager
-def metadata_database(backend: str, admin_url: str) -> Any:
-    """None for SQLite (the data directory's file); a fresh PostgreSQL database, dropped afterwards."""
+def work_directory(keep: bool) -> Any:
+    """The set's data directory: a temporary one, or (--keep) one left in place for the post-mortem."""
+    if not keep:
+        with tempfile.TemporaryDirectory(prefix="kill-loop-") as tmp:
+            yield tmp
+        return
+    tmp = tempfile.mkdtemp(prefix="kill-loop-")
+    print(f"  data directory kept: {tmp}", flush=True)
+    yield tmp
+
+
+@contextlib.contextmanager
+def metadata_database(backend: str, admin_url: str, keep: bool = False) -> Any:
+    """None for SQLite (the data directory's file); a fresh PostgreSQL database, dropped afterwards unless kept."""
     if backend == "sqlite":
         yield None
         return
@@ -254,8 +266,11 @@ def metadata_database(backend: str, admin_url: str) -> Any:
     try:
         yield admin_url.rsplit("/", 1)[0] + "/" + name
     finally:
-        with psycopg.connect(admin_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        if keep:
+            print(f"  PostgreSQL database kept: {name}", flush=True)
+        else:
+            with psycopg.connect(admin_url, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def run_set(backend: str, args: argparse.Namespace) -> SetResult:
@@ -263,7 +278,7 @@ def run_set(backend: str, args: argparse.Namespace) -> SetResult:
     rng = random.Random(f"{args.seed}-{backend}")
     t0 = time.monotonic()
     print(f"== {backend}: {args.runs} runs, seed {args.seed}", flush=True)
-    with tempfile.TemporaryDirectory(prefix="kill-loop-") as tmp, metadata_database(backend, args.pg_admin_url) as db:
+    with work_directory(args.keep) as tmp, metadata_database(backend, args.pg_admin_url, args.keep) as db:
         work = Path(tmp)
         journal = work / "peon-journal.txt"
         svc = Service(work, free_port(), args.capacity, db, journal)
@@ -347,6 +362,7 @@ def main() -> None:
     ap.add_argument("--max-delay", type=float, default=4.0, help="seconds from healthy to kill, at most")
     ap.add_argument("--max-down", type=float, default=1.0, help="seconds the service stays down, at most")
     ap.add_argument("--drain-timeout", type=float, default=300.0)
+    ap.add_argument("--keep", action="store_true", help="keep the data directory and database for a post-mortem")
     args = ap.parse_args()
     backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
     results = [run_set(b, args) for b in backends]
