@@ -12,7 +12,7 @@ service is started once more, the flood stops and every acknowledged task must e
 Also listed, as information: tasks FAILED although not told to fail, with their errorMsg (a kill -9 may
 legitimately fail a task whose peon was interrupted). Exit status 1 if (a), (b) or (c) is not zero.
 
-Usage: python benchmarks/kill_loop.py [--runs 30] [--seed 1] [--backend sqlite|postgresql|both]
+Usage: python benchmarks/kill_loop.py [--runs 30] [--seed 1] [--backend sqlite|postgresql|both] [--keep]
 """
 
 from __future__ import annotations
@@ -142,8 +142,10 @@ class Flood(threading.Thread):
 class Service:
     """One ``overlord start`` process at a time, on the set's fixed port and data directory."""
 
-    def __init__(self, work: Path, port: int, capacity: int, metadata_url: str | None, journal: Path) -> None:
-        self.work, self.port, self.capacity = work, port, capacity
+    def __init__(
+        self, work: Path, port: int, capacity: int, metadata_url: str | None, journal: Path, log_level: str = "warning"
+    ) -> None:
+        self.work, self.port, self.capacity, self.log_level = work, port, capacity, log_level
         self.metadata_url, self.journal = metadata_url, journal
         self.proc: subprocess.Popen[bytes] | None = None
         self.log: Path = work / "service.log"
@@ -158,7 +160,7 @@ class Service:
         self.starts += 1
         self.log = self.work / f"service-{self.starts:03d}.log"
         args = [sys.executable, "-m", "overlord", "start", "--port", str(self.port), "--data-dir",
-                str(self.work / "var"), "--capacity", str(self.capacity), "--log-level", "warning"]  # fmt: skip
+                str(self.work / "var"), "--capacity", str(self.capacity), "--log-level", self.log_level]  # fmt: skip
         if self.metadata_url:
             args += ["--metadata-url", self.metadata_url]
         env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OVERLORD_PEON_JOURNAL": str(self.journal)}
@@ -241,8 +243,20 @@ def journal_findings(journal: Path, result: SetResult) -> None:
 
 
 @contextlib.contextmanager
-def metadata_database(backend: str, admin_url: str) -> Any:
-    """None for SQLite (the data directory's file); a fresh PostgreSQL database, dropped afterwards."""
+def work_directory(keep: bool) -> Any:
+    """The set's data directory: a temporary one, or (--keep) one left in place for the post-mortem."""
+    if not keep:
+        with tempfile.TemporaryDirectory(prefix="kill-loop-") as tmp:
+            yield tmp
+        return
+    tmp = tempfile.mkdtemp(prefix="kill-loop-")
+    print(f"  data directory kept: {tmp}", flush=True)
+    yield tmp
+
+
+@contextlib.contextmanager
+def metadata_database(backend: str, admin_url: str, keep: bool = False) -> Any:
+    """None for SQLite (the data directory's file); a fresh PostgreSQL database, dropped afterwards unless kept."""
     if backend == "sqlite":
         yield None
         return
@@ -254,8 +268,11 @@ def metadata_database(backend: str, admin_url: str) -> Any:
     try:
         yield admin_url.rsplit("/", 1)[0] + "/" + name
     finally:
-        with psycopg.connect(admin_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        if keep:
+            print(f"  PostgreSQL database kept: {name}", flush=True)
+        else:
+            with psycopg.connect(admin_url, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def run_set(backend: str, args: argparse.Namespace) -> SetResult:
@@ -263,10 +280,10 @@ def run_set(backend: str, args: argparse.Namespace) -> SetResult:
     rng = random.Random(f"{args.seed}-{backend}")
     t0 = time.monotonic()
     print(f"== {backend}: {args.runs} runs, seed {args.seed}", flush=True)
-    with tempfile.TemporaryDirectory(prefix="kill-loop-") as tmp, metadata_database(backend, args.pg_admin_url) as db:
+    with work_directory(args.keep) as tmp, metadata_database(backend, args.pg_admin_url, args.keep) as db:
         work = Path(tmp)
         journal = work / "peon-journal.txt"
-        svc = Service(work, free_port(), args.capacity, db, journal)
+        svc = Service(work, free_port(), args.capacity, db, journal, args.service_log_level)
         flood = Flood(svc.url, rng.randrange(2**32), args.backlog)
         flood.start()
         try:
@@ -347,6 +364,8 @@ def main() -> None:
     ap.add_argument("--max-delay", type=float, default=4.0, help="seconds from healthy to kill, at most")
     ap.add_argument("--max-down", type=float, default=1.0, help="seconds the service stays down, at most")
     ap.add_argument("--drain-timeout", type=float, default=300.0)
+    ap.add_argument("--service-log-level", default="warning", help="info: the service logs say what each start did")
+    ap.add_argument("--keep", action="store_true", help="keep the data directory and database for a post-mortem")
     args = ap.parse_args()
     backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
     results = [run_set(b, args) for b in backends]
