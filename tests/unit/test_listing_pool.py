@@ -21,13 +21,22 @@ def test_identical_reads_in_flight_are_shared_and_different_keys_are_not() -> No
         return f"rows of {name}"
 
     async def main() -> list[str]:
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while not gate.is_set():
+                ticks += 1
+                await asyncio.sleep(0)
+
         waiting = [asyncio.ensure_future(pool.run("a", lambda: read("a"))) for _ in range(50)]
         other = asyncio.ensure_future(pool.run("b", lambda: read("b")))
-        await asyncio.sleep(0.05)
-        loop_free = True  # the loop keeps running while the reads wait in the pool
+        ticking = asyncio.ensure_future(ticker())
+        while ticks < 200:  # the loop keeps running while both reads are held in the pool
+            await asyncio.sleep(0)
         gate.set()
         results = await asyncio.gather(*waiting, other)
-        assert loop_free
+        await ticking
         return results
 
     try:
