@@ -25,6 +25,23 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def process_exited(pid: int) -> bool:
+    """True once ``pid`` has ended: gone from /proc, or a zombie (its work is over, nobody reaped it yet)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat[stat.rindex(")") + 2 :].split()[0] in ("Z", "X")
+
+
+def wait_exited(pid: int, timeout: float = 20.0) -> None:
+    """Poll until ``pid`` has ended: a positive event to wait for, never a fixed sleep after a kill."""
+    deadline = time.monotonic() + timeout
+    while not process_exited(pid):
+        assert time.monotonic() < deadline, f"process {pid} still running after {timeout}s"
+        time.sleep(0.01)
+
+
 @dataclass
 class ServiceProcess:
     """A real ``overlord start`` in a subprocess, driven over HTTP."""

@@ -7,7 +7,7 @@ import time
 import uuid
 
 import pytest
-from tests.conftest import ServiceProcess
+from tests.conftest import ServiceProcess, process_exited, wait_exited
 
 from overlord.client import (
     Backoff,
@@ -32,16 +32,18 @@ def wait_state(client: Client, task_id: str, state: str, timeout: float = 15.0) 
 
 
 def test_reconcile_after_kill9_and_restart(service_factory) -> None:  # type: ignore[no-untyped-def]
-    svc: ServiceProcess = service_factory(capacity=2).start()
+    # a peon gives up reporting to a dead Overlord after 300 ms (its status file stays): `quick` can end
+    svc: ServiceProcess = service_factory(capacity=2, extra_env={"overlord_peon_actionRetryPeriod": "300"}).start()
     ds = f"rc_{uuid.uuid4().hex[:8]}"
     breaker = CircuitBreaker(failure_threshold=2, reset_timeout=0.2)
     client = Client(svc.url, wait_policy=FAST_WAIT, retry=FAST_RETRY, breaker=breaker)
     with client:
         old = client.submit({"type": "noop", "dataSource": ds, "runTime": 0})
         client.wait(old)
-        quick = client.submit({"type": "noop", "dataSource": ds, "runTime": 400})
+        quick = client.submit({"type": "noop", "dataSource": ds, "runTime": 2000})
         survivor = client.submit({"type": "noop", "dataSource": ds, "runTime": 30_000})
         wait_state(client, quick, "RUNNING")
+        quick_pid = svc.peon_pid(quick)
         wait_state(client, survivor, "RUNNING")
         orphan = svc.submit({"type": "noop", "dataSource": ds, "runTime": 30_000, "logLines": 5})  # not ours
         # What the orchestrator believes: it never saw `quick` start, and a submit of `ghost` was lost.
@@ -67,7 +69,8 @@ def test_reconcile_after_kill9_and_restart(service_factory) -> None:  # type: ig
                 time.sleep(0.02)
 
             svc.kill9()
-            time.sleep(0.6)  # `quick` ends while the service is down; its peon survives the crash
+            assert not process_exited(quick_pid), "`quick` ended before the crash: lengthen its runTime"
+            wait_exited(quick_pid)  # `quick` ends while the service is down; its peon survived the crash
             with pytest.raises(ServiceUnavailable):
                 client.status(old)
             assert breaker.state in (BreakerState.OPEN, BreakerState.HALF_OPEN)

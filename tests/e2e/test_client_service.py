@@ -30,7 +30,6 @@ from overlord.client import (
     SpecValidationError,
     TaskFailedError,
     WaitPolicy,
-    WaitResult,
     WaitTimeoutError,
     deterministic_task_id,
     to_druid,
@@ -196,10 +195,7 @@ def test_pending_segments_leader_and_health(client: Client, svc: ServiceProcess,
 
 
 def test_datasources_and_segments(client: Client, ds: str) -> None:
-    try:
-        names = client.datasources()
-    except NotFoundError as exc:
-        pytest.skip(f"segment metadata endpoints are not served yet: {exc}")
+    names = client.datasources()
     assert isinstance(names, list) and ds not in names
     with pytest.raises(NotFoundError):
         client.segments(ds)  # Druid answers 404 for a data source without segments
@@ -354,18 +350,9 @@ def index_model(ds: str, *, max_parse_exceptions: int | None = None) -> IndexPar
     )
 
 
-def submit_ingestion(client: Client, spec: IndexParallelTask) -> WaitResult:
-    try:
-        return client.submit_and_wait(spec)
-    except BadRequest as exc:
-        if "index_parallel" in str(exc) and "type" in str(exc).lower():
-            pytest.skip(f"index_parallel is not served yet: {exc}")
-        raise
-
-
 def test_ingestion_report_and_published_segments(client: Client, ds: str) -> None:
     spec = index_model(ds)
-    result = submit_ingestion(client, spec)
+    result = client.submit_and_wait(spec)
     assert result.status.status_code == "SUCCESS" and result.status.type == "index_parallel"
     assert result.task_id == deterministic_task_id(to_druid(spec))
     report = result.report
@@ -387,7 +374,7 @@ def test_ingestion_failure_is_structural_with_the_report(svc: ServiceProcess, ds
     hooked: list[TaskFailedError] = []
     client = Client(svc.url, wait_policy=FAST_WAIT, on_structural_failure=hooked.append)
     with client, pytest.raises(TaskFailedError) as failed:
-        submit_ingestion(client, index_model(ds, max_parse_exceptions=0))
+        client.submit_and_wait(index_model(ds, max_parse_exceptions=0))
     error = failed.value
     assert error.error_msg == "Max parse exceptions[0] exceeded"
     assert error.kind == "structural" and hooked == [error]

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import httpx
+from tests.conftest import wait_exited
 
 API = "/druid/indexer/v1"
 
@@ -79,6 +80,7 @@ def test_restart_survives_a_task_whose_directory_and_log_vanished(service_factor
     pid = svc.peon_pid(task)
     svc.kill9()
     os.kill(pid, signal.SIGKILL)
+    wait_exited(pid)  # dead before the restart looks for it, not merely signalled
     shutil.rmtree(svc.data_dir / "task" / task)
     svc.start()
     st = svc.wait_for(task)
@@ -95,19 +97,8 @@ def test_a_task_that_finished_while_the_overlord_was_down_keeps_its_success(serv
     svc.wait_for(task, states=("RUNNING",))
     pid = svc.peon_pid(task)
     svc.kill9()
-    deadline = time.monotonic() + 20
-    while Path(f"/proc/{pid}").exists() and "Z" not in _proc_state(pid):
-        assert time.monotonic() < deadline, "the peon did not finish"
-        time.sleep(0.05)
+    wait_exited(pid)  # the peon finishes while the Overlord is down
     svc.start()
     st = svc.wait_for(task)
     assert st["statusCode"] == "SUCCESS", st  # its status file, read before its directory was cleared
     assert "log line 1 of 1" in svc.http.get(f"{API}/task/{task}/log").text
-
-
-def _proc_state(pid: int) -> str:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return "Z"
-    return stat[stat.rindex(")") + 2 :].split()[0]

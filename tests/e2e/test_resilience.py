@@ -6,7 +6,8 @@ import os
 import shutil
 import signal
 import time
-from pathlib import Path
+
+from tests.conftest import wait_exited
 
 API = "/druid/indexer/v1"
 
@@ -54,12 +55,7 @@ def test_kill9_and_restart_loses_nothing(service_factory, tmp_path):
     for task_id in pending:
         assert svc.wait_for(task_id, timeout=20)["statusCode"] == "SUCCESS"
     assert "finished with status[SUCCESS]" in svc.http.get(f"{API}/task/{survivor}/log").text
-    try:
-        os.kill(survivor_pid, 0)
-        alive = True
-    except ProcessLookupError:
-        alive = False
-    assert not alive or Path(f"/proc/{survivor_pid}/stat").read_text().split()[2] == "Z"
+    wait_exited(survivor_pid)  # the adopted peon does not linger after its task ended
 
 
 def test_peon_that_dies_while_service_is_down_ends_failed_with_reason(service_factory):
@@ -70,7 +66,7 @@ def test_peon_that_dies_while_service_is_down_ends_failed_with_reason(service_fa
     pid = svc.peon_pid(task_id)
     svc.kill9()
     os.kill(pid, signal.SIGKILL)
-    time.sleep(0.1)
+    wait_exited(pid)  # dead before the restart looks for it, not merely signalled
     svc.start()
     st = svc.wait_for(task_id, timeout=10)
     assert st["statusCode"] == "FAILED"
