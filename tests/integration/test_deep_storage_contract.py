@@ -62,6 +62,20 @@ def test_write_replaces_and_large_files_survive(storage: DeepStorage) -> None:
     assert storage.list("big") == [spec]
 
 
+def test_copy_makes_an_independent_file_and_refuses_outside_sources(storage: DeepStorage, tmp_path: Path) -> None:
+    staged = storage.write("_staging/p/s/0/index.parquet", io.BytesIO(parquet_bytes(4)))
+    final = storage.copy(staged, "ds/2020/v1/0/index.parquet")
+    assert final["path"].endswith("ds/2020/v1/0/index.parquet") and storage.contains(final)
+    storage.delete_prefix("_staging/p")  # the staged copy goes; the final one stays whole
+    with storage.open(final) as f:
+        assert pq.read_table(f).num_rows == 4
+    outside = tmp_path / "outside.parquet"
+    outside.write_bytes(b"secret")
+    with pytest.raises(InvalidInput):
+        storage.copy({"type": final["type"], "path": str(outside)}, "ds/stolen")
+    assert storage.list("ds") == [final]
+
+
 def test_open_missing_raises_file_not_found(storage: DeepStorage) -> None:
     spec = storage.write("a/b", io.BytesIO(b"x"))
     storage.delete(spec)

@@ -219,6 +219,10 @@ class DeepStorage(Protocol):
     def write(self, key: str, source: str | BinaryIO) -> LoadSpec:
         """Store a local file (path) or a stream under ``key`` (a relative path); returns its load spec."""
 
+    def copy(self, load_spec: LoadSpec, key: str) -> LoadSpec:
+        """Store a copy of a file already in this deep storage under ``key`` (a staged segment made final):
+        a hard link on a local filesystem, a server-side copy on object stores."""
+
     def open(self, load_spec: LoadSpec) -> BinaryIO:
         """A readable, seekable file for a load spec (pyarrow and DuckDB read it directly)."""
 

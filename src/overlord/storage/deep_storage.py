@@ -131,6 +131,17 @@ class FsDeepStorage:
             raise
         return {"type": self.load_spec_type, "path": dst}
 
+    def copy(self, load_spec: LoadSpec, key: str) -> LoadSpec:
+        source = self.path_of(load_spec)
+        dst = self._path_of_key(key)
+        self.fs.create_dir(posixpath.dirname(dst), recursive=True)
+        tmp = f"{dst}.{uuid.uuid4().hex}{TMP_SUFFIX}"
+        if self._link(source, tmp):
+            self.fs.move(tmp, dst)
+            return {"type": self.load_spec_type, "path": dst}
+        with self.open(load_spec) as src:
+            return self.write(key, src)
+
     def _link(self, source: str, tmp: str) -> bool:
         """A hard link instead of a copy when source and deep storage share a local filesystem; the
         source file stays as it was (the caller still owns it)."""

@@ -208,8 +208,7 @@ def _write_to_deep_storage(deep_storage: DeepStorage, staged: StagedSegment, key
         return deep_storage.write(key, str(staged.local_file))
     if staged.load_spec is None:
         raise TaskFailure(f"Segment[{staged.descriptor.identifier}] has neither a file nor a load spec")
-    with deep_storage.open(staged.load_spec) as src:
-        return deep_storage.write(key, src)
+    return deep_storage.copy(staged.load_spec, key)
 
 
 def publish(

@@ -59,6 +59,10 @@ class InMemoryDeepStorage:
             self._files[path] = data
         return {"type": self.load_spec_type, "path": path}
 
+    def copy(self, load_spec: LoadSpec, key: str) -> LoadSpec:
+        with self.open(load_spec) as src:
+            return self.write(key, src)
+
     def open(self, load_spec: LoadSpec) -> BinaryIO:
         path = self._path_of(load_spec)
         with self._lock:
