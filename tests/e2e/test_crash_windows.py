@@ -38,11 +38,7 @@ def test_killed_between_fork_and_running_write_runs_the_task_once(service_factor
     assert svc.wait_for("once")["statusCode"] == "SUCCESS"
     runs = [line.split()[0] for line in _journal(journal)]
     assert runs == ["once"], runs  # the first peon never passed its gate
-    task_root = svc.data_dir / "task"
-    deadline = time.monotonic() + 10
-    while any(task_root.iterdir()) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert list(task_root.iterdir()) == []
+    _wait_empty(svc.data_dir / "task")
 
 
 def test_killed_after_recording_the_launch_before_releasing_it_runs_the_task_once(service_factory, tmp_path):
@@ -70,7 +66,14 @@ def test_killed_after_completion_before_cleanup_starts_and_keeps_the_result(serv
     assert st["statusCode"] == "SUCCESS"
     log = svc.http.get(f"{API}/task/{task}/log")
     assert log.status_code == 200 and "log line 3 of 3" in log.text
-    assert list((svc.data_dir / "task").iterdir()) == []  # the orphan directory was removed
+    _wait_empty(svc.data_dir / "task")  # the orphan directory is removed
+
+
+def _wait_empty(folder: Path, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while any(folder.iterdir()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert list(folder.iterdir()) == []
 
 
 def test_restart_survives_a_task_whose_directory_and_log_vanished(service_factory):

@@ -23,6 +23,7 @@ import os
 import shutil
 import signal
 import time
+import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -50,6 +51,7 @@ from overlord.runner.toolbox import (
 log = logging.getLogger(__name__)
 
 POLL_INTERVAL_S = 0.5
+DONE_PREFIX = ".done-"  # a finished task's directory, renamed while its log is pushed and it is removed
 # "__main__" first: otherwise every forked peon re-imports the main module (the CLI, ~0.4 s of imports).
 PRELOAD = ["__main__", "overlord.cli", "overlord.runner.peon", "overlord.tasks"]
 
@@ -348,7 +350,9 @@ class LocalTaskRunner:
                     log.warning("Killing peon pid %d in %s: it belongs to no task", pid, task_dir)
                     with contextlib.suppress(ProcessLookupError, PermissionError):
                         os.killpg(pid, signal.SIGKILL)
-                self._push_logs(task_dir.name, task_dir)
+                spec = read_json(task_dir / TASK_FILE)
+                task_id = str(spec.get("id")) if isinstance(spec, dict) and spec.get("id") else task_dir.name
+                self._push_logs(task_id, task_dir)
 
     # -- running tasks ---------------------------------------------------------------------------
 
@@ -463,6 +467,12 @@ class LocalTaskRunner:
     def _push_logs(self, task_id: str, task_dir: Path) -> None:
         """Push what the peon could not (crash, full disk) and remove its directory, off the event loop
         when the loop runs (a task directory can hold gigabytes of work files)."""
+        aside = task_dir.with_name(f"{DONE_PREFIX}{uuid.uuid4().hex}")
+        try:  # out of the way at once: the same task may be launched again into its old path
+            os.rename(task_dir, aside)
+            task_dir = aside
+        except OSError:
+            pass
         loop = self._loop
         if loop is None or not loop.is_running():
             self._after_push(task_id, task_dir, self._push_and_remove(task_id, task_dir))
