@@ -118,9 +118,7 @@ class TaskQueue:
                         rec = rec.with_(runner_state=RunnerState.WAITING, location=UNKNOWN_LOCATION)
                     self.active[rec.id] = rec
                     self._register(rec)
-                except OverlordError:
-                    raise
-                except Exception as exc:
+                except Exception as exc:  # one task's bad leftovers fail that task, never the start-up
                     log.exception("Task[%s] could not be recovered", rec.id, extra={"task_id": rec.id})
                     self.active[rec.id] = rec
                     self._complete(rec, success=False, error_msg=f"Task could not be recovered after a restart: {exc}",

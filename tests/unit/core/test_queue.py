@@ -250,3 +250,33 @@ def test_a_parent_that_ends_shuts_its_sub_tasks_down(env):
     queue.schedule()
     runner.finish(parent, success=False, error="boom")
     assert "parent task[parent] ended" in runner.shutdowns["child"]
+
+
+def test_one_tasks_bad_leftovers_fail_that_task_and_the_start_up_goes_on(flaky_env, monkeypatch):
+    queue, _runner, store = flaky_env
+    bad = queue.submit({"type": "noop", "id": "bad"})
+    good = queue.submit({"type": "noop", "id": "good"})
+    clock = ManualClock()
+    lockbox = TaskLockbox(clock)
+    real_add = lockbox.add_task
+
+    def add_task(task_id, *args, **kwargs):
+        if task_id == "bad":
+            raise ValueError("corrupt context")
+        return real_add(task_id, *args, **kwargs)
+
+    monkeypatch.setattr(lockbox, "add_task", add_task)
+    runner2 = InMemoryTaskRunner(capacity=2, on_exit=lambda e: queue2.on_runner_exit(e))
+    runner2.survivors = {good}
+    queue2 = TaskQueue(
+        store=store.store,
+        runner=runner2,
+        config=QueueConfig(max_size=10, force_time_chunk_lock=True, default_context={}, location=Location("h", 1)),
+        clock=clock,
+        lockbox=lockbox,
+        segments=SegmentMetadata(store.store),  # type: ignore[arg-type]
+    )
+    queue2.recover()
+    failed = store.get_task(bad)
+    assert failed.status_code is StatusCode.FAILED and "could not be recovered" in failed.error_msg
+    assert queue2.active[good].runner_state is RunnerState.RUNNING
