@@ -63,7 +63,7 @@ class ReportSink(Protocol):
 
 
 class FileReportSink:
-    """Reports as files in the task directory (what the local runner falls back on)."""
+    """Reports as files in the task directory (task tests, and running a task without an Overlord)."""
 
     def __init__(self, task_dir: Path) -> None:
         self.task_dir = task_dir
