@@ -257,12 +257,7 @@ class TaskLockbox:
                         raise LockError(result.reason, task_id=task_id)
                     remaining = deadline - self.clock.monotonic()
                     if remaining <= 0:
-                        raise LockError(
-                            f"Task[{task_id}] timed out after {timeout} ms (taskLockTimeout) waiting for "
-                            f"a {granularity} {lock_type} lock on dataSource[{task.data_source}] "
-                            f"interval[{interval}]: {result.reason}",
-                            task_id=task_id,
-                        )
+                        raise _timed_out(task, timeout, granularity, lock_type, interval, result.reason)
                     self._waiting[task_id] = result.reason or "waiting"
                     self._cond.notify_all()
                     try:
@@ -312,12 +307,7 @@ class TaskLockbox:
                         raise LockError(result.reason, task_id=task_id)
                     remaining = deadline - self.clock.monotonic()
                     if remaining <= 0:
-                        raise LockError(
-                            f"Task[{task_id}] timed out after {timeout} ms (taskLockTimeout) waiting for "
-                            f"a {granularity} {lock_type} lock on dataSource[{task.data_source}] "
-                            f"interval[{interval}]: {result.reason}",
-                            task_id=task_id,
-                        )
+                        raise _timed_out(task, timeout, granularity, lock_type, interval, result.reason)
                     if waiter is None:
                         waiter = _AsyncWaiter(next(self._waiter_seq), task.priority, loop)
                         self._async_waiters[waiter.seq] = waiter
@@ -690,3 +680,19 @@ class TaskLockbox:
 def _revoked_message(task_id: str, lock: TaskLock) -> str:
     by = f" by task[{lock.revoked_by}]" if lock.revoked_by else ""
     return f"Lock of task[{task_id}] was revoked{by} (a task of higher priority preempted it): {lock.describe()}"
+
+
+def _timed_out(
+    task: LockboxTask,
+    timeout_ms: int,
+    granularity: LockGranularity,
+    lock_type: TaskLockType,
+    interval: Interval,
+    reason: str | None,
+) -> LockError:
+    """The one message of a lock wait that ran out (both the threaded and the asyncio wait)."""
+    return LockError(
+        f"Task[{task.task_id}] timed out after {timeout_ms} ms (taskLockTimeout) waiting for "
+        f"a {granularity} {lock_type} lock on dataSource[{task.data_source}] interval[{interval}]: {reason}",
+        task_id=task.task_id,
+    )
