@@ -156,3 +156,7 @@ class StoreUnavailable(OverlordError):
     http_status = 503
     error_code = "serviceUnavailable"
     category = "RUNTIME_FAILURE"
+
+
+class NotLeader(StoreUnavailable):
+    """This Overlord is not the leader: it may not write to the metadata store; try the leader."""

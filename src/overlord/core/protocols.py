@@ -257,3 +257,38 @@ class TaskLogs(Protocol):
 
     def kill_older_than(self, cutoff_ms: int) -> int:
         """Delete logs and reports last written before ``cutoff_ms``; returns how many files."""
+
+
+# -- leadership ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LeaseView:
+    """The leader lease as the store holds it: who, where, which term, and how long it still runs
+    (by the store's own clock, so Overlords on machines with skewed clocks agree)."""
+
+    holder: str | None
+    url: str | None
+    epoch: int
+    expires_in_ms: int  # <= 0: expired, anyone may take it
+
+
+@runtime_checkable
+class LeaseStore(Protocol):
+    """The one leader lease shared by every Overlord on a metadata store, with a fencing epoch."""
+
+    def campaign(self, node_id: str, url: str, duration_ms: int) -> LeaseView:
+        """Take the lease if it expired (or ``node_id`` holds it: a previous incarnation of this node),
+        bumping its epoch; returns the lease after the attempt (``holder == node_id`` means won)."""
+
+    def renew(self, node_id: str, epoch: int, duration_ms: int) -> bool:
+        """Extend the lease if ``node_id`` still holds it in term ``epoch``; False when it was lost."""
+
+    def release(self, node_id: str, epoch: int) -> None:
+        """Give the lease up at once (a clean stop), if still held in term ``epoch``."""
+
+    def announce(self, node_id: str, url: str) -> None:
+        """Record that this Overlord is alive at ``url`` (peons fall back to the Overlords they know)."""
+
+    def members(self, within_ms: int) -> list[str]:
+        """URLs of the Overlords that announced themselves in the last ``within_ms``."""

@@ -220,7 +220,7 @@ class MetadataStore:
 
     def create_schema(self) -> None:
         """Create missing tables and bring an older data directory's schema up to date."""
-        from overlord.storage import schema_segments  # noqa: F401  (registers its tables on metadata_obj)
+        from overlord.storage import leader_lease, schema_segments  # noqa: F401  (register their tables)
         from overlord.storage.migrations import migrate
 
         migrate(self.engine, metadata_obj)
