@@ -138,6 +138,8 @@ class Settings:
     logs_type: str = field(default="file", metadata={"prop": "druid.indexer.logs.type"})
     log_max_bytes: int = field(default=100 * 1024 * 1024, metadata={"prop": "overlord.indexer.logs.maxBytes"})
     action_retry_ms: int = field(default=180_000, metadata={"prop": "overlord.peon.actionRetryPeriod"})
+    leader_lease_ms: int = field(default=10_000, metadata={"prop": "overlord.leader.leaseDuration"})
+    leader_renew_ms: int = field(default=2_000, metadata={"prop": "overlord.leader.renewPeriod"})
 
     @property
     def deep_storage_dir(self) -> Path:
@@ -199,6 +201,8 @@ _CONVERTERS: dict[str, Callable[[Any], Any]] = {
     "logs_type": str,
     "log_max_bytes": parse_size,
     "action_retry_ms": parse_duration_ms,
+    "leader_lease_ms": parse_duration_ms,
+    "leader_renew_ms": parse_duration_ms,
 }
 _PROP_TO_FIELD: dict[str, str] = {str(f.metadata["prop"]): f.name for f in fields(Settings)}
 _ENV_ALIASES = {
@@ -268,4 +272,8 @@ def load_settings(
         raise ConfigError("druid.worker.capacity must be at least 1")
     if settings.max_request_body_bytes < 1:
         raise ConfigError("druid.server.http.maxRequestBodySize must be at least 1 byte")
+    if settings.leader_renew_ms < 1 or settings.leader_lease_ms < 2 * settings.leader_renew_ms:
+        raise ConfigError(
+            "overlord.leader.leaseDuration must be at least twice overlord.leader.renewPeriod (a positive duration)"
+        )
     return settings

@@ -8,6 +8,7 @@ import gc
 import logging
 import os
 import socket
+import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,6 +20,7 @@ from overlord.clock import SYSTEM_CLOCK, Clock
 from overlord.config import Settings
 from overlord.core.auto_compaction import DutyResult, run_duty
 from overlord.core.duties import Duty, DutyRunner
+from overlord.core.leadership import Leadership, LeadershipConfig, Role
 from overlord.core.lock_intervals import declared_lock_intervals
 from overlord.core.locks import TaskLockbox
 from overlord.core.protocols import DeepStorage, SegmentStore, TaskLogs, TaskRunner, TaskStore
@@ -33,6 +35,7 @@ from overlord.runner.local import LocalTaskRunner
 from overlord.runner.toolbox import PeonRuntime
 from overlord.storage.compaction_configs import CompactionConfigs
 from overlord.storage.deep_storage import FsDeepStorage
+from overlord.storage.leader_lease import SqlLeaseStore, install_fence
 from overlord.storage.metadata import MetadataStore
 from overlord.storage.segment_store import SqlSegmentStore
 from overlord.storage.task_logs import FsTaskLogs
@@ -87,8 +90,20 @@ class Service:
         host = settings.host if settings.host not in ("0.0.0.0", "::", "") else socket.gethostname()
         self.location = Location(host, settings.port, -1)
         self.advertised_url = f"http://{host}:{settings.port}"
+        self._runner_factory = runner_factory
+        self.leadership = self._leadership()
+        self._build_leader_parts()
+        self.compaction_configs = CompactionConfigs(self.store)
+        self.retention = LogRetention(self.store, self.task_logs, clock, settings.logs_kill_duration_to_retain_ms)
+        self.duties = DutyRunner(self._duties(), clock=clock)
+
+    def _build_leader_parts(self) -> None:
+        """What one term of leadership runs on: a new leader starts from the store, never from what an
+        earlier term of this process left in memory."""
+        settings, clock, runner_factory = self.settings, self.clock, self._runner_factory
         self.runner: TaskRunner = runner_factory(self) if runner_factory is not None else self._runner()
         self.lockbox = TaskLockbox(clock)
+        assert isinstance(self.store, MetadataStore)
         self.segments: SegmentStore = SqlSegmentStore(self.store)
         self.queue = TaskQueue(
             store=self.store,
@@ -118,9 +133,6 @@ class Service:
             on_locks_changed=self.queue.persist_locks,
         )
         self.queue.add_completion_listener(self._on_task_complete)
-        self.compaction_configs = CompactionConfigs(self.store)
-        self.retention = LogRetention(self.store, self.task_logs, clock, settings.logs_kill_duration_to_retain_ms)
-        self.duties = DutyRunner(self._duties(), clock=clock)
 
     @staticmethod
     def _lock_data_dir(data_dir: Path) -> IO[str]:
@@ -136,6 +148,39 @@ class Service:
         handle.write(str(os.getpid()))
         handle.flush()
         return handle
+
+    def _leadership(self) -> Leadership:
+        """Overlords sharing a PostgreSQL store elect their leader through it and fence every write
+        with its term; on SQLite the data-directory lock already makes this one the only one."""
+        s = self.settings
+        engine = getattr(self.store, "engine", None)
+        lease = SqlLeaseStore(engine.url) if engine is not None and SqlLeaseStore.supports(engine) else None
+        leadership = Leadership(
+            lease,
+            node_id=self._node_id(),
+            url=self.advertised_url,
+            clock=self.clock,
+            config=LeadershipConfig(s.leader_lease_ms, s.leader_renew_ms),
+            on_elected=self._become_leader,
+            on_deposed=self._stop_leading,
+        )
+        if lease is not None and engine is not None:
+            install_fence(engine, leadership, idle_in_transaction_ms=max(1_000, s.leader_lease_ms // 2))
+        return leadership
+
+    def _node_id(self) -> str:
+        """This data directory's lasting identity: a restart takes its own lease back without waiting."""
+        path = self.settings.data_dir / "node-id"
+        try:
+            return path.read_text().strip() or self._new_node_id(path)
+        except FileNotFoundError:
+            return self._new_node_id(path)
+
+    @staticmethod
+    def _new_node_id(path: Path) -> str:
+        node_id = f"{socket.gethostname()}-{uuid.uuid4().hex[:12]}"
+        path.write_text(node_id)
+        return node_id
 
     # -- implementations, picked by Druid's property names ----------------------------------------
 
@@ -177,9 +222,25 @@ class Service:
             store_empty_columns=s.store_empty_columns,
             action_retry_s=s.action_retry_ms / 1000,
             log_max_bytes=s.log_max_bytes,
+            overlord_urls=tuple(self.leadership.peer_urls),
         )
 
     async def start(self) -> None:
+        """Start as a follower and campaign; the leader's work starts when this node wins (at once on
+        SQLite, or when no other Overlord holds the lease)."""
+        await self.leadership.start()
+        # Long-lived state (modules, settings, recovered tasks) need not be traced by every full
+        # collection; fewer, cheaper GC passes keep the listing endpoints' tail latency down.
+        gc.freeze()
+        gc.set_threshold(50_000, 50, 100)
+        log.info("Overlord %s started as %s: %s, data dir %s", self.version, self.leadership.role.value,
+                 self.advertised_url, self.settings.data_dir)  # fmt: skip
+
+    async def _become_leader(self, epoch: int) -> None:
+        """A won election: restore tasks, locks and pending segments from the store, adopt the peons
+        still running, start the duties."""
+        if epoch > 0:  # on PostgreSQL another leader may have written since these parts were built
+            self._build_leader_parts()
         loop = asyncio.get_running_loop()
 
         # revocations can happen on a lockAcquire worker thread: hop to the loop, the queue's thread
@@ -189,22 +250,35 @@ class Service:
         self.lockbox.add_revocation_listener(on_revoked)
         await self.runner.start()
         self.queue.recover()
-        # Long-lived state (modules, settings, recovered tasks) need not be traced by every full
-        # collection; fewer, cheaper GC passes keep the listing endpoints' tail latency down.
-        gc.freeze()
-        gc.set_threshold(50_000, 50, 100)
         self.duties.start()
-        log.info("Overlord %s started: %s, data dir %s", self.version, self.advertised_url, self.settings.data_dir)
+
+    async def _stop_leading(self, reason: str) -> None:
+        """Leadership lost: stop scheduling and the duties; the peons keep running for the next leader."""
+        self.queue.stopping = True
+        await self.duties.stop()
+        await self.runner.stop(kill_running=False)
+        self.live_reports.clear()
+
+    def is_leader(self) -> bool:
+        """Whether this Overlord leads now (``/isLeader`` of the Overlord and the Coordinator APIs)."""
+        return self.leadership.is_leader()
+
+    def leader_url(self) -> str | None:
+        """The leader's advertised URL as last seen, None when no Overlord holds the lease."""
+        return self.advertised_url if self.leadership.is_leader() else self.leadership.leader_url
 
     async def stop(self) -> None:
+        await self.leadership.stop_campaigning()
+        leading = self.leadership.role is Role.LEADER  # a follower's runner holds no peons of its own
         self.queue.stopping = True
         await self.duties.stop()
         running = self.runner.running_ids()
-        await self.runner.stop(kill_running=not self.settings.restore_tasks_on_restart)
-        if not self.settings.restore_tasks_on_restart:
+        await self.runner.stop(kill_running=leading and not self.settings.restore_tasks_on_restart)
+        if leading and not self.settings.restore_tasks_on_restart:
             for rec in list(self.queue.active.values()):
                 if rec.id in running:
                     self.queue.fail_on_stop(rec)
+        await self.leadership.release()
         self.listings.close()
         self.store.close()
         self._lock_file.close()

@@ -22,6 +22,7 @@ from overlord.api.errors import (
     overlord_error_handler,
     unexpected_error_handler,
 )
+from overlord.api.leader_redirect import LeaderRedirectMiddleware
 from overlord.api.request_limits import RequestLimitsMiddleware
 from overlord.errors import OverlordError
 from overlord.service import Service
@@ -61,6 +62,7 @@ def create_app(service: Service) -> Starlette:
         lifespan=lifespan,
         middleware=[  # outermost first: the ES headers go on the limits' refusals too
             Middleware(EsCompatMiddleware),
+            Middleware(LeaderRedirectMiddleware, service=service),  # a follower sends the API to the leader
             Middleware(RequestLimitsMiddleware, max_body_bytes=service.settings.max_request_body_bytes),
         ],
         exception_handlers={

@@ -13,7 +13,7 @@ from starlette.routing import Route
 from overlord.api.errors import JSONResponse, druid_error, druid_error_body
 from overlord.core.ids import check_lookup_id
 from overlord.core.task import RunnerState, TaskRecord
-from overlord.errors import InvalidInput, NotFound, TaskNotFound
+from overlord.errors import InvalidInput, NotFound, StoreUnavailable, TaskNotFound
 from overlord.isotime import Interval, format_ms
 
 if TYPE_CHECKING:
@@ -329,11 +329,17 @@ async def get_workers(request: Request) -> Response:
 
 
 async def get_leader(request: Request) -> Response:
-    return PlainTextResponse(service_of(request).advertised_url)
+    """The leader's advertised URL, from any Overlord; 503 while no Overlord holds the lease."""
+    url = service_of(request).leader_url()
+    if url is None:
+        raise StoreUnavailable("No Overlord is the leader right now (an election is under way); try again shortly")
+    return PlainTextResponse(url)
 
 
 async def is_leader(request: Request) -> Response:
-    return JSONResponse({"leader": True})
+    """Druid's answer: 200 with leader=true on the leader, 404 with leader=false elsewhere."""
+    leading = service_of(request).is_leader()
+    return JSONResponse({"leader": leading}, 200 if leading else 404)
 
 
 def routes() -> list[Route]:

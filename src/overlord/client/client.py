@@ -119,7 +119,13 @@ class Client(_Settings):
         self._sleep = sleep
         self._owns_http = http is None
         self._http = http or httpx.Client(
-            base_url=self.url, timeout=timeout, headers=headers, auth=auth, transport=transport, limits=_LIMITS
+            base_url=self.url,
+            timeout=timeout,
+            headers=headers,
+            auth=auth,
+            transport=transport,
+            limits=_LIMITS,
+            follow_redirects=True,  # a follower Overlord answers 307 to the leader, as Druid's does
         )
 
     def close(self) -> None:
@@ -195,7 +201,13 @@ class AsyncClient(_Settings):
         self._sleep = sleep
         self._owns_http = http is None
         self._http = http or httpx.AsyncClient(
-            base_url=self.url, timeout=timeout, headers=headers, auth=auth, transport=transport, limits=_LIMITS
+            base_url=self.url,
+            timeout=timeout,
+            headers=headers,
+            auth=auth,
+            transport=transport,
+            limits=_LIMITS,
+            follow_redirects=True,  # a follower Overlord answers 307 to the leader, as Druid's does
         )
 
     async def aclose(self) -> None:

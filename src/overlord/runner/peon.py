@@ -202,7 +202,7 @@ def run_peon(task_dir_str: str, gate: Connection | None = None) -> None:
     task_id = spec.get("id", "?")
     runtime = PeonRuntime.from_json(spec.get("runtime") or {}, task_token=token)
     client = ActionClient(runtime.overlord_url or "http://127.0.0.1", task_id, token=token,
-                          retry_for_s=runtime.action_retry_s)  # fmt: skip
+                          retry_for_s=runtime.action_retry_s, fallback_urls=runtime.overlord_urls)  # fmt: skip
     commands: queue.Queue[dict[str, Any]] = queue.Queue()
     if gate is not None:
         threading.Thread(target=_listen_for_commands, args=(gate, commands), daemon=True, name="commands").start()

@@ -91,6 +91,7 @@ class PeonRuntime:
     store_empty_columns: bool = True
     action_retry_s: float = 180.0  # how long task actions ride out an unreachable Overlord
     log_max_bytes: int | None = None
+    overlord_urls: tuple[str, ...] = ()  # the other Overlords: a peon falls back to them if its own goes away
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -101,6 +102,7 @@ class PeonRuntime:
             "storeEmptyColumns": self.store_empty_columns,
             "actionRetrySeconds": self.action_retry_s,
             "logMaxBytes": self.log_max_bytes,
+            "overlordUrls": list(self.overlord_urls),
         }
 
     @classmethod
@@ -115,6 +117,7 @@ class PeonRuntime:
             store_empty_columns=bool(raw.get("storeEmptyColumns", True)),
             action_retry_s=float(raw.get("actionRetrySeconds", 180.0)),
             log_max_bytes=raw.get("logMaxBytes"),
+            overlord_urls=tuple(str(u) for u in raw.get("overlordUrls") or ()),
         )
 
 

@@ -4,7 +4,9 @@ A running task never touches the metadata store: it posts actions to the Overlor
 ``runtime["overlordUrl"]``, so the same task code works when the peon runs elsewhere. The client
 is synchronous (task code is plain blocking Python) and rides out an unreachable or restarting
 Overlord (connection errors, 502/503/504) for ``retry_for_s`` (three minutes by default) with capped
-exponential backoff, because an Overlord restart or failover must not fail a task.
+exponential backoff, because an Overlord restart or failover must not fail a task. With several
+Overlords, a follower answers 307 to the leader (followed), and an Overlord that went away is
+replaced by the others the runtime names (``FailoverTransport``).
 """
 
 from __future__ import annotations
@@ -38,6 +40,47 @@ def error_message(response: httpx.Response) -> str:
     return response.text.strip() or f"HTTP {response.status_code}"
 
 
+class FailoverTransport(httpx.BaseTransport):
+    """Sends a request to its own URL's Overlord, else to the first of the others that answers, and keeps
+    going to that one: the leader that launched a peon may be gone (kill -9, failover), and any
+    other Overlord either leads now or redirects to the one that does."""
+
+    def __init__(self, urls: Iterable[str], inner: httpx.BaseTransport | None = None) -> None:
+        self._inner = inner or httpx.HTTPTransport()
+        self._others = [httpx.URL(u) for u in dict.fromkeys(urls)]
+        self._instead: dict[tuple[str, str, int | None], httpx.URL] = {}
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        url = request.url
+        origin = (url.scheme, url.host, url.port)
+        instead = self._instead.get(origin)
+        candidates = [instead] if instead is not None else []
+        candidates += [url, *self._others]
+        seen: set[tuple[str, str, int | None]] = set()
+        failure: httpx.TransportError | None = None
+        for target in candidates:
+            key = (target.scheme, target.host, target.port)
+            if key in seen:
+                continue
+            seen.add(key)
+            request.url = url.copy_with(scheme=target.scheme, host=target.host, port=target.port)
+            try:
+                response = self._inner.handle_request(request)
+            except httpx.ConnectError as exc:
+                failure = exc
+                continue
+            if key != origin:
+                self._instead[origin] = target
+            else:
+                self._instead.pop(origin, None)
+            return response
+        assert failure is not None
+        raise failure
+
+    def close(self) -> None:
+        self._inner.close()
+
+
 class ActionClient:
     """Posts task actions for one task; typed helpers return the action's ``result``.
 
@@ -60,6 +103,7 @@ class ActionClient:
         sleep: Callable[[float], None] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
         token: str = "",
+        fallback_urls: Iterable[str] = (),
     ) -> None:
         self.task_id = task_id
         self.retry_for_s = retry_for_s
@@ -71,8 +115,9 @@ class ActionClient:
         self.http = httpx.Client(
             base_url=base_url,
             timeout=timeout_s,
-            transport=transport or self.default_transport,
+            transport=transport or self.default_transport or FailoverTransport([base_url, *fallback_urls]),
             headers=headers,
+            follow_redirects=True,  # a follower Overlord answers 307 to the leader
             # plain http never uses TLS; skipping the CA bundle saves 20-50 ms of every peon's start
             verify=not base_url.startswith("http://"),
         )
@@ -82,7 +127,8 @@ class ActionClient:
         url = toolbox.runtime.overlord_url
         if not url:
             raise TaskFailure("runtime.overlordUrl is not set: this task needs the Overlord for task actions")
-        return cls(url, toolbox.task_id, token=toolbox.runtime.task_token, **kwargs)
+        return cls(url, toolbox.task_id, token=toolbox.runtime.task_token, fallback_urls=toolbox.runtime.overlord_urls,
+                   **kwargs)  # fmt: skip
 
     def close(self) -> None:
         self.http.close()
