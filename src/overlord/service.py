@@ -303,6 +303,13 @@ class Service:
         """Save completions the store refused, and re-check WAITING tasks (lock timeouts wake nobody)."""
         self.queue.flush_unsaved()
         self.queue.schedule()
+        self._refresh_peon_runtime()
+
+    def _refresh_peon_runtime(self) -> None:
+        """Peons launched from now on know the Overlords alive now: where to go if this one goes away."""
+        runner = self.runner
+        if isinstance(runner, LocalTaskRunner) and runner.runtime.overlord_urls != tuple(self.leadership.peer_urls):
+            runner.runtime = self.peon_runtime()
 
     async def _compaction_tick(self) -> DutyResult:
         return self.run_compaction_duty()
