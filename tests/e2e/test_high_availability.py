@@ -15,9 +15,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from tests.conftest import ServiceProcess
 
 from overlord.client import Client
-from tests.conftest import ServiceProcess
 
 API = "/druid/indexer/v1"
 FAILOVER_S = 15.0
