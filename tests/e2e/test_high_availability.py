@@ -15,7 +15,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+import sqlalchemy as sa
 from tests.conftest import ServiceProcess
+from tests.e2e.tcp_proxy import TcpProxy
 
 from overlord.client import Client
 
@@ -152,3 +154,40 @@ def test_a_frozen_leader_that_lost_its_lease_writes_nothing_when_it_wakes_up(
     log_text = a.log_file.read_text()
     assert "is no longer the leader" in log_text
     assert "Traceback" not in log_text
+
+
+def test_postgres_down_refuses_submits_steps_the_leader_down_and_everything_resumes(
+    pg_url: str, service_factory, tmp_path: Path
+) -> None:
+    pg = sa.make_url(pg_url)
+    proxy = TcpProxy((pg.host or "127.0.0.1", pg.port or 5432))
+    try:
+        through_proxy = pg.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+        svc = service_factory(
+            data_dir=tmp_path / "var",
+            capacity=2,
+            extra_env={"overlord_leader_leaseDuration": "PT4S", "overlord_leader_renewPeriod": "PT1S"},
+            extra_args=["--metadata-url", through_proxy],
+        ).start()
+        assert is_leader(svc)
+        spanning = svc.submit({"type": "noop", "runTime": 8000})
+        svc.wait_for(spanning, states=("RUNNING",))
+
+        proxy.down()
+        cut = time.monotonic()
+        r = svc.http.post(f"{API}/task", json={"type": "noop", "id": "refused_during_outage"})
+        assert r.status_code == 503, r.text
+        assert r.json()["error"] == "druidException" and "try again" in r.json()["errorMessage"]
+        while is_leader(svc):
+            assert time.monotonic() - cut < 4 + 3, "the leader did not step down after its lease ran out"
+            time.sleep(0.05)
+        assert svc.http.get(f"{API}/tasks").status_code == 503  # no leader anywhere: retry later
+
+        proxy.up()
+        wait_leader(svc, timeout=10)
+        after = svc.submit({"type": "noop", "runTime": 0})
+        assert svc.wait_for(after)["statusCode"] == "SUCCESS"
+        assert svc.wait_for(spanning, timeout=60)["statusCode"] == "SUCCESS"  # adopted again in the new term
+        assert svc.http.get(f"{API}/task/refused_during_outage/status").status_code == 404  # nothing half-stored
+    finally:
+        proxy.close()
