@@ -229,6 +229,9 @@ class Service:
         """Start as a follower and campaign; the leader's work starts when this node wins (at once on
         SQLite, or when no other Overlord holds the lease)."""
         await self.leadership.start()
+        if self.leadership.role is Role.FOLLOWER and isinstance(self.runner, LocalTaskRunner):
+            await self.runner.start()  # warms the fork server up now: a takeover then need not wait for it
+            await self.runner.stop(kill_running=False)
         # Long-lived state (modules, settings, recovered tasks) need not be traced by every full
         # collection; fewer, cheaper GC passes keep the listing endpoints' tail latency down.
         gc.freeze()

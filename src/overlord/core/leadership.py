@@ -81,6 +81,7 @@ class Leadership:
         self.peer_urls: list[str] = []  # the other Overlords alive, as last seen in the store
         self.transitions = 0  # elections and step-downs so far (tests wait on it)
         self._valid_until = 0.0  # monotonic: the leader must step down by then without a renewal
+        self._ready = False  # the leader's takeover finished: it may serve the API
         self._fenced: str | None = None
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -89,7 +90,8 @@ class Leadership:
     # -- what the rest of the service asks -------------------------------------------------------
 
     def is_leader(self) -> bool:
-        if self.role is not Role.LEADER or self._fenced is not None:
+        """Leading and ready: the takeover (recovery, adoption) finished and the lease is still sure."""
+        if self.role is not Role.LEADER or self._fenced is not None or not self._ready:
             return False
         return self.lease is None or self.clock.monotonic() < self._valid_until
 
@@ -172,6 +174,8 @@ class Leadership:
         except Exception as exc:
             log.exception("Taking over as leader failed")
             await self.step_down(f"taking over failed: {_why(exc)}")
+            return
+        self._ready = True
 
     async def step_down(self, reason: str) -> None:
         """Stop leading: writes are refused from now on, then the leader's work stops; peons keep
@@ -179,7 +183,7 @@ class Leadership:
         if self.role is not Role.LEADER:
             return
         epoch = self.epoch
-        self.role, self.epoch, self.leader_url = Role.FOLLOWER, None, None
+        self.role, self.epoch, self.leader_url, self._ready = Role.FOLLOWER, None, None, False
         self.transitions += 1
         log.warning("This Overlord (%s) is no longer the leader: %s", self.url, reason)
         try:
@@ -239,7 +243,7 @@ class Leadership:
     async def release(self) -> None:
         """Give the lease up so a follower takes over at once (after the service stopped writing)."""
         epoch = self.epoch
-        self.role, self.epoch = Role.FOLLOWER, None
+        self.role, self.epoch, self._ready = Role.FOLLOWER, None, False
         if self.lease is not None and epoch is not None:
             try:
                 await self._call(self.lease.release, self.node_id, epoch)

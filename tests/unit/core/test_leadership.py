@@ -37,6 +37,8 @@ class Node:
 
     async def _elected(self, epoch: int) -> None:
         self.events.append(f"elected {epoch}")
+        # while taking over: writes pass the fence (recovery writes), but the API is not served yet
+        self.during_takeover = (self.leadership.is_leader(), self.leadership.fence_token())
         if self.fail_takeover:
             raise RuntimeError("recovery failed")
 
@@ -80,6 +82,15 @@ def test_the_first_to_campaign_leads_and_the_other_follows_knowing_where_the_lea
     assert delay == pytest.approx(2.0)  # the lease runs for 10 s: check again after one renew period
     a.tick()
     assert b.leadership.peer_urls == ["http://a:8090"] and a.leadership.peer_urls == ["http://b:8090"]
+
+
+def test_the_api_is_served_only_once_the_takeover_finished_but_its_writes_pass_the_fence(
+    clock: ManualClock, lease: InMemoryLeaseStore
+) -> None:
+    a = Node("a", lease, clock)
+    a.tick()
+    assert a.during_takeover == (False, ("a", 1))
+    assert a.leadership.is_leader()
 
 
 def test_a_leader_that_keeps_renewing_keeps_leading(clock: ManualClock, lease: InMemoryLeaseStore) -> None:
