@@ -241,7 +241,8 @@ class Leadership:
             self._task = None
 
     async def release(self) -> None:
-        """Give the lease up so a follower takes over at once (after the service stopped writing)."""
+        """Give the lease up so a follower takes over at once (after the service stopped writing); the
+        last call: the lease store is closed."""
         epoch = self.epoch
         self.role, self.epoch, self._ready = Role.FOLLOWER, None, False
         if self.lease is not None and epoch is not None:
@@ -249,6 +250,8 @@ class Leadership:
                 await self._call(self.lease.release, self.node_id, epoch)
             except Exception as exc:
                 log.warning("Releasing the leader lease failed (%s); it expires on its own", _why(exc))
+        if self.lease is not None:
+            self.lease.close()
 
 
 def _why(exc: BaseException) -> str:

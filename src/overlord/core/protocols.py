@@ -292,3 +292,5 @@ class LeaseStore(Protocol):
 
     def members(self, within_ms: int) -> list[str]:
         """URLs of the Overlords that announced themselves in the last ``within_ms``."""
+
+    def close(self) -> None: ...

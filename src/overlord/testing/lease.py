@@ -69,6 +69,9 @@ class InMemoryLeaseStore:
             cutoff = self.clock.now_ms() - within_ms
             return sorted(url for url, at in self.seen.values() if at >= cutoff)
 
+    def close(self) -> None:
+        pass
+
     def check_fence(self, token: tuple[str, int] | None) -> bool:
         """What the SQL store checks in every write transaction: the writer holds the current term."""
         with self._lock:
