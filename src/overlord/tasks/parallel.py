@@ -26,7 +26,7 @@ from overlord.ingest.sources import InputSplit, list_input_splits, split_evenly
 from overlord.ingest.spec import IndexSpec
 from overlord.runner.toolbox import TaskResult, TaskToolbox
 from overlord.tasks import publish as pub
-from overlord.tasks.action_client import TOKEN_HEADER, ActionClient, FailoverTransport
+from overlord.tasks.action_client import TOKEN_HEADER, ActionClient, failover_transport
 from overlord.tasks.index import (
     SUB_TASK_TYPE,
     load_spec,
@@ -100,7 +100,7 @@ def task_client(toolbox: TaskToolbox) -> Client:
         retry=RetryPolicy(max_attempts=attempts, backoff=backoff),
         breaker=False,
         headers={TOKEN_HEADER: token} if token else None,
-        transport=ActionClient.default_transport or FailoverTransport([url, *toolbox.runtime.overlord_urls]),
+        transport=ActionClient.default_transport or failover_transport(url, toolbox.runtime.overlord_urls),
     )
 
 
