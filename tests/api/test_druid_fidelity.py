@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from overlord.isotime import Interval
+from overlord.tasks.action_client import TOKEN_HEADER
 
 from .inprocess import API, inprocess_service
 from .test_task_actions_api import DAY, segment
@@ -205,3 +206,47 @@ async def test_coordinator_answers_what_druids_console_reads(tmp_path: Path) -> 
         assert (await o.http.post(f"{COORD}/datasources/wiki")).json() == {"numChangedSegments": 0}
         bad = await o.http.post(f"{COORD}/datasources/wiki/markUsed", json={"interval": DAY, "segmentIds": ids})
         assert bad.status_code == 400 and "Exactly one" in bad.json()["message"]
+
+
+async def test_parallel_chat_endpoints_answer_from_the_live_report_and_sub_task_records(tmp_path: Path) -> None:
+    chat = "/druid/worker/v1/chat"
+    async with inprocess_service(tmp_path, capacity=4) as o:
+        spec = {"type": "index_parallel", "spec": {
+            "dataSchema": {"dataSource": "wiki", "timestampSpec": {"column": "ts"}, "dimensionsSpec": {},
+                           "granularitySpec": {"segmentGranularity": "DAY"}},
+            "ioConfig": {"type": "index_parallel", "inputSource": {"type": "inline", "data": "{}"},
+                         "inputFormat": {"type": "json"}},
+            "tuningConfig": {"type": "index_parallel", "maxNumConcurrentSubTasks": 2}}}  # fmt: skip
+        parent = await o.submit(spec)
+        assert (await o.http.get(f"{chat}/{parent}/mode")).json() == "sequential"  # no sub-task yet
+        assert (await o.http.get(f"{chat}/{parent}/phase")).status_code == 400
+        assert (await o.http.get(f"{chat}/{parent}/progress")).status_code == 503
+        done, running = await o.holder(), await o.holder()
+        o.runner.finish(done)
+        specs = [{"spec": {"id": f"{parent}_{i}", "supervisorTaskId": parent}, "taskIds": ids}
+                 for i, ids in enumerate([[done], [running], []])]  # fmt: skip
+        entry = {"mode": "parallel", "phase": "segment generation", "specs": specs}
+        live = {
+            "ingestionStatsAndErrors": {"payload": {"rowStats": {"totals": {}}}},
+            "parallelIndexSubtasks": {"type": "parallelIndexSubtasks", "taskId": parent, "payload": entry},
+        }
+        r = await o.http.post(f"{API}/peon/{parent}/liveReports", json=live, headers={TOKEN_HEADER: o.token(parent)})
+        assert r.status_code == 200
+        get = lambda path: o.http.get(f"{chat}/{parent}{path}")  # noqa: E731
+        assert (await get("/mode")).json() == "parallel"
+        assert (await get("/phase")).json() == "segment generation"
+        assert (await get("/progress")).json() == {"running": 1, "succeeded": 1, "failed": 0, "complete": 1,
+                                                   "total": 2, "estimatedExpectedSucceeded": 3}  # fmt: skip
+        assert (await get("/subtasks/running")).json() == [running]
+        assert [s["id"] for s in (await get("/subtaskspecs")).json()] == [f"{parent}_{i}" for i in range(3)]
+        assert [s["id"] for s in (await get("/subtaskspecs/running")).json()] == [f"{parent}_1"]
+        assert [s["id"] for s in (await get("/subtaskspecs/complete")).json()] == [f"{parent}_0"]
+        assert (await get(f"/subtaskspec/{parent}_0")).json()["supervisorTaskId"] == parent
+        state = (await get(f"/subtaskspec/{parent}_1/state")).json()
+        assert state["currentStatus"]["id"] == running and state["taskHistory"] == []
+        (hist,) = (await get(f"/subtaskspec/{parent}_0/history")).json()
+        assert hist["id"] == done and hist["statusCode"] == "SUCCESS"
+        assert (await get(f"/subtaskspec/{parent}_1/history")).status_code == 404
+        assert (await get("/subtaskspec/nope")).status_code == 404
+        assert (await o.http.get(f"{chat}/{running}/mode")).status_code == 404  # not an index_parallel task
+        assert (await o.http.get(f"{chat}/nope/mode")).status_code == 404
