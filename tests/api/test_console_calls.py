@@ -437,7 +437,6 @@ async def test_the_console_finds_no_sql_and_no_native_queries_here(tmp_path: Pat
         assert (await o.http.post("/druid/v2/sql?capabilities", json=probe)).status_code in (200, 404, 405)
         native = {"queryType": "dataSourceMetadata", "dataSource": "__web_console_probe__"}
         assert (await o.http.post("/druid/v2?capabilities", json=native)).status_code in (404, 405)
-        assert (await o.http.get("/proxy/enabled?capabilities")).status_code == 404
 
 
 async def test_console_refusals_name_the_field(tmp_path: Path) -> None:
