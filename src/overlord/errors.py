@@ -160,3 +160,11 @@ class StoreUnavailable(OverlordError):
 
 class NotLeader(StoreUnavailable):
     """This Overlord is not the leader: it may not write to the metadata store; try the leader."""
+
+
+class NotRunningYet(OverlordError):
+    """The task has not started the work this asks about yet; ask again shortly."""
+
+    http_status = 503
+    error_code = "serviceUnavailable"
+    category = "RUNTIME_FAILURE"

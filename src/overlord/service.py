@@ -34,6 +34,7 @@ from overlord.listing_pool import ListingPool
 from overlord.runner.local import LocalTaskRunner
 from overlord.runner.toolbox import PeonRuntime
 from overlord.storage.compaction_configs import CompactionConfigs
+from overlord.storage.config_audit import ConfigStore
 from overlord.storage.deep_storage import FsDeepStorage
 from overlord.storage.leader_lease import SqlLeaseStore, install_fence
 from overlord.storage.metadata import MetadataStore
@@ -94,6 +95,7 @@ class Service:
         self.leadership = self._leadership()
         self._build_leader_parts()
         self.compaction_configs = CompactionConfigs(self.store)
+        self.configs = ConfigStore(self.store)  # type: ignore[arg-type]
         self.retention = LogRetention(self.store, self.task_logs, clock, settings.logs_kill_duration_to_retain_ms)
         self.duties = DutyRunner(self._duties(), clock=clock)
 

@@ -17,8 +17,9 @@ LEADER = "http://leader.test:8090"
 
 async def test_the_leader_serves_and_says_so(tmp_path: Path) -> None:
     async with inprocess_service(tmp_path) as ov:
-        r = await ov.http.get(f"{API}/isLeader")
-        assert (r.status_code, r.json()) == (200, {"leader": True})
+        for path in (f"{API}/isLeader", "/druid/coordinator/v1/isLeader"):
+            r = await ov.http.get(path)
+            assert (r.status_code, r.json()) == (200, {"leader": True})
         r = await ov.http.get(f"{API}/leader")
         assert (r.status_code, r.text) == (200, ov.service.advertised_url)
 
@@ -50,8 +51,10 @@ async def test_a_follower_answers_health_status_and_leadership_itself(tmp_path: 
         ov.service.leadership.role, ov.service.leadership.leader_url = Role.FOLLOWER, LEADER
         assert (await ov.http.get("/status/health")).status_code == 200
         assert (await ov.http.get("/status")).json()["version"] == ov.service.version
-        r = await ov.http.get(f"{API}/isLeader")
-        assert (r.status_code, r.json()) == (404, {"leader": False})
+        assert (await ov.http.get("/status/selfDiscovered/status")).status_code == 200
+        for path in (f"{API}/isLeader", "/druid/coordinator/v1/isLeader"):
+            r = await ov.http.get(path)
+            assert (r.status_code, r.json()) == (404, {"leader": False})
         r = await ov.http.get(f"{API}/leader")
         assert (r.status_code, r.text) == (200, LEADER)
 

@@ -1,10 +1,11 @@
 """A follower Overlord answers the API with a 307 redirect to the leader, as Druid's Overlord does.
 
-Every request other than the health, status and leadership endpoints is redirected to the same path
-and query on the leader's advertised URL (307 keeps the method and the body, so submits, task actions
-and peon posts are replayed as they were). Without a known leader, or while this node is the leader
-named by a stale lease (its earlier incarnation), the answer is a 503 to retry. Pure ASGI: it looks at
-the path only and never reads the body, so a redirected upload costs nothing here.
+Every request other than the ``/status`` endpoints (health, properties, self-discovery) and the
+leadership ones is redirected to the same path and query on the leader's advertised URL (307 keeps
+the method and the body, so submits, task actions and peon posts are replayed as they were).
+Without a known leader, or while this node is the leader named by a stale lease (its earlier
+incarnation), the answer is a 503 to retry. Pure ASGI: it looks at the path only and never reads
+the body, so a redirected upload costs nothing here.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ LOCAL_PATHS = frozenset(
         "/status/health",
         "/druid/indexer/v1/leader",
         "/druid/indexer/v1/isLeader",
-        "/druid/coordinator/v1/leader",
         "/druid/coordinator/v1/isLeader",
     }
 )
@@ -33,7 +33,8 @@ class LeaderRedirectMiddleware:
         self.service = service
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or self.service.is_leader() or scope["path"] in LOCAL_PATHS:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or self.service.is_leader() or path in LOCAL_PATHS or path.startswith("/status/"):
             await self.app(scope, receive, send)
             return
         leader = self.service.leader_url()

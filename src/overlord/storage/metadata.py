@@ -220,7 +220,11 @@ class MetadataStore:
 
     def create_schema(self) -> None:
         """Create missing tables and bring an older data directory's schema up to date."""
-        from overlord.storage import leader_lease, schema_segments  # noqa: F401  (register their tables)
+        from overlord.storage import (
+            config_audit,  # noqa: F401  (the dynamic configs and their audit trail)
+            leader_lease,  # noqa: F401  (the leader lease and the list of live Overlords)
+            schema_segments,  # noqa: F401  (registers its tables on metadata_obj)
+        )
         from overlord.storage.migrations import migrate
 
         migrate(self.engine, metadata_obj)
