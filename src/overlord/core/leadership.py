@@ -13,7 +13,8 @@ Every term has an epoch, bumped at each takeover. The store checks it in every w
 write, and its refused write steps it down (``fenced``) instead. Without a lease store (SQLite: the
 data-directory lock already makes the Overlord alone) the node leads from the start, for ever.
 
-Time comes from the injected clock; the store calls run in a thread, bounded by ``call_timeout_s``.
+Time comes from the injected clock; the store calls run on two threads of their own (a busy default
+executor must not delay a renewal), each bounded by ``call_timeout_s``.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import contextlib
 import enum
 import logging
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -86,6 +88,7 @@ class Leadership:
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
+        self._threads = ThreadPoolExecutor(max_workers=2, thread_name_prefix="leadership")
 
     # -- what the rest of the service asks -------------------------------------------------------
 
@@ -211,7 +214,8 @@ class Leadership:
         self.peer_urls = [u for u in urls if u != self.url]
 
     async def _call(self, fn: Callable[..., T], *args: object) -> T:
-        return await asyncio.wait_for(asyncio.to_thread(fn, *args), self.call_timeout_s)
+        call = asyncio.get_running_loop().run_in_executor(self._threads, fn, *args)
+        return await asyncio.wait_for(call, self.call_timeout_s)
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -252,6 +256,7 @@ class Leadership:
                 log.warning("Releasing the leader lease failed (%s); it expires on its own", _why(exc))
         if self.lease is not None:
             self.lease.close()
+        self._threads.shutdown(wait=False)
 
 
 def _why(exc: BaseException) -> str:
