@@ -13,6 +13,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from overlord.api import compaction_config, coordinator, druid_tasks, peon_reports, task_actions, worker_chat
+from overlord.api import sql as sql_api
 from overlord.api.elasticsearch import tasks as es_tasks
 from overlord.api.elasticsearch.errors import EsError, es_aware, es_error_handler
 from overlord.api.elasticsearch.middleware import EsCompatMiddleware
@@ -52,6 +53,7 @@ def create_app(service: Service) -> Starlette:
         *coordinator.routes(),
         *compaction_config.routes(),
         *worker_chat.routes(),
+        *sql_api.routes(),
         Route("/status/health", health, methods=["GET"]),
         Route("/status", status, methods=["GET"]),
         *es_tasks.routes(),
