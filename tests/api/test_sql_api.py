@@ -106,7 +106,10 @@ async def test_time_filter_reads_only_overlapping_segments(op: InProcess, tmp_pa
     Path(seg.load_spec["path"]).write_bytes(b"not parquet")
     q = "SELECT COUNT(*) AS c FROM wiki WHERE __time >= TIMESTAMP '2016-06-28 00:00:00' AND __time < '2016-06-29'"
     assert (await sql(op, {"query": q})).json() == [{"c": 1}]
-    q = "SELECT TIME_FLOOR(__time, 'PT1H') AS h, COUNT(*) AS c FROM wiki WHERE TIME_IN_INTERVAL(__time, '2016-06-28/2016-06-29') GROUP BY 1"
+    q = (
+        "SELECT TIME_FLOOR(__time, 'PT1H') AS h, COUNT(*) AS c FROM wiki "
+        "WHERE TIME_IN_INTERVAL(__time, '2016-06-28/2016-06-29') GROUP BY 1"
+    )
     assert (await sql(op, {"query": q})).json() == [{"h": "2016-06-28T01:00:00.000Z", "c": 1}]
 
 
