@@ -66,9 +66,10 @@ class SqlEngine:
     ) -> None:
         self.segments = segments
         self.executor = ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="sql")
-        self.cache = dst.SegmentCache(deep_storage)
+        self.files = dst.DeepStorageFiles(deep_storage)
         self.max_rows = max_rows
         self._db = duckdb.connect(":memory:")
+        self._db.register_filesystem(self.files)
         functions.register(self._db)
         self._running: dict[str, duckdb.DuckDBPyConnection] = {}
         self._cancelled: set[str] = set()
@@ -219,14 +220,14 @@ class SqlEngine:
         for name in prepared.data_sources:
             refs = [t for t in copies if t.name == name and (t.db or "").lower() in ("", "druid")]
             window = dst.hull([dst.reference_window(t) for t in refs])
-            found = dst.scan(self.segments, self.cache, name, window)
+            found = dst.scan(self.segments, self.files, name, window)
             if found is not None:
                 view = self._register_datasource(conn, found)
             else:
-                whole = dst.scan(self.segments, self.cache, name, None) if window is not None else None
+                whole = dst.scan(self.segments, self.files, name, None) if window is not None else None
                 if whole is None:
                     raise _not_found(name, "druid")
-                view = self._empty_datasource(conn, whole.schema)
+                view = self._empty_datasource(conn, whole)
             for t in refs:
                 _point_at(t, view)
         if prepared.sys_tables or prepared.info_tables:
@@ -237,31 +238,29 @@ class SqlEngine:
                 col.set("catalog", None)
 
     def _register_datasource(self, conn: duckdb.DuckDBPyConnection, found: dst.DataSourceScan) -> str:
-        """A view of the visible rows: whole segments in one Arrow dataset, each partly visible segment
-        limited to its visible stretch; ``__time`` turned from epoch millis into a TIMESTAMP."""
-        parts = []
-        if found.whole:
-            name = f"__ds_{next(_names)}"
-            conn.register(name, found.dataset(found.whole))
-            parts.append(f'SELECT * FROM "{name}"')
-        for frag, iv in found.partial:
-            name = f"__ds_{next(_names)}"
-            conn.register(name, found.dataset([frag]))
-            parts.append(f'SELECT * FROM "{name}" WHERE "__time" >= {iv.start} AND "__time" < {iv.end}')
-        return self._time_view(conn, " UNION ALL ".join(parts))
+        """A view of the visible rows: whole segments read together, each partly visible segment limited
+        to its visible stretch; ``__time`` a TIMESTAMP whatever its stored form (epoch millis or UTC)."""
+        parts: list[str] = []
+        for millis in (True, False):  # one read per stored form of __time: DuckDB unifies the rest by name
+            group = [m.path for m in found.whole if m.time_is_millis == millis]
+            if group:
+                parts.append(_select(group, millis))
+        for meta, iv in found.partial:
+            raw = '"__time"' if meta.time_is_millis else 'epoch_ms("__time")'
+            where = f" WHERE {raw} >= {iv.start} AND {raw} < {iv.end}"
+            parts.append(_select([meta.path], meta.time_is_millis, where))
+        return self._view(conn, " UNION ALL BY NAME ".join(parts))
 
-    def _empty_datasource(self, conn: duckdb.DuckDBPyConnection, schema: pa.Schema) -> str:
+    def _empty_datasource(self, conn: duckdb.DuckDBPyConnection, found: dst.DataSourceScan) -> str:
         """No segment overlaps the query's window: an empty table with the data source's columns."""
         name = f"__ds_{next(_names)}"
-        conn.register(name, schema.empty_table())
-        return self._time_view(conn, f'SELECT * FROM "{name}"')
+        conn.register(name, found.sql_schema.empty_table())
+        return self._view(conn, f'SELECT * FROM "{name}"')
 
-    def _time_view(self, conn: duckdb.DuckDBPyConnection, rows_sql: str) -> str:
+    @staticmethod
+    def _view(conn: duckdb.DuckDBPyConnection, rows_sql: str) -> str:
         view = f"__dsv_{next(_names)}"
-        conn.execute(
-            f'CREATE TEMP VIEW "{view}" AS SELECT epoch_ms("__time") AS "__time", * EXCLUDE ("__time") '
-            f"FROM ({rows_sql})"
-        )
+        conn.execute(f'CREATE TEMP VIEW "{view}" AS {rows_sql}')
         return view
 
     def _bind_system(self, conn: duckdb.DuckDBPyConnection, tree: exp.Expr, prepared: Prepared, m: ReadModel) -> None:
@@ -296,7 +295,7 @@ class SqlEngine:
             else:
                 schemas = {}
                 for ds in self.segments.datasources():
-                    schema = dst.columns_of(self.segments, self.cache, ds)
+                    schema = dst.columns_of(self.segments, self.files, ds)
                     if schema is not None:
                         schemas[ds] = schema
                 tables[("information_schema", name)] = st.columns_table(schemas)
@@ -312,10 +311,17 @@ class SqlEngine:
 
     def _num_rows(self, segment: DataSegment) -> int:
         try:
-            meta = self.cache.fragment(segment).metadata
+            return self.files.meta(segment).num_rows
         except Exception:  # a missing file shows as 0 rows in sys.segments, as an unloaded segment does in Druid
             return 0
-        return int(meta.num_rows)
+
+
+def _select(paths: list[str], millis: bool, where: str = "") -> str:
+    """Read segment files with DuckDB's Parquet reader, ``__time`` first as a TIMESTAMP, then every column
+    of the data source (NULL where a segment lacks one, as Druid answers for a missing column)."""
+    files = "[" + ", ".join("'" + p.replace("'", "''") + "'" for p in paths) + "]"
+    time = 'epoch_ms("__time")' if millis else 'CAST("__time" AS TIMESTAMP)'
+    return f'SELECT {time} AS "__time", * EXCLUDE ("__time") FROM read_parquet({files}, union_by_name = true){where}'
 
 
 def _name_expressions(tree: exp.Expr) -> None:
