@@ -155,6 +155,11 @@ async def test_headers_with_types(op: InProcess) -> None:
 async def test_text_plain_body_and_parameters(op: InProcess) -> None:
     r = await sql(op, "SELECT COUNT(*) AS c FROM wiki")
     assert r.json() == [{"c": 3}]
+    form = {"Content-Type": "application/x-www-form-urlencoded"}  # curl --data-urlencode
+    r = await op.http.post(SQL, content=b"SELECT%20COUNT(*)%20AS%20c%20FROM%20wiki", headers=form)
+    assert r.status_code == 200 and r.json() == [{"c": 3}]
+    r = await op.http.post(SQL, json={"query": "SELECT 1 AS one", "typesHeader": True})
+    assert r.json() == [{"one": 1}]  # types need header: ignored without it
     body = {
         "query": "SELECT COUNT(*) AS c FROM wiki WHERE page = ? AND added > ?",
         "parameters": [{"type": "VARCHAR", "value": "A"}, {"type": "BIGINT", "value": 8}],
@@ -171,7 +176,7 @@ async def test_text_plain_body_and_parameters(op: InProcess) -> None:
         ({"query": "INSERT INTO wiki SELECT * FROM wiki"}, None),
         ({"query": ""}, "query"),
         ({"query": "SELECT 1", "resultFormat": "xml"}, "resultFormat"),
-        ({"query": "SELECT 1", "typesHeader": True}, "header"),
+        ({"query": "SELECT 1", "header": "yes"}, "header"),
         ({"query": "SELECT 1", "context": {"timeout": "soon"}}, None),
         ({"query": "SELECT ?", "parameters": []}, "parameters"),
         ({"query": "SELECT * FROM sys.nope"}, None),

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from datetime import date, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote_plus
 
 import orjson
 from starlette.requests import Request
@@ -51,6 +52,10 @@ async def _read_request(request: Request) -> dict[str, Any]:
     raw = await request.body()
     if content_type == "text/plain":
         return {"query": raw.decode("utf-8", errors="replace")}
+    if content_type in ("application/x-www-form-urlencoded", ""):  # curl --data's default: the query, URL-encoded
+        text = raw.decode("utf-8", errors="replace")
+        if not text.lstrip().startswith("{"):
+            return {"query": unquote_plus(text) if content_type else text}
     if content_type and content_type not in ("application/json", "text/json") and not content_type.endswith("+json"):
         raise InvalidInput(f"Unsupported Content-Type [{content_type}]: send application/json or text/plain")
     if not raw.strip():
@@ -163,9 +168,8 @@ async def post_sql(request: Request) -> Response:
         raise InvalidInput(
             f"Invalid [resultFormat]: [{raw_format}] is not one of {', '.join(FORMATS.values())}", field="resultFormat"
         )
+    # typesHeader and sqlTypesHeader add to the header row: without ``header`` they do nothing, as in Druid.
     header, types, sql_types = _bool(body, "header"), _bool(body, "typesHeader"), _bool(body, "sqlTypesHeader")
-    if (types or sql_types) and not header:
-        raise InvalidInput("[typesHeader] and [sqlTypesHeader] need [header] set to true", field="header")
     context = body.get("context") or {}
     if not isinstance(context, dict):
         raise InvalidInput("Invalid [context]: expected a JSON object", field="context")
