@@ -246,7 +246,9 @@ async def test_sys_tasks_agrees_with_the_tasks_api(op: InProcess) -> None:
     assert by_id[held]["status"] == "RUNNING" and by_id[done]["error_msg"] == "boom"
 
 
-@pytest.mark.parametrize("name", ["tasks_view", "datasources_view", "segments_view", "services_view", "columns"])
+@pytest.mark.parametrize(
+    "name", ["tasks_view", "datasources_view", "segments_view", "services_view", "servers_with_segments", "columns"]
+)
 async def test_console_queries_answer(op: InProcess, name: str) -> None:
     await op.holder("wiki")
     rows = (await sql(op, {"query": (CONSOLE / f"{name}.sql").read_text()})).json()
@@ -273,6 +275,15 @@ async def test_console_queries_answer(op: InProcess, name: str) -> None:
         ]
     if name == "tasks_view":
         assert rows[0]["status"] == "RUNNING"
+    if name == "segments_view":
+        assert [(r["start"], r["time_span"], r["is_active"]) for r in rows] == [
+            ("2016-06-28T00:00:00.000Z", "Day", 1),
+            ("2016-06-27T00:00:00.000Z", "Day", 1),
+        ]
+        assert rows[1]["num_rows"] == 2 and rows[1]["avg_row_size"] == rows[1]["size"] // 2
+    if name == "services_view":
+        assert [r["service_type"] for r in rows] == ["coordinator", "overlord", "broker", "historical"]
+        assert rows[0]["is_leader"] == 1 and rows[3]["curr_size"] > 0
 
 
 async def test_information_schema_and_sys_tables(op: InProcess) -> None:
