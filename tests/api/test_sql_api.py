@@ -24,7 +24,9 @@ CONSOLE = Path(__file__).parent / "sql_console"
 DAY = 86_400_000
 
 
-def publish(svc: Service, tmp: Path, ds: str, day: str, version: str, rows: list[tuple[str, str, int]]) -> DataSegment:
+def publish(
+    svc: Service, tmp: Path, ds: str, day: str, version: str, rows: list[tuple[str, str, int]], length_ms: int = DAY
+) -> DataSegment:
     """Write a segment file (``__time`` ms, page, added) into deep storage and publish it."""
     start = parse_instant_ms(day)
     table = pa.table(
@@ -37,9 +39,8 @@ def publish(svc: Service, tmp: Path, ds: str, day: str, version: str, rows: list
     local = tmp / f"{ds}-{day}-{version}.parquet"
     pq.write_table(table, local)
     spec = svc.deep_storage.write(f"{ds}/{day}/{version}/0/index.parquet", str(local))
-    seg = DataSegment(
-        ds, Interval(start, start + DAY), version, ShardSpec(), spec, ("page",), ("added",), size=local.stat().st_size
-    )
+    iv = Interval(start, start + length_ms)
+    seg = DataSegment(ds, iv, version, ShardSpec(), spec, ("page",), ("added",), size=local.stat().st_size)
     svc.segments.publish([seg], [], svc.clock.now_ms())
     return seg
 
@@ -96,6 +97,16 @@ async def test_a_newer_version_overshadows_and_the_old_one_is_never_read(op: InP
         {"version": "v2", "is_overshadowed": 0, "is_active": 1, "num_rows": 1},
         {"version": "v1", "is_overshadowed": 0, "is_active": 1, "num_rows": 1},
     ]
+
+
+async def test_a_partly_overshadowed_segment_is_read_only_where_visible(op: InProcess, tmp_path: Path) -> None:
+    # A newer version over one hour of the first day: v1's day stays used, visible outside that hour.
+    rows = [("2016-06-27T01:30:00Z", "C", 1000)]
+    publish(op.service, tmp_path, "wiki", "2016-06-27T01:00:00Z", "v2", rows, length_ms=3_600_000)
+    assert len(op.service.segments.used_segments("wiki")) == 3
+    r = await sql(op, {"query": "SELECT page, added FROM wiki ORDER BY __time"})
+    # v1's 01:00 row (A, 10) is hidden by v2's hour; its 02:00 row (B, 5) is still visible.
+    assert r.json() == [{"page": "C", "added": 1000}, {"page": "B", "added": 5}, {"page": "A", "added": 7}]
 
 
 async def test_time_filter_reads_only_overlapping_segments(op: InProcess, tmp_path: Path) -> None:

@@ -243,7 +243,7 @@ def _bounds_of(pred: exp.Expr) -> tuple[int | None, int | None]:
         return t, t + 1
     if kind in (exp.GT, exp.GTE):
         return t, None
-    return None, t + 1  # < and <=: the +1 keeps the bound safe for both
+    return None, t if kind is exp.LT else t + 1
 
 
 def time_bounds(select: exp.Select) -> Interval | None:

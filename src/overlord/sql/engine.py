@@ -135,6 +135,8 @@ class SqlEngine:
             self._bind_tables(conn, tree, prepared, read_model)
             sql = dialect.rewrite(tree).sql(dialect="duckdb")
             return self._run(conn, sql, prepared.query_id)
+        except duckdb.InterruptException:  # also while the tables were being set up
+            raise self._stop_error(prepared.query_id) from None
         finally:
             with self._mutex:
                 self._running.pop(prepared.query_id, None)
@@ -164,6 +166,13 @@ class SqlEngine:
         conn.interrupt()
         return True
 
+    def _stop_error(self, query_id: str) -> QueryTimeout | QueryCancelled:
+        with self._mutex:
+            timed_out = query_id in self._timed_out
+        if timed_out:
+            return QueryTimeout(sqlQueryId=query_id)
+        return QueryCancelled(f"Query [{query_id}] was cancelled", sqlQueryId=query_id)
+
     def _stopped(self, query_id: str) -> bool:
         with self._mutex:
             return query_id in self._cancelled or query_id in self._timed_out
@@ -191,11 +200,7 @@ class SqlEngine:
                 batches.append(batch)
             table = pa.Table.from_batches(batches, schema=reader.schema)
         except duckdb.InterruptException:
-            with self._mutex:
-                timed_out = query_id in self._timed_out
-            if timed_out:
-                raise QueryTimeout(sqlQueryId=query_id) from None
-            raise QueryCancelled(f"Query [{query_id}] was cancelled", sqlQueryId=query_id) from None
+            raise self._stop_error(query_id) from None
         except (
             duckdb.ParserException,
             duckdb.BinderException,
