@@ -243,7 +243,7 @@ def _bounds_of(pred: exp.Expr) -> tuple[int | None, int | None]:
         return t, t + 1
     if kind in (exp.GT, exp.GTE):
         return t, None
-    return None, t if kind is exp.LT else t + 1
+    return None, t + 1  # also for <: a literal finer than a millisecond was floored to one
 
 
 def time_bounds(select: exp.Select) -> Interval | None:

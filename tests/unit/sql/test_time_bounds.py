@@ -23,7 +23,7 @@ def ms(text: str) -> int:
 @pytest.mark.parametrize(
     ("where", "expected"),
     [
-        ("__time >= '2016-06-27' AND __time < '2016-06-28'", (ms("2016-06-27"), ms("2016-06-28"))),
+        ("__time >= '2016-06-27' AND __time < '2016-06-28'", (ms("2016-06-27"), ms("2016-06-28") + 1)),
         ("__time >= TIMESTAMP '2016-06-27 00:00:00' AND x = 1", (ms("2016-06-27"), ALL_TIME.end)),
         ("__time <= '2016-06-27'", (ALL_TIME.start, ms("2016-06-27") + 1)),
         ("'2016-06-27' < __time", (ms("2016-06-27"), ALL_TIME.end)),
