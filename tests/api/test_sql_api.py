@@ -204,6 +204,12 @@ async def test_bad_requests_are_400_in_druids_shape(op: InProcess, body: dict[st
         assert err["context"].get("field") == field
 
 
+async def test_ingestion_on_the_query_api_points_to_the_task_api(op: InProcess) -> None:
+    q = "REPLACE INTO wiki OVERWRITE ALL SELECT * FROM wiki PARTITIONED BY DAY"
+    err = (await sql(op, {"query": q}, 400)).json()
+    assert "/druid/v2/sql/task" in err["errorMessage"]
+
+
 async def test_syntax_error_names_line_and_column(op: InProcess) -> None:
     err = (await sql(op, {"query": "SELECT page\nFROM wiki WHERE"}, 400)).json()
     assert err["context"]["sourceType"] == "sql" and "line" in err["context"]

@@ -88,6 +88,8 @@ class SqlEngine:
     # -- planning ------------------------------------------------------------------------------------
 
     def prepare(self, sql: str, parameters: Sequence[Any] | None = None, query_id: str | None = None) -> Prepared:
+        if dialect.is_ingestion(sql):
+            raise SqlError(dialect.INGEST_ON_QUERY_API)
         tree = dialect.parse(sql)
         dialect.check_query(tree)
         tree = dialect.bind_parameters(tree, parameters)
