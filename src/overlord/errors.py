@@ -195,4 +195,3 @@ class QueryCancelled(OverlordError):
     http_status = 500
     error_code = "canceled"
     category = "CANCELED"
-
