@@ -26,7 +26,7 @@ from starlette.routing import Route
 from overlord.api.druid_tasks import _complete_tasks, check_json_depth, service_of
 from overlord.api.errors import druid_error
 from overlord.errors import InvalidInput
-from overlord.sql.engine import ReadModel, Result
+from overlord.sql.model import ReadModel, Result
 from overlord.sql.system_tables import ServerInfo
 from overlord.sql.types import druid_type
 
@@ -179,6 +179,8 @@ async def post_sql(request: Request) -> Response:
     query_id = str(context.get("sqlQueryId") or uuid.uuid4())
     timeout_ms = _timeout_ms(context, svc.settings.sql_timeout_ms)
 
+    if not svc.sql_started:  # the first query loads DuckDB and sqlglot: not on the event loop
+        await asyncio.get_running_loop().run_in_executor(None, lambda: svc.sql)
     engine = svc.sql
     prepared = engine.prepare(query, parameters, query_id)
     model = _read_model(svc, "tasks" in prepared.sys_tables)
@@ -216,7 +218,7 @@ def _keep_interrupting(svc: Service, query_id: str, period_s: float = 0.05, limi
 async def cancel_sql(request: Request) -> Response:
     query_id = request.path_params["query_id"]
     svc = service_of(request)
-    if svc.sql.cancel(query_id):
+    if svc.sql_started and svc.sql.cancel(query_id):
         _keep_interrupting(svc, query_id)
         return Response(status_code=202)
     return druid_error(404, f"Query [{query_id}] is not running", {"sqlQueryId": query_id})

@@ -13,9 +13,9 @@ from __future__ import annotations
 import itertools
 import threading
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import duckdb
@@ -24,22 +24,13 @@ from sqlglot import exp
 
 from overlord.core.data_segment import DataSegment
 from overlord.core.protocols import DeepStorage, SegmentStore
-from overlord.core.task import TaskRecord
 from overlord.errors import QueryCancelled, QueryTimeout, SqlError
 from overlord.sql import datasource_tables as dst
 from overlord.sql import dialect, functions
 from overlord.sql import system_tables as st
+from overlord.sql.model import ReadModel, Result
 
 _names = itertools.count()
-
-
-@dataclass(frozen=True)
-class ReadModel:
-    """What the system tables are built from; ``active_tasks`` is captured on the event loop."""
-
-    active_tasks: Sequence[TaskRecord] = ()
-    complete_tasks: Callable[[], Sequence[TaskRecord]] = lambda: ()
-    server: st.ServerInfo = field(default_factory=lambda: st.ServerInfo("localhost", 8090, "0", 0))
 
 
 @dataclass
@@ -51,13 +42,6 @@ class Prepared:
     data_sources: dict[str, list[exp.Table]]
     sys_tables: set[str]
     info_tables: set[str]
-
-
-@dataclass(frozen=True)
-class Result:
-    columns: list[str]
-    types: list[pa.DataType]
-    rows: list[tuple[Any, ...]]
 
 
 class SqlEngine:
@@ -214,6 +198,7 @@ class SqlEngine:
             duckdb.TypeMismatchException,
         ) as e:
             raise SqlError(f"Invalid SQL query: {_first_line(e)}") from None
+        table = _druid_numbers(table)
         columns = list(table.column_names)
         rows = list(zip(*(c.to_pylist() for c in table.columns), strict=True)) if table.num_rows else []
         return Result(columns, [f.type for f in table.schema], rows)
@@ -321,6 +306,23 @@ class SqlEngine:
             return self.files.meta(segment).num_rows
         except Exception:  # a missing file shows as 0 rows in sys.segments, as an unloaded segment does in Druid
             return 0
+
+
+def _druid_numbers(table: pa.Table) -> pa.Table:
+    """DuckDB answers SUM(BIGINT) as a 38-digit DECIMAL and 1.5 as DECIMAL(2,1); Druid as BIGINT and DOUBLE."""
+    for i, field in enumerate(table.schema):
+        if not pa.types.is_decimal(field.type):
+            continue
+        column = table.column(i)
+        if field.type.scale == 0:
+            try:
+                column = column.cast(pa.int64())
+            except (pa.ArrowInvalid, OverflowError):  # beyond a BIGINT: as a DOUBLE, like an overflowing Druid sum
+                column = column.cast(pa.float64(), safe=False)
+        else:
+            column = column.cast(pa.float64(), safe=False)
+        table = table.set_column(i, pa.field(field.name, column.type), column)
+    return table
 
 
 def _select(paths: list[str], millis: bool, where: str = "") -> str:
