@@ -55,37 +55,37 @@ def main() -> None:
     files = make_files(args.rows)
     import duckdb
 
-    with tempfile.TemporaryDirectory() as tmp:
-        with (
-            running_service(Path(tmp) / "var", capacity=3, cwd=DATA) as url,
-            httpx.Client(base_url=url, timeout=300) as client,
-        ):
-            run_task(client, spec(DS, files, 2))
-            segs = client.get(f"/druid/coordinator/v1/metadata/datasources/{DS}/segments", params={"full": ""}).json()
-            paths = [s["loadSpec"]["path"] for s in segs]
-            con = duckdb.connect()
-            con.execute(f"CREATE VIEW \"{DS}\" AS SELECT * FROM read_parquet({paths!r})")
-            print(f"rows: {args.rows:,} in {len(paths)} segment files")
-            for label, template in QUERIES.items():
-                ours_sql = template.format(t=DS, time="__time")
-                ref_sql = template.format(t=DS, time="__time")
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        running_service(Path(tmp) / "var", capacity=3, cwd=DATA) as url,
+        httpx.Client(base_url=url, timeout=300) as client,
+    ):
+        run_task(client, spec(DS, files, 2))
+        segs = client.get(f"/druid/coordinator/v1/metadata/datasources/{DS}/segments", params={"full": ""}).json()
+        paths = [s["loadSpec"]["path"] for s in segs]
+        con = duckdb.connect()
+        con.execute(f'CREATE VIEW "{DS}" AS SELECT * FROM read_parquet({paths!r})')
+        print(f"rows: {args.rows:,} in {len(paths)} segment files")
+        for label, template in QUERIES.items():
+            ours_sql = template.format(t=DS, time="__time")
+            ref_sql = template.format(t=DS, time="__time")
 
-                def ours(q: str = ours_sql) -> object:
-                    r = client.post("/druid/v2/sql", json={"query": q, "resultFormat": "array"})
-                    r.raise_for_status()
-                    return r.json()
+            def ours(q: str = ours_sql) -> object:
+                r = client.post("/druid/v2/sql", json={"query": q, "resultFormat": "array"})
+                r.raise_for_status()
+                return r.json()
 
-                def reference(q: str = ref_sql) -> object:
-                    return con.execute(q).fetchall()
+            def reference(q: str = ref_sql) -> object:
+                return con.execute(q).fetchall()
 
-                t_ours, a_ours = best(ours, args.repeat)
-                t_ref, a_ref = best(reference, args.repeat)
-                assert len(a_ours) == len(a_ref), (len(a_ours), len(a_ref))  # type: ignore[arg-type]
-                print(
-                    f"{label:18s}: /druid/v2/sql {t_ours * 1000:8.1f} ms   DuckDB on the Parquet files "
-                    f"{t_ref * 1000:8.1f} ms   ratio {t_ours / t_ref:5.2f}x"
-                )
-            con.close()
+            t_ours, a_ours = best(ours, args.repeat)
+            t_ref, a_ref = best(reference, args.repeat)
+            assert len(a_ours) == len(a_ref), (len(a_ours), len(a_ref))  # type: ignore[arg-type]
+            print(
+                f"{label:18s}: /druid/v2/sql {t_ours * 1000:8.1f} ms   DuckDB on the Parquet files "
+                f"{t_ref * 1000:8.1f} ms   ratio {t_ours / t_ref:5.2f}x"
+            )
+        con.close()
 
 
 if __name__ == "__main__":
