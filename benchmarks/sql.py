@@ -32,7 +32,7 @@ from ingest import DATA, make_files, run_task, spec  # noqa: E402
 DS = "bench_sql"
 QUERIES = {
     "GROUP BY channel": 'SELECT channel, COUNT(*) AS n, SUM(added) AS added FROM "{t}" GROUP BY 1 ORDER BY 1',
-    "GROUP BY hour": "SELECT date_trunc('hour', {time}) AS h, COUNT(*) AS n FROM \"{t}\" GROUP BY 1 ORDER BY 1",
+    "GROUP BY hour": "SELECT date_trunc('hour', __time) AS h, COUNT(*) AS n FROM \"{t}\" GROUP BY 1 ORDER BY 1",
 }
 
 
@@ -60,22 +60,21 @@ def main() -> None:
         running_service(Path(tmp) / "var", capacity=3, cwd=DATA) as url,
         httpx.Client(base_url=url, timeout=300) as client,
     ):
-        run_task(client, spec(DS, files, 2))
+        run_task(client, spec(DS, files, 2), report=False)
         segs = client.get(f"/druid/coordinator/v1/metadata/datasources/{DS}/segments", params={"full": ""}).json()
         paths = [s["loadSpec"]["path"] for s in segs]
         con = duckdb.connect()
         con.execute(f'CREATE VIEW "{DS}" AS SELECT * FROM read_parquet({paths!r})')
         print(f"rows: {args.rows:,} in {len(paths)} segment files")
         for label, template in QUERIES.items():
-            ours_sql = template.format(t=DS, time="__time")
-            ref_sql = template.format(t=DS, time="__time")
+            query = template.format(t=DS)
 
-            def ours(q: str = ours_sql) -> object:
+            def ours(q: str = query) -> object:
                 r = client.post("/druid/v2/sql", json={"query": q, "resultFormat": "array"})
                 r.raise_for_status()
                 return r.json()
 
-            def reference(q: str = ref_sql) -> object:
+            def reference(q: str = query) -> object:
                 return con.execute(q).fetchall()
 
             t_ours, a_ours = best(ours, args.repeat)

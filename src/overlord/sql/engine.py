@@ -115,8 +115,6 @@ class SqlEngine:
                 raise SqlError(f"A query with sqlQueryId [{prepared.query_id}] is already running")
             self._running[prepared.query_id] = conn
         try:
-            conn.execute("SET TimeZone = 'UTC'")
-            conn.execute("SET integer_division = true")
             tree = prepared.tree.copy()
             self._bind_tables(conn, tree, prepared, read_model)
             sql = dialect.rewrite(tree).sql(dialect="duckdb")

@@ -71,8 +71,8 @@ def parse_timestamp(value: str | None) -> datetime | None:
 def register(conn: duckdb.DuckDBPyConnection) -> None:
     """Install the macros and functions, and the session settings Druid's semantics need (UTC, integer
     division of integers)."""
-    conn.execute("SET TimeZone = 'UTC'")
-    conn.execute("SET integer_division = true")  # Calcite's typing: BIGINT / BIGINT is a BIGINT
+    conn.execute("SET GLOBAL TimeZone = 'UTC'")  # global: every cursor of this database inherits them
+    conn.execute("SET GLOBAL integer_division = true")  # Calcite's typing: BIGINT / BIGINT is a BIGINT
     for macro in MACROS:
         conn.execute(macro)
     conn.create_function(
