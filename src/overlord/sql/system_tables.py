@@ -186,7 +186,8 @@ def tasks_table(records: Iterable[TaskRecord]) -> pa.Table:
     rows = []
     for r in records:
         loc = r.location
-        location = None if loc.host is None else f"{loc.host}:{loc.port if loc.port >= 0 else loc.tls_port}"
+        port = loc.tls_port if loc.tls_port >= 0 else loc.port  # Druid's TaskLocation prefers the TLS port
+        location = None if loc.host is None else (f"{loc.host}:{port}" if port >= 0 else loc.host)
         rows.append(
             (
                 r.id,
