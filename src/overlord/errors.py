@@ -156,3 +156,7 @@ class StoreUnavailable(OverlordError):
     http_status = 503
     error_code = "serviceUnavailable"
     category = "RUNTIME_FAILURE"
+
+
+class InvalidSqlStatement(InvalidInput):
+    """The SQL statement is invalid or not supported by SQL-based ingestion."""
