@@ -8,6 +8,7 @@ with the ``EXTERN`` call replaced by the table name ``EXTERN_TABLE``. Errors are
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -87,7 +88,14 @@ _SQL_TYPES = {
 }
 _SIGNATURE_TYPES = {"string": "string", "long": "long", "double": "double", "float": "float", "complex<json>": "string"}
 _NOT_ALIASES = frozenset({"NULL", "TRUE", "FALSE", "END", "UNKNOWN"})
-_PARTITION_WORDS = {"HOUR": "hour", "DAY": "day", "WEEK": "week", "MONTH": "month", "QUARTER": "quarter", "YEAR": "year"}
+_PARTITION_WORDS = {
+    "HOUR": "hour",
+    "DAY": "day",
+    "WEEK": "week",
+    "MONTH": "month",
+    "QUARTER": "quarter",
+    "YEAR": "year",
+}
 
 
 @dataclass(frozen=True)
@@ -145,7 +153,7 @@ class IngestStatement:
     replace_intervals: tuple[Interval, ...] | None  # REPLACE only; OVERWRITE ALL: one eternity interval
     items: tuple[SelectItem, ...]
     group_by: bool
-    where: str | None  # the outer SELECT's WHERE when it reads EXTERN directly (for thrownAway)
+    filter_count_query: str | None  # counts rows passing the WHERE, when the SELECT reads EXTERN directly
 
     @property
     def replace_all(self) -> bool:
@@ -166,7 +174,9 @@ def _fail(sql: str, pos: int | None, message: str) -> InvalidSqlStatement:
         return InvalidSqlStatement(message, sourceType="sql")
     line = sql.count("\n", 0, pos) + 1
     column = pos - (sql.rfind("\n", 0, pos) + 1) + 1
-    return InvalidSqlStatement(f"{message} (line [{line}], column [{column}])", sourceType="sql", line=line, column=column)
+    return InvalidSqlStatement(
+        f"{message} (line [{line}], column [{column}])", sourceType="sql", line=line, column=column
+    )
 
 
 def tokenize(sql: str) -> list[Token]:
@@ -251,7 +261,9 @@ class _Cursor:
     def word(self, *words: str) -> Token:
         tok = self.next(" or ".join(words))
         if not tok.is_(*words):
-            raise _fail(self.sql, tok.start, f"Received an unexpected token [{tok.text}]; expected {' or '.join(words)}")
+            raise _fail(
+                self.sql, tok.start, f"Received an unexpected token [{tok.text}]; expected {' or '.join(words)}"
+            )
         return tok
 
     def op(self, text: str) -> Token:
@@ -303,7 +315,11 @@ def parse(sql: str, parameters: list[Any] | None = None) -> IngestStatement:
     if any(t.text == ";" for t in toks):
         raise _fail(sql, next(t.start for t in toks if t.text == ";"), "Only one statement may be submitted")
     if any(t.kind == "op" and t.text == "?" for t in toks):
-        raise _fail(sql, next(t.start for t in toks if t.text == "?"), "The statement has dynamic parameters (?) but no parameters were given")
+        raise _fail(
+            sql,
+            next(t.start for t in toks if t.text == "?"),
+            "The statement has dynamic parameters (?) but no parameters were given",
+        )
     cur = _Cursor(sql, toks)
     first = cur.next("INSERT or REPLACE")
     if first.is_("SELECT", "WITH", "EXPLAIN", "VALUES"):
@@ -340,11 +356,17 @@ def parse(sql: str, parameters: list[Any] | None = None) -> IngestStatement:
     top = _top_level(toks, q_start)
     part = next((j for j in top if toks[j].is_("PARTITIONED")), None)
     if part is None:
-        raise _fail(sql, None, f"Operation [{mode}] requires a PARTITIONED BY to be explicitly defined, but none was found")
+        raise _fail(
+            sql, None, f"Operation [{mode}] requires a PARTITIONED BY to be explicitly defined, but none was found"
+        )
     clus = next((j for j in top if j > part and toks[j].is_("CLUSTERED")), None)
     for j in top:
         if q_start <= j < part and toks[j].is_("ORDER") and j + 1 < len(toks) and toks[j + 1].is_("BY"):
-            raise _fail(sql, toks[j].start, f"Cannot use an ORDER BY clause on a Query of type [{mode}], use CLUSTERED BY instead")
+            raise _fail(
+                sql,
+                toks[j].start,
+                f"Cannot use an ORDER BY clause on a Query of type [{mode}], use CLUSTERED BY instead",
+            )
     query_toks = toks[q_start:part]
     cur.i = part
     cur.word("PARTITIONED")
@@ -377,7 +399,7 @@ def parse(sql: str, parameters: list[Any] | None = None) -> IngestStatement:
         replace_intervals=replace,
         items=items,
         group_by=group_by,
-        where=where,
+        filter_count_query=where,
     )
 
 
@@ -426,7 +448,9 @@ def _partitioned_by(cur: _Cursor, end: int) -> tuple[str, Granularity]:
     try:
         gran = granularities.parse(value)
     except InvalidGranularity as exc:
-        raise _fail(cur.sql, toks[0].start, f"Invalid granularity [{text}] after PARTITIONED BY: {exc.message}") from None
+        raise _fail(
+            cur.sql, toks[0].start, f"Invalid granularity [{text}] after PARTITIONED BY: {exc.message}"
+        ) from None
     if gran.is_none:
         raise _fail(cur.sql, toks[0].start, "PARTITIONED BY granularity cannot be NONE")
     return text, gran
@@ -564,7 +588,9 @@ def _check_source(sql: str, tok: Token, source: Any, fmt: Any, fmt_tok: Token) -
         raise _fail(sql, tok.start, 'EXTERN: inputSource must be a JSON object with a "type"')
     if source["type"] not in SUPPORTED_SOURCES:
         raise _fail(
-            sql, tok.start, f"EXTERN: input source type [{source['type']}] is not supported; use one of {list(SUPPORTED_SOURCES)}"
+            sql,
+            tok.start,
+            f"EXTERN: input source type [{source['type']}] is not supported; use one of {list(SUPPORTED_SOURCES)}",
         )
     if not isinstance(fmt, dict) or fmt.get("type") not in SUPPORTED_FORMATS:
         kind = fmt.get("type") if isinstance(fmt, dict) else fmt
@@ -592,15 +618,16 @@ def _outer_select(query: str) -> tuple[tuple[SelectItem, ...], bool, str | None]
     from_toks = toks[frm + 1 : from_end]
     if from_toks and from_toks[0].text == EXTERN_TABLE and len(from_toks) <= 3:
         w = next((j for j in clause_ends if toks[j].is_("WHERE")), None)
-        if w is not None:
+        if w is not None and next((j for j in clause_ends if j > w), len(toks)) > w + 1:
             w_end = next((j for j in clause_ends if j > w), len(toks))
-            where = query[toks[w + 1].start : toks[w_end - 1].end] if w_end > w + 1 else None
+            source = query[from_toks[0].start : from_toks[-1].end]
+            where = f"SELECT COUNT(*) FROM {source} WHERE {query[toks[w + 1].start : toks[w_end - 1].end]}"
     start = sel + 1
     if start < frm and toks[start].is_("DISTINCT", "ALL"):
         start += 1
     items = []
     bounds = [start] + [j + 1 for j in _top_level(toks, start, frm) if toks[j].text == ","] + [frm + 1]
-    for a, b in zip(bounds, bounds[1:], strict=False):
+    for a, b in itertools.pairwise(bounds):
         part = toks[a : b - 1]
         if part:
             items.append(_select_item(query, part))

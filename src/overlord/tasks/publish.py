@@ -218,8 +218,10 @@ def publish(
     *,
     log: logging.Logger,
     extra_json: Callable[[FinalSegment], dict[str, Any]] | None = None,
+    segments_to_be_dropped: list[dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
-    """Write the files to deep storage and record all segments in one transaction (all or nothing)."""
+    """Write the files to deep storage and record all segments in one transaction (all or nothing);
+    ``segments_to_be_dropped`` (a REPLACE's old segments) are marked unused in the same transaction."""
     written: list[LoadSpec] = []
     try:
         for f in finals:
@@ -232,8 +234,8 @@ def publish(
         segments = [
             f.to_json(spec, extra_json(f) if extra_json else None) for f, spec in zip(finals, written, strict=True)
         ]
-        if segments:
-            client.segment_transactional_insert(segments)
+        if segments or segments_to_be_dropped:
+            client.segment_transactional_insert(segments, segments_to_be_dropped)
     except BaseException:
         for spec in written:
             with contextlib.suppress(Exception):
