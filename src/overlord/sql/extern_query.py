@@ -128,6 +128,11 @@ def _typed(col: pa.ChunkedArray | None, kind: str, n: int) -> tuple[pa.Array | p
         return pa.nulls(n, want), 0
     if col.type == want:
         return col, 0
+    if pa.types.is_timestamp(col.type):  # the JSON reader saw ISO text: give it back as ISO text
+        ms = col.cast(pa.timestamp("ms", tz="UTC"))
+        if kind == "string":
+            return pc.strftime(ms, format="%Y-%m-%dT%H:%M:%SZ"), 0
+        return ms.cast(pa.int64()).cast(want), 0
     if kind == "string":
         return columns.to_string(col), 0
     try:

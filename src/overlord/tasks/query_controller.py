@@ -144,7 +144,7 @@ class QueryReport:
     def _worker_payloads(self) -> list[tuple[int, dict[str, Any]]]:
         out = []
         for n, s in enumerate(self.subs):
-            rep = self.worker_reports.get(s.id) or s.report
+            rep = s.report or self.worker_reports.get(s.id)
             payload = (rep.get("queryWorker") or {}).get("payload") if rep else None
             if payload:
                 out.append((n, payload))
