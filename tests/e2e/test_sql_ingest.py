@@ -105,7 +105,8 @@ def test_replace_overwrite_where_replaces_only_that_day(svc: ServiceProcess, inp
     first.write_text(day_rows("01", 10, 1) + day_rows("02", 10, 1) + day_rows("03", 10, 1))
     sig = [{"name": "time", "type": "string"}, {"name": "channel", "type": "string"}, {"name": "added", "type": "long"}]
     select = 'SELECT TIME_PARSE("time") AS __time, channel, added FROM {src}'
-    sql = f"INSERT INTO replaced {select.format(src=extern({'type': 'local', 'files': [str(first)]}, sig))} PARTITIONED BY DAY"
+    src = extern({"type": "local", "files": [str(first)]}, sig)
+    sql = f"INSERT INTO replaced {select.format(src=src)} PARTITIONED BY DAY"
     status, _ = run_sql(svc, sql)
     assert status["status"] == "SUCCESS", status
     before = {s["interval"][:10]: s for s in segments(svc, "replaced")}
