@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -28,6 +29,7 @@ from overlord.ingest.segment_files import SegmentDescriptor
 from overlord.ingest.sources import InputSplit, iter_chunks, list_input_splits, open_split
 from overlord.ingest.spec import IndexSpec, validate_index_spec
 from overlord.isotime import Interval
+from overlord.sql import dialect, functions
 from overlord.sql.ingest_statement import ALL_TIME, EXTERN_TABLE, TIME, IngestStatement
 
 DEFAULT_ROWS_PER_SEGMENT = 3_000_000  # Druid's MSQ default
@@ -192,17 +194,16 @@ def read_input(
 
 
 def _duckdb_sql(query: str) -> str:
-    from overlord.sql import dialect
-
     return dialect.to_duckdb(query)
+
+
+def check_translates(stmt: IngestStatement) -> None:
+    """At submit: the SELECT is Druid SQL the engine can run (an unsupported function is a 400 naming it)."""
+    _duckdb_sql(stmt.query)
 
 
 def run_select(stmt: IngestStatement, table: pa.Table, counters: InputCounters) -> pa.Table:
     """The SELECT over the input rows (Druid SQL translated for DuckDB); counts rows its WHERE drops."""
-    import duckdb
-
-    from overlord.sql import functions
-
     conn = duckdb.connect()
     try:
         functions.register(conn)

@@ -2,7 +2,7 @@
 
 Only the statement's frame is parsed here (target, ``OVERWRITE``, ``PARTITIONED BY``, ``CLUSTERED BY``,
 the ``EXTERN`` call and the outer SELECT list); the SELECT itself is left as text for the SQL engine,
-with the ``EXTERN`` call replaced by the table name ``EXTERN_TABLE``. Errors are ``InvalidSqlStatement``
+with the ``EXTERN`` call replaced by the table name ``EXTERN_TABLE``. Errors are ``SqlError``
 (a 400) naming the line and column, as Druid's planner does.
 """
 
@@ -17,7 +17,7 @@ import orjson
 
 from overlord.core import granularity as granularities
 from overlord.core.granularity import MAX_MS, MIN_MS, Granularity
-from overlord.errors import InvalidGranularity, InvalidSqlStatement
+from overlord.errors import InvalidGranularity, SqlError
 from overlord.isotime import Interval, parse_instant_ms
 
 EXTERN_TABLE = "__extern"
@@ -169,12 +169,12 @@ class IngestStatement:
         return all(i.aggregate in (None, "sum", "min", "max") for i in self.items)
 
 
-def _fail(sql: str, pos: int | None, message: str) -> InvalidSqlStatement:
+def _fail(sql: str, pos: int | None, message: str) -> SqlError:
     if pos is None:
-        return InvalidSqlStatement(message, sourceType="sql")
+        return SqlError(message, sourceType="sql")
     line = sql.count("\n", 0, pos) + 1
     column = pos - (sql.rfind("\n", 0, pos) + 1) + 1
-    return InvalidSqlStatement(
+    return SqlError(
         f"{message} (line [{line}], column [{column}])", sourceType="sql", line=line, column=column
     )
 
@@ -219,7 +219,7 @@ def sql_literal(value: Any, sql_type: str | None = None) -> str:
         try:
             return repr(float(value)) if t in ("DOUBLE", "FLOAT", "REAL", "DECIMAL") else str(int(value))
         except ValueError:
-            raise InvalidSqlStatement(f"parameters: value [{value}] is not a {t}", field="parameters") from None
+            raise SqlError(f"parameters: value [{value}] is not a {t}", field="parameters") from None
     return "'" + str(value).replace("'", "''") + "'"
 
 
@@ -228,14 +228,14 @@ def bind_parameters(sql: str, parameters: list[Any] | None) -> str:
     params = parameters or []
     marks = [t for t in tokenize(sql) if t.kind == "op" and t.text == "?"]
     if len(marks) != len(params):
-        raise InvalidSqlStatement(
+        raise SqlError(
             f"parameters: the statement has {len(marks)} dynamic parameters (?) but {len(params)} were given",
             field="parameters",
         )
     out, last = [], 0
     for i, (tok, p) in enumerate(zip(marks, params, strict=True)):
         if not isinstance(p, dict) or "value" not in p:
-            raise InvalidSqlStatement(f'parameters[{i}]: expected {{"type": ..., "value": ...}}', field="parameters")
+            raise SqlError(f'parameters[{i}]: expected {{"type": ..., "value": ...}}', field="parameters")
         out.append(sql[last : tok.start])
         out.append(sql_literal(p.get("value"), p.get("type")))
         last = tok.end
@@ -272,7 +272,7 @@ class _Cursor:
             raise _fail(self.sql, tok.start, f"Received an unexpected token [{tok.text}]; expected [{text}]")
         return tok
 
-    def error(self, message: str, tok: Token | None = None) -> InvalidSqlStatement:
+    def error(self, message: str, tok: Token | None = None) -> SqlError:
         tok = tok or self.peek()
         return _fail(self.sql, tok.start if tok else len(self.sql), message)
 
@@ -307,7 +307,7 @@ def _top_level(toks: list[Token], start: int = 0, end: int | None = None) -> lis
 def parse(sql: str, parameters: list[Any] | None = None) -> IngestStatement:
     """Parse an INSERT or REPLACE statement; anything else (or anything unsupported) is a 400."""
     if not isinstance(sql, str) or not sql.strip():
-        raise InvalidSqlStatement("query: the SQL statement is empty", field="query")
+        raise SqlError("query: the SQL statement is empty", field="query")
     sql = bind_parameters(sql, parameters) if parameters else sql
     toks = tokenize(sql)
     while toks and toks[-1].text == ";":

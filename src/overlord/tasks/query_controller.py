@@ -103,6 +103,7 @@ def validate(payload: dict[str, Any], ctx: SubmitContext | None = None) -> dict[
     if payload.get("dataSource", stmt.data_source) != stmt.data_source:
         raise InvalidSpec(f"dataSource: must be the statement's target [{stmt.data_source}]", field="dataSource")
     eq.QueryContext.of(payload.get("context"))
+    eq.check_translates(stmt)
     eq.splits_of(eq.input_spec(stmt, allowed_dirs_of(ctx)))
     return {**payload, "dataSource": stmt.data_source}
 
