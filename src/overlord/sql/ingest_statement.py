@@ -171,12 +171,10 @@ class IngestStatement:
 
 def _fail(sql: str, pos: int | None, message: str) -> SqlError:
     if pos is None:
-        return SqlError(message, sourceType="sql")
+        return SqlError(message)
     line = sql.count("\n", 0, pos) + 1
     column = pos - (sql.rfind("\n", 0, pos) + 1) + 1
-    return SqlError(
-        f"{message} (line [{line}], column [{column}])", sourceType="sql", line=line, column=column
-    )
+    return SqlError(f"{message} (line [{line}], column [{column}])", line=line, column=column)
 
 
 def tokenize(sql: str) -> list[Token]:
