@@ -346,7 +346,7 @@ def sort_rows(stmt: IngestStatement, table: pa.Table) -> pa.Table:
         (TIME, "ascending"),
         *[(c, "ascending") for c in stmt.clustered_by if c in table.column_names and c != TIME],
     ]
-    return table.take(pc.sort_indices(table, sort_keys=keys, null_placement="at_start"))
+    return table.take(pc.sort_indices(table, sort_keys=keys))
 
 
 def write_chunk(
