@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from ingest_helpers import API, read_rows, run_task, segments, start_service
+from ingest_helpers import API, read_rows, run_task, segments, start_service, wait_until
 from tests.conftest import ServiceProcess
 
 from overlord.ingest import wikiticker
@@ -188,3 +190,50 @@ def test_bad_sql_is_a_400_in_druid_shape(svc: ServiceProcess) -> None:
     r = svc.http.post(SQL_TASK, json={"context": {}})
     assert r.status_code == 400 and r.json()["error"] == "druidException", r.text
     assert svc.http.get(f"{SQL_TASK}/enabled").json() == {"enabled": True}
+
+
+def test_live_report_then_shutdown_stops_the_workers(svc: ServiceProcess, inputs: Path) -> None:
+    fifos = [inputs / "s0.json", inputs / "s1.json"]
+    release = threading.Event()
+
+    def writer(path: Path) -> None:
+        with path.open("wb") as out:
+            out.write(day_rows("04", 5, 1).encode())
+            out.flush()
+            release.wait(30)
+
+    for f in fifos:
+        os.mkfifo(f)
+    threads = [threading.Thread(target=writer, args=(f,), daemon=True) for f in fifos]
+    for t in threads:
+        t.start()
+    sig = [{"name": "time", "type": "string"}, {"name": "added", "type": "long"}]
+    src = extern({"type": "local", "files": [str(f) for f in fifos]}, sig)
+    controller = submit_sql(
+        svc, f'INSERT INTO stopped SELECT TIME_PARSE("time") AS __time, added FROM {src} PARTITIONED BY DAY',
+        {"maxNumTasks": 3},
+    )  # fmt: skip
+    try:
+
+        def live() -> dict | None:
+            r = svc.http.get(f"{API}/task/{controller}/reports")
+            if r.status_code != 200:
+                return None
+            status = r.json()["multiStageQuery"]["payload"]["status"]
+            return r.json() if status["runningTasks"] == 3 else None
+
+        report = wait_until(live, timeout=20)
+        payload = report["multiStageQuery"]["payload"]
+        assert payload["status"]["status"] == "RUNNING" and payload["stages"][0]["phase"] == "READING_INPUT"
+        workers = [t for t in svc.http.get(f"{API}/tasks", params={"type": "query_worker"}).json()
+                   if t["groupId"] == controller]  # fmt: skip
+        assert len(workers) == 2
+        assert svc.http.post(f"{API}/task/{controller}/shutdown").status_code == 200
+        release.set()
+        assert svc.wait_for(controller, timeout=30)["status"] == "FAILED"
+        for w in workers:
+            assert svc.wait_for(w["id"], timeout=30)["status"] == "FAILED"
+    finally:
+        release.set()
+    assert segments(svc, "stopped") == []
+    assert not list(svc.data_dir.rglob(f"_staging/{controller}"))
