@@ -31,6 +31,7 @@ from overlord.isotime import Interval
 from overlord.listing_pool import ListingPool
 from overlord.runner.local import LocalTaskRunner
 from overlord.runner.toolbox import PeonRuntime
+from overlord.sql.engine import SqlEngine
 from overlord.storage.compaction_configs import CompactionConfigs
 from overlord.storage.deep_storage import FsDeepStorage
 from overlord.storage.metadata import MetadataStore
@@ -118,6 +119,10 @@ class Service:
             on_locks_changed=self.queue.persist_locks,
         )
         self.queue.add_completion_listener(self._on_task_complete)
+        self.started_ms = clock.now_ms()
+        self.sql = SqlEngine(
+            self.segments, self.deep_storage, max_rows=settings.sql_max_rows, threads=settings.sql_threads
+        )
         self.compaction_configs = CompactionConfigs(self.store)
         self.retention = LogRetention(self.store, self.task_logs, clock, settings.logs_kill_duration_to_retain_ms)
         self.duties = DutyRunner(self._duties(), clock=clock)
@@ -206,6 +211,7 @@ class Service:
                 if rec.id in running:
                     self.queue.fail_on_stop(rec)
         self.listings.close()
+        self.sql.close()
         self.store.close()
         self._lock_file.close()
 

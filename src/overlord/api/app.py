@@ -13,6 +13,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from overlord.api import compaction_config, coordinator, druid_tasks, peon_reports, sql_task, task_actions, worker_chat
+from overlord.api import sql as sql_api
 from overlord.api.elasticsearch import tasks as es_tasks
 from overlord.api.elasticsearch.errors import EsError, es_aware, es_error_handler
 from overlord.api.elasticsearch.middleware import EsCompatMiddleware
@@ -52,7 +53,8 @@ def create_app(service: Service) -> Starlette:
         *coordinator.routes(),
         *compaction_config.routes(),
         *worker_chat.routes(),
-        *sql_task.routes(),
+        *sql_task.routes(),  # before the SQL query API: /druid/v2/sql/task is not a query id
+        *sql_api.routes(),
         Route("/status/health", health, methods=["GET"]),
         Route("/status", status, methods=["GET"]),
         *es_tasks.routes(),
