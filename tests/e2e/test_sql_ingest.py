@@ -63,6 +63,13 @@ def run_sql(svc: ServiceProcess, sql: str, context: dict[str, Any] | None = None
     return status, (r.json() if r.status_code == 200 else {})
 
 
+def query(svc: ServiceProcess, sql: str) -> list[dict[str, Any]]:
+    """Druid SQL over the ingested data (the query API reads exactly the visible segments)."""
+    r = svc.http.post("/druid/v2/sql", json={"query": sql})
+    assert r.status_code == 200, r.text
+    return list(r.json())
+
+
 def totals(svc: ServiceProcess, ds: str) -> tuple[int, int]:
     rows = read_rows(segments(svc, ds))
     return len(rows), sum(r["added"] for r in rows)
@@ -85,6 +92,9 @@ def test_insert_quickstart_matches_native_ingestion(svc: ServiceProcess) -> None
     assert status["groupId"] == status["id"]
     assert totals(svc, "wiki_sql") == totals(svc, "wiki_native")
     assert totals(svc, "wiki_sql")[0] == 3000
+    assert query(svc, "SELECT COUNT(*) AS c, SUM(added) AS s FROM wiki_sql") == query(
+        svc, "SELECT COUNT(*) AS c, SUM(added) AS s FROM wiki_native"
+    )
     (seg,) = segments(svc, "wiki_sql")
     assert seg["interval"] == "2015-09-12T00:00:00.000Z/2015-09-13T00:00:00.000Z"
     msq = report["multiStageQuery"]
@@ -130,6 +140,7 @@ def test_replace_overwrite_where_replaces_only_that_day(svc: ServiceProcess, inp
     assert after["2024-05-02"]["version"] > before["2024-05-02"]["version"]
     rows = read_rows(segments(svc, "replaced"))
     assert len(rows) == 24 and sum(r["added"] for r in rows) == 10 + 4 * 100 + 10
+    assert query(svc, "SELECT COUNT(*) AS c, SUM(added) AS s FROM replaced") == [{"c": 24, "s": 420}]
 
 
 def test_max_num_tasks_3_runs_two_query_workers(svc: ServiceProcess, inputs: Path) -> None:
