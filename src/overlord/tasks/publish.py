@@ -94,7 +94,8 @@ class FinalSegment:
 def granularity_json(g: Granularity) -> Any:
     """Granularity as the Overlord's ``segmentAllocate`` reads it (Druid's simple names or a period)."""
     if g.name.startswith("duration:"):
-        return {"type": "duration", "duration": g.fixed_ms}
+        out: dict[str, Any] = {"type": "duration", "duration": g.fixed_ms}
+        return {**out, "origin": format_ms(g.origin_ms)} if g.origin_ms else out
     if g.name.upper().startswith("P"):
         return {"type": "period", "period": g.name, "origin": format_ms(g.origin_ms) if g.origin_ms else None}
     return g.name.upper()

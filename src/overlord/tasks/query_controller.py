@@ -33,7 +33,7 @@ from overlord.ingest.sources import InputSplit, split_evenly
 from overlord.isotime import Interval, format_ms
 from overlord.runner.toolbox import TaskResult, TaskToolbox
 from overlord.sql import extern_query as eq
-from overlord.sql.ingest_statement import IngestStatement
+from overlord.sql.ingest_statement import ALL_TIME, IngestStatement
 from overlord.tasks import publish as pub
 from overlord.tasks.action_client import ActionClient
 from overlord.tasks.index import staging_prefix
@@ -362,11 +362,19 @@ def _replaced_segments(client: ActionClient, stmt: IngestStatement) -> list[dict
     return out
 
 
+def _allocation_granularity(stmt: IngestStatement) -> granularities.Granularity:
+    """PARTITIONED BY ALL allocates the ALL_TIME chunk: a duration granularity starting where it starts."""
+    if not stmt.segment_granularity.is_all:
+        return stmt.segment_granularity
+    span = {"type": "duration", "duration": ALL_TIME.end - ALL_TIME.start, "origin": format_ms(ALL_TIME.start)}
+    return granularities.parse(span)
+
+
 def _publish(
     toolbox: TaskToolbox, client: ActionClient, stmt: IngestStatement, staged: list[pub.StagedSegment]
 ) -> list[dict[str, Any]]:
     if stmt.replace_intervals is None:
-        finals = pub.assign_append_ids(client, staged, stmt.segment_granularity, _NONE)
+        finals = pub.assign_append_ids(client, staged, _allocation_granularity(stmt), _NONE)
         return pub.publish(client, finals, toolbox.deep_storage, log=toolbox.log)
     timeout = toolbox.context.get("taskLockTimeout")
     finals = pub.assign_overwrite_ids(client, staged, timeout if isinstance(timeout, int) else None)

@@ -145,3 +145,15 @@ def test_rows_outside_the_replaced_time_fail_the_query(overlord: OverlordHarness
     finally:
         overlord.end(toolbox.task_id)
     assert overlord.used("ds") == []
+
+
+def test_partitioned_by_all_writes_one_all_time_segment(overlord: OverlordHarness, tmp_path: Path) -> None:
+    (path,) = files(tmp_path, rows("01", 3) + rows("09", 2))
+    sql = (
+        f"INSERT INTO ds SELECT TIME_PARSE(ts) AS __time, page FROM {extern({'type': 'local', 'files': [path]})} "
+        "PARTITIONED BY ALL"
+    )
+    assert overlord.run(query_controller.run, controller("query-all", sql)).success
+    (seg,) = overlord.used("ds")
+    assert seg["interval"] == "1000-01-01T00:00:00.000Z/9999-12-31T00:00:00.000Z"
+    assert overlord.read_table(seg).num_rows == 5
