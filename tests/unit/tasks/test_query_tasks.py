@@ -157,3 +157,21 @@ def test_partitioned_by_all_writes_one_all_time_segment(overlord: OverlordHarnes
     (seg,) = overlord.used("ds")
     assert seg["interval"] == "1000-01-01T00:00:00.000Z/9999-12-31T00:00:00.000Z"
     assert overlord.read_table(seg).num_rows == 5
+
+
+def test_compaction_reads_sql_ingested_rollup_segments(overlord: OverlordHarness, tmp_path: Path) -> None:
+    from overlord.tasks import compact
+
+    paths = files(tmp_path, rows("01", 6, 1), rows("01", 6, 2))
+    sql = f"""INSERT INTO ds
+        SELECT TIME_FLOOR(TIME_PARSE(ts), 'PT1H') AS __time, page, SUM(added) AS added, COUNT(*) AS cnt
+        FROM {extern({"type": "local", "files": paths})} GROUP BY 1, 2 PARTITIONED BY DAY"""
+    assert overlord.run(query_controller.run, controller("query-c1", sql, maxNumTasks=3)).success
+    before = overlord.used("ds")
+    rows_before = sorted(overlord.read_table(before[0]).to_pylist(), key=lambda r: (r["__time"], r["page"]))
+    payload = {"type": "compact", "id": "c1", "dataSource": "ds", "interval": "2024-05-01/2024-05-02"}
+    assert overlord.run(compact.run, payload).success
+    (after,) = overlord.used("ds")
+    assert after["version"] > before[0]["version"]
+    rows_after = sorted(overlord.read_table(after).to_pylist(), key=lambda r: (r["__time"], r["page"]))
+    assert rows_after == rows_before and sum(r["cnt"] for r in rows_after) == 12
