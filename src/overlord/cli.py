@@ -10,6 +10,7 @@ import typer
 
 from overlord import __version__
 from overlord.client_cli import datasource_app, task_app
+from overlord.sql_cli import sql as sql_command
 
 app = typer.Typer(
     help="Overlord: a small, fast task service for data ingestion (Druid's Tasks API, Elasticsearch's _tasks API).",
@@ -92,6 +93,7 @@ def version() -> None:
 
 app.add_typer(task_app, name="task", help="Submit, watch and manage tasks on a running service.")
 app.add_typer(datasource_app, name="datasource", help="Data sources and their segments.")
+app.command("sql")(sql_command)
 
 
 def main() -> None:

@@ -16,7 +16,7 @@ from typing import Any, Self
 
 import httpx
 
-from overlord.client import _ops
+from overlord.client import _ops, _sql_ops
 from overlord.client import reconcile as _reconcile
 from overlord.client._protocol import Context, StructuralHook
 from overlord.client._transport import AsyncMethod, AsyncStreamMethod, SyncMethod, SyncStreamMethod
@@ -158,6 +158,9 @@ class Client(_Settings):
     submit_and_wait = SyncMethod(_ops.submit_and_wait)
     wait_many = SyncMethod(_ops.wait_many)
     reconcile = SyncMethod(_reconcile.reconcile)
+    sql = SyncMethod(_sql_ops.sql)
+    cancel_sql = SyncMethod(_sql_ops.cancel_sql)
+    sql_task = SyncMethod(_sql_ops.sql_task)
 
     def reconciler(
         self,
@@ -234,6 +237,9 @@ class AsyncClient(_Settings):
     submit_and_wait = AsyncMethod(_ops.submit_and_wait)
     wait_many = AsyncMethod(_ops.wait_many)
     reconcile = AsyncMethod(_reconcile.reconcile)
+    sql = AsyncMethod(_sql_ops.sql)
+    cancel_sql = AsyncMethod(_sql_ops.cancel_sql)
+    sql_task = AsyncMethod(_sql_ops.sql_task)
 
     def reconciler(
         self,
