@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -248,3 +250,36 @@ def test_live_report_then_shutdown_stops_the_workers(svc: ServiceProcess, inputs
         release.set()
     assert segments(svc, "stopped") == []
     assert not list(svc.data_dir.rglob(f"_staging/{controller}"))
+
+
+def cli(svc: ServiceProcess, *args: str) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, "-m", "overlord", "sql", *args, "--url", svc.url]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=svc.data_dir.parent)
+
+
+def test_cli_sql_file_wait(svc: ServiceProcess, inputs: Path) -> None:
+    data = inputs / "cli.json"
+    data.write_text(day_rows("07", 12, 3))
+    sig = [{"name": "time", "type": "string"}, {"name": "channel", "type": "string"}, {"name": "added", "type": "long"}]
+    src = extern({"type": "local", "files": [str(data)]}, sig)
+    insert = inputs / "insert.sql"
+    insert.write_text(
+        f'INSERT INTO cli_ds\nSELECT TIME_PARSE("time") AS __time, channel, added\nFROM {src}\nPARTITIONED BY DAY\n'
+    )
+    out = cli(svc, "--file", str(insert), "--wait", "--format", "json")
+    assert out.returncode == 0, out.stdout + out.stderr
+    result = json.loads(out.stdout)
+    assert result["task"].startswith("query-") and result["status"]["statusCode"] == "SUCCESS", result
+    assert result["report"]["ingestionStatsAndErrors"]["payload"]["rowStats"]["buildSegments"]["processed"] == 12
+    assert result["report"]["multiStageQuery"]["payload"]["status"]["status"] == "SUCCESS"
+    assert query(svc, "SELECT COUNT(*) AS c, SUM(added) AS s FROM cli_ds") == [{"c": 12, "s": 36}]
+
+    out = cli(svc, "--file", str(insert), "--wait")  # for people: the task id, then a summary
+    assert out.returncode == 0 and "submitted query-" in out.stdout and "SUCCESS" in out.stdout, out.stdout
+
+    bad = inputs / "null_time.sql"
+    bad.write_text(
+        f"INSERT INTO cli_ds SELECT CAST(NULL AS TIMESTAMP) AS __time, channel FROM {src} PARTITIONED BY DAY"
+    )
+    out = cli(svc, "--file", str(bad), "--wait")
+    assert out.returncode == 1 and "InsertTimeNull" in out.stdout + out.stderr, out.stdout + out.stderr
