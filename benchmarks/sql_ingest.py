@@ -29,7 +29,7 @@ sys.path.insert(0, str(HERE.parent / "src"))
 sys.path.insert(0, str(HERE))
 
 from _service import running_service  # noqa: E402
-from ingest import DATA, duckdb_time, make_files, run_task, spec  # noqa: E402
+from ingest import DATA, duckdb_time, make_files, peak_rss, run_task, spec  # noqa: E402
 
 API = "/druid/indexer/v1"
 STRINGS = [
@@ -68,8 +68,8 @@ def insert_sql(ds: str, files: list[Path]) -> str:
     )
 
 
-def run_sql(client: httpx.Client, sql: str, max_num_tasks: int) -> tuple[float, int]:
-    """(seconds from submit to SUCCESS, processed rows)."""
+def run_sql(client: httpx.Client, sql: str, max_num_tasks: int) -> tuple[float, int, int]:
+    """(seconds from submit to SUCCESS, processed rows, peak RSS over the controller and its workers)."""
     t0 = time.perf_counter()
     r = client.post("/druid/v2/sql/task", json={"query": sql, "context": {"maxNumTasks": max_num_tasks}})
     if r.status_code != 202:
@@ -84,7 +84,11 @@ def run_sql(client: httpx.Client, sql: str, max_num_tasks: int) -> tuple[float, 
     if st["statusCode"] != "SUCCESS":
         raise SystemExit(f"task {tid} failed: {st.get('errorMsg')}")
     report = client.get(f"{API}/task/{tid}/reports").json()
-    return elapsed, report["ingestionStatsAndErrors"]["payload"]["rowStats"]["buildSegments"]["processed"]
+    processed = report["ingestionStatsAndErrors"]["payload"]["rowStats"]["buildSegments"]["processed"]
+    workers = [
+        t["id"] for t in client.get(f"{API}/tasks", params={"type": "query_worker"}).json() if t["groupId"] == tid
+    ]
+    return elapsed, processed, peak_rss(client, [tid, *workers])
 
 
 def main() -> None:
@@ -99,16 +103,19 @@ def main() -> None:
             httpx.Client(base_url=url, timeout=60) as client,
         ):
             run_task(client, {"type": "noop", "runTime": 0}, report=False)  # warm the fork server
-            sql_s, sql_rows = run_sql(client, insert_sql("bench_sql", files), max_num_tasks=3)
-            native_s, native_rows, _ = run_task(client, spec("bench_native", files, 2))
+            sql_s, sql_rows, sql_rss = run_sql(client, insert_sql("bench_sql", files), max_num_tasks=3)
+            native_s, native_rows, native_rss = run_task(client, spec("bench_native", files, 2))
         duck = duckdb_time(files, Path(tmp) / "duck")
     rows = args.rows
     print(f"rows: {rows:,} in {len(files)} files ({sum(f.stat().st_size for f in files) / 1e6:.0f} MB)")
-    for label, elapsed, processed in (
-        ("SQL INSERT, 2 query_workers     ", sql_s, sql_rows),
-        ("index_parallel, 2 sub-tasks     ", native_s, native_rows),
+    for label, elapsed, processed, rss in (
+        ("SQL INSERT, 2 query_workers     ", sql_s, sql_rows, sql_rss),
+        ("index_parallel, 2 sub-tasks     ", native_s, native_rows, native_rss),
     ):
-        print(f"{label}: {elapsed:6.2f} s  {processed / elapsed:12,.0f} rows/s  ratio to DuckDB {elapsed / duck:5.2f}x")
+        print(
+            f"{label}: {elapsed:6.2f} s  {processed / elapsed:12,.0f} rows/s  ratio to DuckDB {elapsed / duck:5.2f}x"
+            f"  peak RSS {rss / 2**20:,.0f} MiB"
+        )
         assert processed == rows, f"processed {processed} != {rows}"
     print(f"DuckDB COPY ... PARTITION_BY day : {duck:6.2f} s  {rows / duck:12,.0f} rows/s")
 

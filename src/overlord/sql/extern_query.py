@@ -322,6 +322,10 @@ def split_chunks(stmt: IngestStatement, shaped: Shaped) -> dict[Interval, pa.Tab
     ms = t.column(TIME).to_numpy()
     buckets = bucket_of(stmt, ms)
     out: dict[Interval, pa.Table] = {}
+    if (buckets == buckets[0]).all():  # one time chunk (the usual daily file): no copy
+        out[bucket_interval(stmt, int(buckets[0]))] = t
+        check_bounds(stmt, out)
+        return out
     for b in np.unique(buckets):
         iv = bucket_interval(stmt, int(b))
         out[iv] = t.filter(pa.array(buckets == b))
