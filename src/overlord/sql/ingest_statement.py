@@ -9,31 +9,31 @@ with the ``EXTERN`` call replaced by the table name ``EXTERN_TABLE``. Errors are
 from __future__ import annotations
 
 import itertools
-import re
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 from overlord.core import granularity as granularities
-from overlord.core.granularity import MAX_MS, MIN_MS, Granularity
+from overlord.core.granularity import Granularity
 from overlord.errors import InvalidGranularity, SqlError
-from overlord.isotime import Interval, parse_instant_ms
+from overlord.isotime import Interval
+from overlord.sql.sql_tokens import (
+    Token,
+    bind_parameters,
+    fail,
+    ident_value,
+    matching,
+    split_commas,
+    string_value,
+    tokenize,
+    top_level,
+)
+from overlord.sql.time_condition import ALL_TIME, TIME, overwrite_intervals
 
 EXTERN_TABLE = "__extern"
-# Druid's eternity cannot be written as an ISO interval (locks and segment ids are ISO here), so
-# ``ALL`` (PARTITIONED BY ALL, OVERWRITE ALL, an open-ended OVERWRITE WHERE) means these 9000 years.
-ALL_TIME = Interval(parse_instant_ms("1000-01-01"), parse_instant_ms("9999-12-31"))
-TIME = "__time"
 SUPPORTED_SOURCES = ("local", "inline")
 SUPPORTED_FORMATS = ("json", "csv", "tsv")
-
-_TOKEN = re.compile(
-    r"""(?P<ws>\s+)|(?P<comment>--[^\n]*|/\*.*?\*/)|(?P<string>'(?:[^']|'')*')|(?P<qident>"(?:[^"]|"")*")
-    |(?P<number>(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)|(?P<word>[A-Za-z_][A-Za-z_0-9$]*)
-    |(?P<op>=>|<=|>=|<>|!=|\|\||::|[(),.;*+\-/%<>=?\[\]{}:~^&|!@#])""",
-    re.X | re.S,
-)
 
 # Aggregates whose partial results combine into the final one with the given function.
 COMBINABLE = {"SUM": "sum", "COUNT": "sum", "MIN": "min", "MAX": "max"}
@@ -99,21 +99,6 @@ _PARTITION_WORDS = {
 
 
 @dataclass(frozen=True)
-class Token:
-    kind: str
-    text: str
-    start: int
-    end: int
-
-    @property
-    def upper(self) -> str:
-        return self.text.upper() if self.kind == "word" else ""
-
-    def is_(self, *words: str) -> bool:
-        return self.kind == "word" and self.text.upper() in words
-
-
-@dataclass(frozen=True)
 class ExternSpec:
     """What ``EXTERN`` reads: Druid's inputSource and inputFormat JSON and the columns' types."""
 
@@ -169,78 +154,6 @@ class IngestStatement:
         return all(i.aggregate in (None, "sum", "min", "max") for i in self.items)
 
 
-def _fail(sql: str, pos: int | None, message: str) -> SqlError:
-    if pos is None:
-        return SqlError(message)
-    line = sql.count("\n", 0, pos) + 1
-    column = pos - (sql.rfind("\n", 0, pos) + 1) + 1
-    return SqlError(f"{message} (line [{line}], column [{column}])", line=line, column=column)
-
-
-def tokenize(sql: str) -> list[Token]:
-    """Significant tokens (no whitespace or comments); an unknown character or open quote is an error."""
-    out: list[Token] = []
-    pos = 0
-    while pos < len(sql):
-        m = _TOKEN.match(sql, pos)
-        if m is None or m.end() == pos:
-            ch = sql[pos]
-            what = "Unterminated string literal" if ch in "'\"" else f"Unexpected character [{ch}]"
-            raise _fail(sql, pos, what)
-        kind = m.lastgroup or "op"
-        if kind not in ("ws", "comment"):
-            out.append(Token(kind, m.group(), m.start(), m.end()))
-        pos = m.end()
-    return out
-
-
-def string_value(tok: Token) -> str:
-    return tok.text[1:-1].replace("''", "'")
-
-
-def ident_value(tok: Token) -> str:
-    return tok.text[1:-1].replace('""', '"') if tok.kind == "qident" else tok.text
-
-
-def sql_literal(value: Any, sql_type: str | None = None) -> str:
-    """A dynamic parameter's value as SQL text (Druid's ``parameters``: ``{"type", "value"}``)."""
-    t = (sql_type or "").upper()
-    if value is None:
-        return "NULL"
-    if isinstance(value, bool) or t == "BOOLEAN":
-        return "TRUE" if value in (True, "true", 1) else "FALSE"
-    if t in ("TIMESTAMP", "DATE"):
-        return f"{t} '{str(value).replace(chr(39), chr(39) * 2)}'"
-    if isinstance(value, int | float) and t not in ("VARCHAR", "CHAR"):
-        return repr(value)
-    if t in ("BIGINT", "INTEGER", "DOUBLE", "FLOAT", "REAL", "DECIMAL") and isinstance(value, str):
-        try:
-            return repr(float(value)) if t in ("DOUBLE", "FLOAT", "REAL", "DECIMAL") else str(int(value))
-        except ValueError:
-            raise SqlError(f"parameters: value [{value}] is not a {t}", field="parameters") from None
-    return "'" + str(value).replace("'", "''") + "'"
-
-
-def bind_parameters(sql: str, parameters: list[Any] | None) -> str:
-    """Replace each ``?`` with the matching parameter, rendered as a literal."""
-    params = parameters or []
-    marks = [t for t in tokenize(sql) if t.kind == "op" and t.text == "?"]
-    if len(marks) != len(params):
-        raise SqlError(
-            f"parameters: the statement has {len(marks)} dynamic parameters (?) but {len(params)} were given",
-            field="parameters",
-        )
-    out, last = [], 0
-    for i, (tok, p) in enumerate(zip(marks, params, strict=True)):
-        if not isinstance(p, dict) or "value" not in p:
-            raise SqlError(f'parameters[{i}]: expected {{"type": ..., "value": ...}}', field="parameters")
-        out.append(sql[last : tok.start])
-        out.append(sql_literal(p.get("value"), p.get("type")))
-        last = tok.end
-    out.append(sql[last:])
-    return "".join(out)
-
-
 class _Cursor:
     def __init__(self, sql: str, toks: list[Token]) -> None:
         self.sql, self.toks, self.i = sql, toks, 0
@@ -252,54 +165,25 @@ class _Cursor:
     def next(self, expected: str) -> Token:
         tok = self.peek()
         if tok is None:
-            raise _fail(self.sql, len(self.sql), f"Unexpected end of statement: expected {expected}")
+            raise fail(self.sql, len(self.sql), f"Unexpected end of statement: expected {expected}")
         self.i += 1
         return tok
 
     def word(self, *words: str) -> Token:
         tok = self.next(" or ".join(words))
         if not tok.is_(*words):
-            raise _fail(
-                self.sql, tok.start, f"Received an unexpected token [{tok.text}]; expected {' or '.join(words)}"
-            )
+            raise fail(self.sql, tok.start, f"Received an unexpected token [{tok.text}]; expected {' or '.join(words)}")
         return tok
 
     def op(self, text: str) -> Token:
         tok = self.next(f"[{text}]")
         if tok.text != text:
-            raise _fail(self.sql, tok.start, f"Received an unexpected token [{tok.text}]; expected [{text}]")
+            raise fail(self.sql, tok.start, f"Received an unexpected token [{tok.text}]; expected [{text}]")
         return tok
 
     def error(self, message: str, tok: Token | None = None) -> SqlError:
         tok = tok or self.peek()
-        return _fail(self.sql, tok.start if tok else len(self.sql), message)
-
-
-def _matching(toks: list[Token], i: int) -> int:
-    """Index of the ``)`` closing the ``(`` at ``i``, or -1."""
-    depth = 0
-    for j in range(i, len(toks)):
-        if toks[j].text == "(":
-            depth += 1
-        elif toks[j].text == ")":
-            depth -= 1
-            if depth == 0:
-                return j
-    return -1
-
-
-def _top_level(toks: list[Token], start: int = 0, end: int | None = None) -> list[int]:
-    """Indices of tokens at parenthesis depth 0 in ``toks[start:end]``."""
-    out, depth = [], 0
-    for j in range(start, len(toks) if end is None else end):
-        t = toks[j].text
-        if t == "(":
-            depth += 1
-        elif t == ")":
-            depth -= 1
-        elif depth == 0:
-            out.append(j)
-    return out
+        return fail(self.sql, tok.start if tok else len(self.sql), message)
 
 
 def parse(sql: str, parameters: list[Any] | None = None) -> IngestStatement:
@@ -311,9 +195,9 @@ def parse(sql: str, parameters: list[Any] | None = None) -> IngestStatement:
     while toks and toks[-1].text == ";":
         toks.pop()
     if any(t.text == ";" for t in toks):
-        raise _fail(sql, next(t.start for t in toks if t.text == ";"), "Only one statement may be submitted")
+        raise fail(sql, next(t.start for t in toks if t.text == ";"), "Only one statement may be submitted")
     if any(t.kind == "op" and t.text == "?" for t in toks):
-        raise _fail(
+        raise fail(
             sql,
             next(t.start for t in toks if t.text == "?"),
             "The statement has dynamic parameters (?) but no parameters were given",
@@ -351,16 +235,16 @@ def parse(sql: str, parameters: list[Any] | None = None) -> IngestStatement:
     q_start = cur.i
     if cur.peek() is None or not cur.peek().is_("SELECT", "WITH"):  # type: ignore[union-attr]
         raise cur.error(f"{mode} INTO {data_source} must be followed by a SELECT query")
-    top = _top_level(toks, q_start)
+    top = top_level(toks, q_start)
     part = next((j for j in top if toks[j].is_("PARTITIONED")), None)
     if part is None:
-        raise _fail(
+        raise fail(
             sql, None, f"Operation [{mode}] requires a PARTITIONED BY to be explicitly defined, but none was found"
         )
     clus = next((j for j in top if j > part and toks[j].is_("CLUSTERED")), None)
     for j in top:
         if q_start <= j < part and toks[j].is_("ORDER") and j + 1 < len(toks) and toks[j + 1].is_("BY"):
-            raise _fail(
+            raise fail(
                 sql,
                 toks[j].start,
                 f"Cannot use an ORDER BY clause on a Query of type [{mode}], use CLUSTERED BY instead",
@@ -385,7 +269,7 @@ def parse(sql: str, parameters: list[Any] | None = None) -> IngestStatement:
     items, group_by, where = _outer_select(query)
     clustered_by = _clustered_by(sql, clustered, items)
     if overwrite_tokens:
-        replace = _overwrite_intervals(sql, overwrite_tokens, gran)
+        replace = overwrite_intervals(sql, overwrite_tokens, gran)
     return IngestStatement(
         mode=mode,
         data_source=data_source,
@@ -437,7 +321,7 @@ def _partitioned_by(cur: _Cursor, end: int) -> tuple[str, Granularity]:
     elif toks[0].is_("FLOOR") and len(toks) == 6 and toks[3].is_("TO") and ident_value(toks[2]) == TIME:
         value = _PARTITION_WORDS.get(toks[4].upper)
     if value is None:
-        raise _fail(
+        raise fail(
             cur.sql,
             toks[0].start,
             f"Invalid granularity [{text}] after PARTITIONED BY: expected HOUR, DAY, MONTH, YEAR, ALL, ALL TIME, "
@@ -446,58 +330,53 @@ def _partitioned_by(cur: _Cursor, end: int) -> tuple[str, Granularity]:
     try:
         gran = granularities.parse(value)
     except InvalidGranularity as exc:
-        raise _fail(
+        raise fail(
             cur.sql, toks[0].start, f"Invalid granularity [{text}] after PARTITIONED BY: {exc.message}"
         ) from None
     if gran.is_none:
-        raise _fail(cur.sql, toks[0].start, "PARTITIONED BY granularity cannot be NONE")
+        raise fail(cur.sql, toks[0].start, "PARTITIONED BY granularity cannot be NONE")
     return text, gran
 
 
 def _string_arg(sql: str, tok: Token, what: str) -> Any:
     if tok.kind != "string":
-        raise _fail(sql, tok.start, f"EXTERN: {what} must be a string literal holding JSON")
+        raise fail(sql, tok.start, f"EXTERN: {what} must be a string literal holding JSON")
     try:
         return orjson.loads(string_value(tok))
     except orjson.JSONDecodeError as exc:
-        raise _fail(sql, tok.start, f"EXTERN: {what} is not valid JSON: {exc}") from None
+        raise fail(sql, tok.start, f"EXTERN: {what} is not valid JSON: {exc}") from None
 
 
 def _extern_args(sql: str, toks: list[Token]) -> dict[str, Token]:
     """EXTERN's arguments, positional or named (``inputSource => '...'``)."""
-    groups: list[list[Token]] = [[]]
-    for t in toks:
-        if t.text == ",":
-            groups.append([])
-        else:
-            groups[-1].append(t)
+    groups = split_commas(toks)
     names = ("inputSource", "inputFormat", "signature")
     out: dict[str, Token] = {}
     for i, g in enumerate(groups):
         if len(g) == 3 and g[1].text == "=>":
             name = ident_value(g[0])
             if name not in names:
-                raise _fail(sql, g[0].start, f"EXTERN has no parameter [{name}]; its parameters are {list(names)}")
+                raise fail(sql, g[0].start, f"EXTERN has no parameter [{name}]; its parameters are {list(names)}")
             out[name] = g[2]
         elif len(g) == 1 and i < len(names):
             out[names[i]] = g[0]
         else:
             where = g[0].start if g else (toks[0].start if toks else None)
-            raise _fail(sql, where, "EXTERN expects (inputSource, inputFormat[, signature]) as string literals")
+            raise fail(sql, where, "EXTERN expects (inputSource, inputFormat[, signature]) as string literals")
     return out
 
 
 def _signature(sql: str, tok: Token) -> list[tuple[str, str]]:
     raw = _string_arg(sql, tok, "signature")
     if not isinstance(raw, list) or not raw:
-        raise _fail(sql, tok.start, 'EXTERN: signature must be a non-empty JSON list of {"name", "type"}')
+        raise fail(sql, tok.start, 'EXTERN: signature must be a non-empty JSON list of {"name", "type"}')
     out = []
     for col in raw:
         if not isinstance(col, dict) or not isinstance(col.get("name"), str):
-            raise _fail(sql, tok.start, 'EXTERN: each signature column must be {"name": ..., "type": ...}')
+            raise fail(sql, tok.start, 'EXTERN: each signature column must be {"name": ..., "type": ...}')
         kind = _SIGNATURE_TYPES.get(str(col.get("type", "string")).lower())
         if kind is None:
-            raise _fail(sql, tok.start, f"EXTERN: column [{col['name']}] has unsupported type [{col.get('type')}]")
+            raise fail(sql, tok.start, f"EXTERN: column [{col['name']}] has unsupported type [{col.get('type')}]")
         out.append((col["name"], kind))
     return out
 
@@ -505,19 +384,14 @@ def _signature(sql: str, tok: Token) -> list[tuple[str, str]]:
 def _extend(sql: str, toks: list[Token]) -> list[tuple[str, str]]:
     """``EXTEND (name TYPE, ...)`` column declarations."""
     out = []
-    groups: list[list[Token]] = [[]]
-    for t in toks:
-        if t.text == ",":
-            groups.append([])
-        else:
-            groups[-1].append(t)
+    groups = split_commas(toks)
     for g in groups:
         if len(g) < 2 or g[0].kind not in ("word", "qident"):
-            raise _fail(sql, g[0].start if g else None, "EXTEND expects (column TYPE, ...)")
+            raise fail(sql, g[0].start if g else None, "EXTEND expects (column TYPE, ...)")
         sql_type = " ".join(t.upper or t.text for t in g[1:])
         kind = _SQL_TYPES.get(sql_type)
         if kind is None:
-            raise _fail(sql, g[1].start, f"EXTEND: column [{ident_value(g[0])}] has unsupported type [{sql_type}]")
+            raise fail(sql, g[1].start, f"EXTEND: column [{ident_value(g[0])}] has unsupported type [{sql_type}]")
         out.append((ident_value(g[0]), kind))
     return out
 
@@ -537,14 +411,14 @@ def _replace_extern(sql: str, toks: list[Token], base: int) -> tuple[str, Extern
         ):
             fn = toks[i + 2].upper
             if fn != "EXTERN":
-                raise _fail(sql, toks[i + 2].start, f"Table function [{toks[i + 2].text}] is not supported; use EXTERN")
-            close_fn = _matching(toks, i + 3)
+                raise fail(sql, toks[i + 2].start, f"Table function [{toks[i + 2].text}] is not supported; use EXTERN")
+            close_fn = matching(toks, i + 3)
             close_tbl = close_fn + 1
             if close_fn < 0 or close_tbl >= len(toks) or toks[close_tbl].text != ")":
-                raise _fail(sql, t.start, "Unbalanced parentheses in TABLE(EXTERN(...))")
+                raise fail(sql, t.start, "Unbalanced parentheses in TABLE(EXTERN(...))")
             args = _extern_args(sql, toks[i + 4 : close_fn])
             if "inputSource" not in args or "inputFormat" not in args:
-                raise _fail(sql, t.start, "EXTERN needs inputSource and inputFormat")
+                raise fail(sql, t.start, "EXTERN needs inputSource and inputFormat")
             source = _string_arg(sql, args["inputSource"], "inputSource")
             fmt = _string_arg(sql, args["inputFormat"], "inputFormat")
             _check_source(sql, args["inputSource"], source, fmt, args["inputFormat"])
@@ -554,28 +428,28 @@ def _replace_extern(sql: str, toks: list[Token], base: int) -> tuple[str, Extern
             if j < len(toks) and toks[j].is_("EXTEND"):
                 j += 1
             if j < len(toks) and toks[j].text == "(":
-                close_ext = _matching(toks, j)
+                close_ext = matching(toks, j)
                 if close_ext < 0:
-                    raise _fail(sql, toks[j].start, "Unbalanced parentheses in EXTEND")
+                    raise fail(sql, toks[j].start, "Unbalanced parentheses in EXTEND")
                 extend = _extend(sql, toks[j + 1 : close_ext])
                 end = close_ext
             if extend is not None and "signature" in args:
-                raise _fail(sql, t.start, "EXTERN takes either a signature or EXTEND columns, not both")
+                raise fail(sql, t.start, "EXTERN takes either a signature or EXTEND columns, not both")
             if extend is None and "signature" not in args:
-                raise _fail(sql, t.start, "EXTERN needs a signature (third argument) or EXTEND (column TYPE, ...)")
+                raise fail(sql, t.start, "EXTERN needs a signature (third argument) or EXTEND (column TYPE, ...)")
             sig = extend if extend is not None else _signature(sql, args["signature"])
             spans.append((t.start, toks[end].end, ExternSpec(source, fmt, tuple(sig))))
             i = end + 1
             continue
         i += 1
     if not spans:
-        raise _fail(
+        raise fail(
             sql,
             None,
             "SQL-based ingestion here reads external data only: the query must read FROM TABLE(EXTERN(...))",
         )
     if len(spans) > 1:
-        raise _fail(sql, spans[1][0], "Only one EXTERN input per statement is supported")
+        raise fail(sql, spans[1][0], "Only one EXTERN input per statement is supported")
     start, end, spec = spans[0]
     q_end = toks[-1].end
     return sql[base:start] + EXTERN_TABLE + sql[end:q_end], spec
@@ -583,16 +457,16 @@ def _replace_extern(sql: str, toks: list[Token], base: int) -> tuple[str, Extern
 
 def _check_source(sql: str, tok: Token, source: Any, fmt: Any, fmt_tok: Token) -> None:
     if not isinstance(source, dict) or not isinstance(source.get("type"), str):
-        raise _fail(sql, tok.start, 'EXTERN: inputSource must be a JSON object with a "type"')
+        raise fail(sql, tok.start, 'EXTERN: inputSource must be a JSON object with a "type"')
     if source["type"] not in SUPPORTED_SOURCES:
-        raise _fail(
+        raise fail(
             sql,
             tok.start,
             f"EXTERN: input source type [{source['type']}] is not supported; use one of {list(SUPPORTED_SOURCES)}",
         )
     if not isinstance(fmt, dict) or fmt.get("type") not in SUPPORTED_FORMATS:
         kind = fmt.get("type") if isinstance(fmt, dict) else fmt
-        raise _fail(
+        raise fail(
             sql, fmt_tok.start, f"EXTERN: input format [{kind}] is not supported; use one of {list(SUPPORTED_FORMATS)}"
         )
 
@@ -600,14 +474,14 @@ def _check_source(sql: str, tok: Token, source: Any, fmt: Any, fmt_tok: Token) -
 def _outer_select(query: str) -> tuple[tuple[SelectItem, ...], bool, str | None]:
     """The outer SELECT's columns, whether it groups, and its WHERE when it reads EXTERN directly."""
     toks = tokenize(query)
-    top = _top_level(toks)
+    top = top_level(toks)
     selects = [j for j in top if toks[j].is_("SELECT")]
     if not selects:
-        raise _fail(query, None, "The query has no SELECT")
+        raise fail(query, None, "The query has no SELECT")
     sel = selects[-1]
     frm = next((j for j in top if j > sel and toks[j].is_("FROM")), None)
     if frm is None:
-        raise _fail(query, toks[sel].start, "The SELECT has no FROM clause")
+        raise fail(query, toks[sel].start, "The SELECT has no FROM clause")
     stops = ("WHERE", "GROUP", "HAVING", "ORDER", "LIMIT", "OFFSET", "UNION", "WINDOW")
     clause_ends = [j for j in top if j > frm and toks[j].is_(*stops)]
     from_end = clause_ends[0] if clause_ends else len(toks)
@@ -624,7 +498,7 @@ def _outer_select(query: str) -> tuple[tuple[SelectItem, ...], bool, str | None]
     if start < frm and toks[start].is_("DISTINCT", "ALL"):
         start += 1
     items = []
-    bounds = [start] + [j + 1 for j in _top_level(toks, start, frm) if toks[j].text == ","] + [frm + 1]
+    bounds = [start] + [j + 1 for j in top_level(toks, start, frm) if toks[j].text == ","] + [frm + 1]
     for a, b in itertools.pairwise(bounds):
         part = toks[a : b - 1]
         if part:
@@ -654,7 +528,7 @@ def _select_item(query: str, part: list[Token]) -> SelectItem:
     if any(c in AGGREGATES for c in calls):
         aggregate = "other"
         outer = expr[0].upper
-        whole = expr[0].kind == "word" and len(expr) > 1 and expr[1].text == "(" and _matching(expr, 1) == len(expr) - 1
+        whole = expr[0].kind == "word" and len(expr) > 1 and expr[1].text == "(" and matching(expr, 1) == len(expr) - 1
         distinct = len(expr) > 2 and expr[2].is_("DISTINCT")
         inner_aggs = [c for c in calls[1:] if c in AGGREGATES]
         if whole and outer in COMBINABLE and not distinct and not inner_aggs:
@@ -666,160 +540,22 @@ def _clustered_by(sql: str, toks: list[Token], items: tuple[SelectItem, ...]) ->
     out: list[str] = []
     if not toks:
         return ()
-    groups: list[list[Token]] = [[]]
-    for t in toks:
-        if t.text == ",":
-            groups.append([])
-        else:
-            groups[-1].append(t)
+    groups = split_commas(toks)
     for g in groups:
         if len(g) == 2 and g[1].is_("ASC"):
             g = g[:1]
         if len(g) == 2 and g[1].is_("DESC"):
-            raise _fail(sql, g[1].start, "CLUSTERED BY does not support descending order")
+            raise fail(sql, g[1].start, "CLUSTERED BY does not support descending order")
         if len(g) != 1:
-            raise _fail(sql, g[0].start if g else None, "CLUSTERED BY takes column names or ordinals of the SELECT")
+            raise fail(sql, g[0].start if g else None, "CLUSTERED BY takes column names or ordinals of the SELECT")
         tok = g[0]
         if tok.kind == "number":
             k = int(float(tok.text))
             if not 1 <= k <= len(items) or items[k - 1].name is None:
-                raise _fail(sql, tok.start, f"CLUSTERED BY ordinal [{k}] is out of range of the SELECT list")
+                raise fail(sql, tok.start, f"CLUSTERED BY ordinal [{k}] is out of range of the SELECT list")
             out.append(items[k - 1].name or "")
         elif tok.kind in ("word", "qident"):
             out.append(ident_value(tok))
         else:
-            raise _fail(sql, tok.start, "CLUSTERED BY takes column names or ordinals of the SELECT")
+            raise fail(sql, tok.start, "CLUSTERED BY takes column names or ordinals of the SELECT")
     return tuple(out)
-
-
-# ---- OVERWRITE WHERE: a condition on __time -> intervals ---------------------------------------------
-
-
-def _instant(sql: str, toks: list[Token], i: int) -> tuple[int, int]:
-    """(epoch ms, next index) of a time literal: TIMESTAMP '...', DATE '...', '...' or a millis number."""
-    tok = toks[i] if i < len(toks) else None
-    if tok is None:
-        raise _fail(sql, len(sql), "OVERWRITE WHERE: expected a time literal")
-    if tok.is_("TIMESTAMP", "DATE") and i + 1 < len(toks) and toks[i + 1].kind == "string":
-        tok, i = toks[i + 1], i + 1
-    if tok.kind == "string":
-        text = string_value(tok).strip()
-        if len(text) > 10 and text[10] == " ":
-            text = text[:10] + "T" + text[11:]
-        try:
-            return parse_instant_ms(text), i + 1
-        except ValueError:
-            raise _fail(sql, tok.start, f"OVERWRITE WHERE: [{string_value(tok)}] is not a timestamp") from None
-    if tok.kind == "number":
-        return int(float(tok.text)), i + 1
-    raise _fail(sql, tok.start, f"OVERWRITE WHERE: expected a time literal, got [{tok.text}]")
-
-
-Ranges = list[tuple[int, int]]
-
-
-def _intersect(a: Ranges, b: Ranges) -> Ranges:
-    out = [(max(s1, s2), min(e1, e2)) for s1, e1 in a for s2, e2 in b]
-    return sorted((s, e) for s, e in out if s < e)
-
-
-def _union(a: Ranges, b: Ranges) -> Ranges:
-    out: Ranges = []
-    for s, e in sorted(a + b):
-        if out and s <= out[-1][1]:
-            out[-1] = (out[-1][0], max(out[-1][1], e))
-        else:
-            out.append((s, e))
-    return out
-
-
-class _Cond:
-    """Recursive descent over ``__time`` comparisons joined by AND / OR, with parentheses and BETWEEN."""
-
-    def __init__(self, sql: str, toks: list[Token]) -> None:
-        self.sql, self.toks, self.i = sql, toks, 0
-
-    def expr(self) -> Ranges:
-        out = self.term()
-        while self.i < len(self.toks) and self.toks[self.i].is_("OR"):
-            self.i += 1
-            out = _union(out, self.term())
-        return out
-
-    def term(self) -> Ranges:
-        out = self.factor()
-        while self.i < len(self.toks) and self.toks[self.i].is_("AND"):
-            self.i += 1
-            out = _intersect(out, self.factor())
-        return out
-
-    def factor(self) -> Ranges:
-        toks = self.toks
-        if self.i >= len(toks):
-            raise _fail(self.sql, len(self.sql), "OVERWRITE WHERE: unexpected end of condition")
-        tok = toks[self.i]
-        if tok.text == "(":
-            self.i += 1
-            out = self.expr()
-            if self.i >= len(toks) or toks[self.i].text != ")":
-                raise _fail(self.sql, tok.start, "OVERWRITE WHERE: unbalanced parentheses")
-            self.i += 1
-            return out
-        if tok.kind in ("word", "qident") and ident_value(tok) == TIME:
-            self.i += 1
-            if self.i < len(toks) and toks[self.i].is_("BETWEEN"):
-                lo, self.i = _instant(self.sql, toks, self.i + 1)
-                if self.i >= len(toks) or not toks[self.i].is_("AND"):
-                    raise _fail(self.sql, tok.start, "OVERWRITE WHERE: BETWEEN needs AND")
-                hi, self.i = _instant(self.sql, toks, self.i + 1)
-                return [(lo, hi + 1)] if lo <= hi else []
-            op = toks[self.i].text if self.i < len(toks) else ""
-            value, self.i = _instant(self.sql, toks, self.i + 1)
-            return self._range(op, value, tok)
-        if tok.kind in ("string", "number") or tok.is_("TIMESTAMP", "DATE"):
-            value, j = _instant(self.sql, toks, self.i)
-            if j < len(toks) - 1 and ident_value(toks[j + 1]) == TIME:
-                op = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "=": "="}.get(toks[j].text, "")
-                self.i = j + 2
-                return self._range(op, value, tok)
-        raise _fail(
-            self.sql,
-            tok.start,
-            "OVERWRITE WHERE supports only comparisons of __time with timestamps, combined with AND, OR and BETWEEN",
-        )
-
-    def _range(self, op: str, value: int, tok: Token) -> Ranges:
-        ranges = {
-            ">=": (value, MAX_MS),
-            ">": (value + 1, MAX_MS),
-            "<": (MIN_MS, value),
-            "<=": (MIN_MS, value + 1),
-            "=": (value, value + 1),
-        }
-        if op not in ranges:
-            raise _fail(self.sql, tok.start, f"OVERWRITE WHERE: unsupported operator [{op}] on __time")
-        return [ranges[op]]
-
-
-def _overwrite_intervals(sql: str, toks: list[Token], gran: Granularity) -> tuple[Interval, ...]:
-    cond = _Cond(sql, toks)
-    ranges = cond.expr()
-    if cond.i != len(toks):
-        raise _fail(sql, toks[cond.i].start, f"OVERWRITE WHERE: unexpected token [{toks[cond.i].text}]")
-    if not ranges:
-        raise _fail(sql, toks[0].start, "OVERWRITE WHERE selects no time at all")
-    ranges = _intersect(ranges, [(ALL_TIME.start, ALL_TIME.end)])
-    if not ranges:
-        raise _fail(sql, toks[0].start, f"OVERWRITE WHERE selects no time within {ALL_TIME}")
-    for s, e in ranges:
-        for edge in (s, e):
-            if edge in (ALL_TIME.start, ALL_TIME.end):
-                continue
-            if gran.is_all or gran.truncate(edge) != edge:
-                raise _fail(
-                    sql,
-                    toks[0].start,
-                    f"OVERWRITE WHERE clause identified interval [{Interval(s, e)}] which is not aligned with "
-                    f"PARTITIONED BY granularity [{gran.name.upper()}]",
-                )
-    return tuple(Interval(s, e) for s, e in ranges)
