@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -153,10 +153,15 @@ def _typed(col: pa.ChunkedArray | None, kind: str, n: int) -> tuple[pa.Array | p
 
 
 def read_input(
-    stmt: IngestStatement, spec: IndexSpec, splits: list[InputSplit], max_parse_exceptions: int
+    stmt: IngestStatement,
+    spec: IndexSpec,
+    splits: list[InputSplit],
+    max_parse_exceptions: int,
+    on_progress: Callable[[InputCounters], None] | None = None,
 ) -> tuple[pa.Table, InputCounters]:
     """The splits' rows typed by the EXTERN signature; past ``max_parse_exceptions`` unparseable rows the
-    query fails with Druid's TooManyWarnings fault (the default, 0, fails on the first)."""
+    query fails with Druid's TooManyWarnings fault (the default, 0, fails on the first).
+    ``on_progress`` sees the counters after every chunk (for live reports)."""
     counters = InputCounters()
     sig = stmt.extern.signature
     tables = []
@@ -188,6 +193,8 @@ def read_input(
                     cols[name] = col
                 tables.append(pa.table(cols))
                 counters.rows += n
+                if on_progress is not None:
+                    on_progress(counters)
     if not tables:
         return pa.table({name: pa.array([], _ARROW[kind]) for name, kind in sig}), counters
     return pa.concat_tables(tables), counters

@@ -22,7 +22,7 @@ from overlord.sql import extern_query as eq
 from overlord.sql.ingest_statement import IngestStatement, parse
 from overlord.tasks.index import push_segments, pushed_segments_report, staging_prefix
 from overlord.tasks.publish import PLACEHOLDER_VERSION
-from overlord.tasks.reporting import allowed_dirs_of, log_peak_memory
+from overlord.tasks.reporting import LIVE_REPORT_INTERVAL_S, allowed_dirs_of, log_peak_memory
 
 WORKER_TYPE = "query_worker"
 _FIELDS = {
@@ -140,7 +140,14 @@ def run(toolbox: TaskToolbox) -> TaskResult:
         spec = eq.input_spec(stmt, toolbox.runtime.allowed_input_dirs)
         splits = checked_splits([InputSplit.from_dict(d) for d in payload["inputSplits"]], spec.allowed_dirs)
         toolbox.write_live_report(worker_report(toolbox, "READING_INPUT", counters))
-        table, counters = eq.read_input(stmt, spec, splits, settings.max_parse_exceptions)
+        last = [toolbox.clock.monotonic()]
+
+        def progress(now_counters: eq.InputCounters) -> None:
+            if toolbox.clock.monotonic() - last[0] >= LIVE_REPORT_INTERVAL_S:
+                last[0] = toolbox.clock.monotonic()
+                toolbox.write_live_report(worker_report(toolbox, "READING_INPUT", now_counters))
+
+        table, counters = eq.read_input(stmt, spec, splits, settings.max_parse_exceptions, progress)
         toolbox.log.info(
             "Read %d rows (%d unparseable) from %d files", counters.rows, counters.unparseable, len(splits)
         )
