@@ -196,3 +196,11 @@ class QueryCapacityExceeded(OverlordError):
     http_status = 429
     error_code = "capacityExceeded"
     category = "CAPACITY_EXCEEDED"
+
+
+class NotRunningYet(OverlordError):
+    """The task has not started the work this asks about yet; ask again shortly."""
+
+    http_status = 503
+    error_code = "serviceUnavailable"
+    category = "RUNTIME_FAILURE"

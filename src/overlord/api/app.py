@@ -12,7 +12,22 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from overlord.api import compaction_config, coordinator, druid_tasks, peon_reports, sql_task, task_actions, worker_chat
+from overlord.api import (
+    compaction_config,
+    coordinator,
+    coordinator_config,
+    coordinator_datasources,
+    druid_status,
+    druid_tasks,
+    lookups,
+    peon_reports,
+    sql_task,
+    supervisors,
+    task_actions,
+    task_locks,
+    worker_chat,
+    worker_config,
+)
 from overlord.api import sql as sql_api
 from overlord.api.elasticsearch import tasks as es_tasks
 from overlord.api.elasticsearch.errors import EsError, es_aware, es_error_handler
@@ -51,6 +66,13 @@ def create_app(service: Service) -> Starlette:
         *task_actions.routes(),
         *peon_reports.routes(),
         *coordinator.routes(),
+        *coordinator_datasources.routes(),
+        *coordinator_config.routes(),
+        *lookups.routes(),
+        *task_locks.routes(),
+        *worker_config.routes(),
+        *supervisors.routes(),
+        *druid_status.routes(),
         *compaction_config.routes(),
         *worker_chat.routes(),
         *sql_task.routes(),  # before the SQL query API: /druid/v2/sql/task is not a query id
