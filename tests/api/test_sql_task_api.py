@@ -160,3 +160,21 @@ async def test_a_query_worker_posted_directly_is_checked_like_a_sub_task(svc: In
     assert r.status_code == 400 and "inputSplits[0].path" in r.json()["errorMessage"], r.text
     r = await svc.http.post(f"{API}/task", json={**worker, "inputSplits": [{"data": "{}"}], "dataSource": "other"})
     assert r.status_code == 400 and "dataSource" in r.json()["errorMessage"], r.text
+
+
+async def test_airflow_druid_hook_sequence(svc: InProcess) -> None:
+    """DruidHook in SQL mode: a JSON string body, taskId, status polling, and its shutdown on timeout."""
+    body = json.dumps({"query": INSERT, "context": {"maxNumTasks": 2}})
+    r = await svc.http.post(SQL_TASK, content=body, headers={"Content-Type": "application/json"})
+    assert 200 <= r.status_code < 300, r.text
+    task_id = r.json()["taskId"]
+    r = await svc.http.get(f"{API}/task/{task_id}/status")
+    assert r.json()["status"]["status"] == "RUNNING"
+    r = await svc.http.post(f"{SQL_TASK}/{task_id}/shutdown")
+    assert r.status_code == 200 and r.json() == {"task": task_id}, r.text
+    assert task_id in svc.runner.shutdowns
+    r = await svc.http.post(f"{SQL_TASK}/no-such-task/shutdown")
+    assert r.status_code == 404 and r.json()["error"] == "druidException", r.text
+    holder = await svc.holder()
+    r = await svc.http.post(f"{SQL_TASK}/{holder}/shutdown")
+    assert r.status_code == 404, r.text

@@ -20,9 +20,9 @@ from starlette.routing import Route
 from overlord.api.druid_tasks import read_json_body, service_of
 from overlord.api.errors import JSONResponse, druid_error_body
 from overlord.core.ids import validate_id
-from overlord.errors import InvalidInput, OverlordError
+from overlord.errors import InvalidInput, OverlordError, TaskNotFound
 from overlord.sql.ingest_statement import bind_parameters, parse
-from overlord.tasks.query_controller import controller_task_id, task_payload
+from overlord.tasks.query_controller import CONTROLLER_TYPE, controller_task_id, task_payload
 
 PATH = "/druid/v2/sql/task"
 _REQUEST_FIELDS = {"query", "context", "parameters", "resultFormat", "header", "typesHeader", "sqlTypesHeader"}
@@ -69,9 +69,21 @@ async def submit(request: Request) -> Response:
     return JSONResponse({"taskId": task_id, "state": "RUNNING"}, 202)
 
 
+async def shutdown(request: Request) -> Response:
+    """Not in Druid: Airflow's DruidHook (SQL mode) posts ``<sql task endpoint>/<taskId>/shutdown`` when an
+    ingestion outlives ``max_ingestion_time``; it stops a ``query_controller`` as the Tasks API's shutdown does."""
+    task_id = request.path_params["task_id"]
+    rec = service_of(request).store.get_task(task_id)
+    if rec is None or rec.type != CONTROLLER_TYPE:
+        raise TaskNotFound(f"Cannot find any SQL-based ingestion task with id: [{task_id}]", taskId=task_id)
+    service_of(request).queue.shutdown(task_id)
+    return JSONResponse({"task": task_id})
+
+
 def routes() -> list[Route]:
     return [
         Route(f"{PATH}/enabled", enabled, methods=["GET"]),
+        Route(f"{PATH}/{{task_id}}/shutdown", shutdown, methods=["POST"]),
         Route(PATH, submit, methods=["POST"]),
         Route(f"{PATH}/", submit, methods=["POST"]),
     ]
