@@ -1,7 +1,7 @@
 """Druid's SQL-based ingestion API: ``POST /druid/v2/sql/task`` and ``GET /druid/v2/sql/task/enabled``.
 
 The request is Druid's SQL request (``query``, ``context``, ``parameters``; the result-format fields
-are accepted and ignored, as Druid does). An INSERT or REPLACE is stored as a ``query_controller``
+and unknown fields are ignored, as Druid's JSON mapper does). An INSERT or REPLACE is stored as a ``query_controller``
 task with id ``query-<sqlQueryId>`` and answered ``202 {"taskId", "state": "RUNNING"}``; status,
 reports and cancellation go through the Tasks API. As in Druid's SqlTaskResource, a body that is
 not a SQL request is a plain Druid error, while a statement that cannot run answers
@@ -25,7 +25,6 @@ from overlord.sql.ingest_statement import bind_parameters, parse
 from overlord.tasks.query_controller import CONTROLLER_TYPE, controller_task_id, task_payload
 
 PATH = "/druid/v2/sql/task"
-_REQUEST_FIELDS = {"query", "context", "parameters", "resultFormat", "header", "typesHeader", "sqlTypesHeader"}
 
 
 async def enabled(request: Request) -> Response:
@@ -35,9 +34,6 @@ async def enabled(request: Request) -> Response:
 def _request(body: Any) -> tuple[str, dict[str, Any], list[Any] | None]:
     if not isinstance(body, dict):
         raise InvalidInput("Request body must be a JSON object with a [query] field", field="query")
-    unknown = sorted(set(body) - _REQUEST_FIELDS)
-    if unknown:
-        raise InvalidInput(f"Unknown field [{unknown[0]}] in the SQL request", field=unknown[0])
     query = body.get("query")
     if not isinstance(query, str) or not query.strip():
         raise InvalidInput("Field [query] must be a non-empty string", field="query")
