@@ -37,7 +37,8 @@ def _request(body: Any) -> tuple[str, dict[str, Any], list[Any] | None]:
     query = body.get("query")
     if not isinstance(query, str) or not query.strip():
         raise InvalidInput("Field [query] must be a non-empty string", field="query")
-    context = body.get("context") or {}
+    context = body.get("context")
+    context = {} if context is None else context
     if not isinstance(context, dict):
         raise InvalidInput("Field [context] must be a JSON object", field="context")
     parameters = body.get("parameters")
