@@ -21,8 +21,7 @@ The API layer turns these into Druid- or Elasticsearch-shaped bodies in one plac
     ├── IllegalTransition       (500)  the queue asked a task's state to make a move the state machine forbids
     ├── ConfigError                    a setting is invalid; the service refuses to start
     ├── QueryTimeout            (504)  a SQL query ran past its timeout
-    ├── QueryCancelled          (500)  a SQL query was cancelled by id (Druid's CANCELED category)
-    └── QueryCapacityExceeded   (429)  too many SQL queries at once
+    └── QueryCancelled          (500)  a SQL query was cancelled by id (Druid's CANCELED category)
     (and under InvalidInput: SqlError (400) with SqlUnsupported, a feature of Druid SQL not run here)
 """
 
@@ -162,6 +161,14 @@ class StoreUnavailable(OverlordError):
     category = "RUNTIME_FAILURE"
 
 
+class NotRunningYet(OverlordError):
+    """The task has not started the work this asks about yet; ask again shortly."""
+
+    http_status = 503
+    error_code = "serviceUnavailable"
+    category = "RUNTIME_FAILURE"
+
+
 class SqlError(InvalidInput):
     """The SQL query is invalid."""
 
@@ -188,19 +195,3 @@ class QueryCancelled(OverlordError):
     http_status = 500
     error_code = "canceled"
     category = "CANCELED"
-
-
-class QueryCapacityExceeded(OverlordError):
-    """Too many SQL queries are running; try again shortly."""
-
-    http_status = 429
-    error_code = "capacityExceeded"
-    category = "CAPACITY_EXCEEDED"
-
-
-class NotRunningYet(OverlordError):
-    """The task has not started the work this asks about yet; ask again shortly."""
-
-    http_status = 503
-    error_code = "serviceUnavailable"
-    category = "RUNTIME_FAILURE"

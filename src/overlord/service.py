@@ -8,10 +8,11 @@ import gc
 import logging
 import os
 import socket
+import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 import overlord.tasks  # noqa: F401  (registers the built-in task types)
 from overlord import __version__
@@ -31,13 +32,15 @@ from overlord.isotime import Interval
 from overlord.listing_pool import ListingPool
 from overlord.runner.local import LocalTaskRunner
 from overlord.runner.toolbox import PeonRuntime
-from overlord.sql.engine import SqlEngine
 from overlord.storage.compaction_configs import CompactionConfigs
 from overlord.storage.config_audit import ConfigStore
 from overlord.storage.deep_storage import FsDeepStorage
 from overlord.storage.metadata import MetadataStore
 from overlord.storage.segment_store import SqlSegmentStore
 from overlord.storage.task_logs import FsTaskLogs
+
+if TYPE_CHECKING:
+    from overlord.sql.engine import SqlEngine
 
 log = logging.getLogger(__name__)
 
@@ -121,9 +124,8 @@ class Service:
         )
         self.queue.add_completion_listener(self._on_task_complete)
         self.started_ms = clock.now_ms()
-        self.sql = SqlEngine(
-            self.segments, self.deep_storage, max_rows=settings.sql_max_rows, threads=settings.sql_threads
-        )
+        self._sql: SqlEngine | None = None
+        self._sql_lock = threading.Lock()
         self.compaction_configs = CompactionConfigs(self.store)
         self.configs = ConfigStore(self.store)  # type: ignore[arg-type]
         self.retention = LogRetention(self.store, self.task_logs, clock, settings.logs_kill_duration_to_retain_ms)
@@ -145,6 +147,25 @@ class Service:
         return handle
 
     # -- implementations, picked by Druid's property names ----------------------------------------
+
+    @property
+    def sql(self) -> SqlEngine:
+        """The SQL engine, built on first use (off the event loop, see api.sql): DuckDB and sqlglot stay
+        out of start-up."""
+        if self._sql is None:
+            with self._sql_lock:
+                if self._sql is None:
+                    from overlord.sql.engine import SqlEngine
+
+                    s = self.settings
+                    self._sql = SqlEngine(
+                        self.segments, self.deep_storage, max_rows=s.sql_max_rows, threads=s.sql_threads
+                    )
+        return self._sql
+
+    @property
+    def sql_started(self) -> bool:
+        return self._sql is not None
 
     def _task_logs(self) -> TaskLogs:
         if self.settings.logs_type != "file":
@@ -213,7 +234,8 @@ class Service:
                 if rec.id in running:
                     self.queue.fail_on_stop(rec)
         self.listings.close()
-        self.sql.close()
+        if self._sql is not None:
+            self._sql.close()
         self.store.close()
         self._lock_file.close()
 

@@ -9,7 +9,6 @@ Exit codes are those of ``overlord task``.
 from __future__ import annotations
 
 import json
-import re
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -19,14 +18,9 @@ from rich.table import Table
 
 from overlord import client_cli
 from overlord.client.client import DEFAULT_URL
+from overlord.sql.dialect import is_ingestion
 
-_INGEST = re.compile(r"^\s*(?:(?:--[^\n]*\n|/\*.*?\*/)\s*)*(INSERT|REPLACE)\b", re.IGNORECASE | re.DOTALL)
 FORMATS = ("table", "csv", "json")
-
-
-def is_ingestion(query: str) -> bool:
-    """Whether a statement is SQL-based ingestion (INSERT or REPLACE, after any leading comments)."""
-    return _INGEST.match(query) is not None
 
 
 def _read_query(query: str | None, file: str | None) -> str:

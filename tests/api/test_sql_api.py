@@ -24,7 +24,9 @@ CONSOLE = Path(__file__).parent / "sql_console"
 DAY = 86_400_000
 
 
-def publish(svc: Service, tmp: Path, ds: str, day: str, version: str, rows: list[tuple[str, str, int]]) -> DataSegment:
+def publish(
+    svc: Service, tmp: Path, ds: str, day: str, version: str, rows: list[tuple[str, str, int]], length_ms: int = DAY
+) -> DataSegment:
     """Write a segment file (``__time`` ms, page, added) into deep storage and publish it."""
     start = parse_instant_ms(day)
     table = pa.table(
@@ -37,9 +39,8 @@ def publish(svc: Service, tmp: Path, ds: str, day: str, version: str, rows: list
     local = tmp / f"{ds}-{day}-{version}.parquet"
     pq.write_table(table, local)
     spec = svc.deep_storage.write(f"{ds}/{day}/{version}/0/index.parquet", str(local))
-    seg = DataSegment(
-        ds, Interval(start, start + DAY), version, ShardSpec(), spec, ("page",), ("added",), size=local.stat().st_size
-    )
+    iv = Interval(start, start + length_ms)
+    seg = DataSegment(ds, iv, version, ShardSpec(), spec, ("page",), ("added",), size=local.stat().st_size)
     svc.segments.publish([seg], [], svc.clock.now_ms())
     return seg
 
@@ -79,7 +80,7 @@ async def test_counts_read_the_visible_segments(op: InProcess) -> None:
     r = await sql(op, {"query": "SELECT COUNT(*) AS c, SUM(added) AS s FROM wikiticker_missing"}, 400)
     assert r.json()["errorCode"] == "invalidInput" and "wikiticker_missing" in r.json()["errorMessage"]
     r = await sql(op, {"query": "SELECT COUNT(*) AS c, SUM(added) AS s FROM wiki"})
-    assert r.json() == [{"c": 3, "s": 22}]
+    assert r.content == b'[{"c":3,"s":22}]'  # SUM of a BIGINT is a BIGINT, as in Druid
     r = await sql(op, {"query": 'SELECT page, SUM(added) AS s FROM druid."wiki" GROUP BY page ORDER BY page'})
     assert r.json() == [{"page": "A", "s": 17}, {"page": "B", "s": 5}]
 
@@ -96,6 +97,16 @@ async def test_a_newer_version_overshadows_and_the_old_one_is_never_read(op: InP
         {"version": "v2", "is_overshadowed": 0, "is_active": 1, "num_rows": 1},
         {"version": "v1", "is_overshadowed": 0, "is_active": 1, "num_rows": 1},
     ]
+
+
+async def test_a_partly_overshadowed_segment_is_read_only_where_visible(op: InProcess, tmp_path: Path) -> None:
+    # A newer version over one hour of the first day: v1's day stays used, visible outside that hour.
+    rows = [("2016-06-27T01:30:00Z", "C", 1000)]
+    publish(op.service, tmp_path, "wiki", "2016-06-27T01:00:00Z", "v2", rows, length_ms=3_600_000)
+    assert len(op.service.segments.used_segments("wiki")) == 3
+    r = await sql(op, {"query": "SELECT page, added FROM wiki ORDER BY __time"})
+    # v1's 01:00 row (A, 10) is hidden by v2's hour; its 02:00 row (B, 5) is still visible.
+    assert r.json() == [{"page": "C", "added": 1000}, {"page": "B", "added": 5}, {"page": "A", "added": 7}]
 
 
 async def test_time_filter_reads_only_overlapping_segments(op: InProcess, tmp_path: Path) -> None:
@@ -138,7 +149,7 @@ async def test_headers_with_types(op: InProcess) -> None:
     assert r.json() == [
         ["__time", "page", "added", "d"],
         ["LONG", "STRING", "LONG", "DOUBLE"],
-        ["TIMESTAMP", "VARCHAR", "BIGINT", "DECIMAL"],
+        ["TIMESTAMP", "VARCHAR", "BIGINT", "DOUBLE"],
         ["2016-06-27T01:00:00.000Z", "A", 10, 1.5],
     ]
     r = await sql(op, {**body, "resultFormat": "object"})
@@ -155,6 +166,11 @@ async def test_headers_with_types(op: InProcess) -> None:
 async def test_text_plain_body_and_parameters(op: InProcess) -> None:
     r = await sql(op, "SELECT COUNT(*) AS c FROM wiki")
     assert r.json() == [{"c": 3}]
+    form = {"Content-Type": "application/x-www-form-urlencoded"}  # curl --data-urlencode
+    r = await op.http.post(SQL, content=b"SELECT%20COUNT(*)%20AS%20c%20FROM%20wiki", headers=form)
+    assert r.status_code == 200 and r.json() == [{"c": 3}]
+    r = await op.http.post(SQL, json={"query": "SELECT 1 AS one", "typesHeader": True})
+    assert r.json() == [{"one": 1}]  # types need header: ignored without it
     body = {
         "query": "SELECT COUNT(*) AS c FROM wiki WHERE page = ? AND added > ?",
         "parameters": [{"type": "VARCHAR", "value": "A"}, {"type": "BIGINT", "value": 8}],
@@ -171,7 +187,7 @@ async def test_text_plain_body_and_parameters(op: InProcess) -> None:
         ({"query": "INSERT INTO wiki SELECT * FROM wiki"}, None),
         ({"query": ""}, "query"),
         ({"query": "SELECT 1", "resultFormat": "xml"}, "resultFormat"),
-        ({"query": "SELECT 1", "typesHeader": True}, "header"),
+        ({"query": "SELECT 1", "header": "yes"}, "header"),
         ({"query": "SELECT 1", "context": {"timeout": "soon"}}, None),
         ({"query": "SELECT ?", "parameters": []}, "parameters"),
         ({"query": "SELECT * FROM sys.nope"}, None),
@@ -186,6 +202,12 @@ async def test_bad_requests_are_400_in_druids_shape(op: InProcess, body: dict[st
     assert err["errorMessage"]
     if field is not None:
         assert err["context"].get("field") == field
+
+
+async def test_ingestion_on_the_query_api_points_to_the_task_api(op: InProcess) -> None:
+    q = "REPLACE INTO wiki OVERWRITE ALL SELECT * FROM wiki PARTITIONED BY DAY"
+    err = (await sql(op, {"query": q}, 400)).json()
+    assert "/druid/v2/sql/task" in err["errorMessage"]
 
 
 async def test_syntax_error_names_line_and_column(op: InProcess) -> None:
@@ -241,7 +263,9 @@ async def test_sys_tasks_agrees_with_the_tasks_api(op: InProcess) -> None:
     assert by_id[held]["status"] == "RUNNING" and by_id[done]["error_msg"] == "boom"
 
 
-@pytest.mark.parametrize("name", ["tasks_view", "datasources_view", "segments_view", "services_view", "columns"])
+@pytest.mark.parametrize(
+    "name", ["tasks_view", "datasources_view", "segments_view", "services_view", "servers_with_segments", "columns"]
+)
 async def test_console_queries_answer(op: InProcess, name: str) -> None:
     await op.holder("wiki")
     rows = (await sql(op, {"query": (CONSOLE / f"{name}.sql").read_text()})).json()
@@ -268,6 +292,15 @@ async def test_console_queries_answer(op: InProcess, name: str) -> None:
         ]
     if name == "tasks_view":
         assert rows[0]["status"] == "RUNNING"
+    if name == "segments_view":
+        assert [(r["start"], r["time_span"], r["is_active"]) for r in rows] == [
+            ("2016-06-28T00:00:00.000Z", "Day", 1),
+            ("2016-06-27T00:00:00.000Z", "Day", 1),
+        ]
+        assert rows[1]["num_rows"] == 2 and rows[1]["avg_row_size"] == rows[1]["size"] // 2
+    if name == "services_view":
+        assert [r["service_type"] for r in rows] == ["coordinator", "overlord", "broker", "historical"]
+        assert rows[0]["is_leader"] == 1 and rows[3]["curr_size"] > 0
 
 
 async def test_information_schema_and_sys_tables(op: InProcess) -> None:

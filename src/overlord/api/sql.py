@@ -16,6 +16,7 @@ from collections.abc import Callable
 from datetime import date, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote_plus
 
 import orjson
 from starlette.requests import Request
@@ -25,7 +26,7 @@ from starlette.routing import Route
 from overlord.api.druid_tasks import _complete_tasks, check_json_depth, service_of
 from overlord.api.errors import druid_error
 from overlord.errors import InvalidInput
-from overlord.sql.engine import ReadModel, Result
+from overlord.sql.model import ReadModel, Result
 from overlord.sql.system_tables import ServerInfo
 from overlord.sql.types import druid_type
 
@@ -51,6 +52,10 @@ async def _read_request(request: Request) -> dict[str, Any]:
     raw = await request.body()
     if content_type == "text/plain":
         return {"query": raw.decode("utf-8", errors="replace")}
+    if content_type in ("application/x-www-form-urlencoded", ""):  # curl --data's default: the query, URL-encoded
+        text = raw.decode("utf-8", errors="replace")
+        if not text.lstrip().startswith("{"):
+            return {"query": unquote_plus(text) if content_type else text}
     if content_type and content_type not in ("application/json", "text/json") and not content_type.endswith("+json"):
         raise InvalidInput(f"Unsupported Content-Type [{content_type}]: send application/json or text/plain")
     if not raw.strip():
@@ -163,9 +168,8 @@ async def post_sql(request: Request) -> Response:
         raise InvalidInput(
             f"Invalid [resultFormat]: [{raw_format}] is not one of {', '.join(FORMATS.values())}", field="resultFormat"
         )
+    # typesHeader and sqlTypesHeader add to the header row: without ``header`` they do nothing, as in Druid.
     header, types, sql_types = _bool(body, "header"), _bool(body, "typesHeader"), _bool(body, "sqlTypesHeader")
-    if (types or sql_types) and not header:
-        raise InvalidInput("[typesHeader] and [sqlTypesHeader] need [header] set to true", field="header")
     context = body.get("context") or {}
     if not isinstance(context, dict):
         raise InvalidInput("Invalid [context]: expected a JSON object", field="context")
@@ -175,6 +179,8 @@ async def post_sql(request: Request) -> Response:
     query_id = str(context.get("sqlQueryId") or uuid.uuid4())
     timeout_ms = _timeout_ms(context, svc.settings.sql_timeout_ms)
 
+    if not svc.sql_started:  # the first query loads DuckDB and sqlglot: not on the event loop
+        await asyncio.get_running_loop().run_in_executor(None, lambda: svc.sql)
     engine = svc.sql
     prepared = engine.prepare(query, parameters, query_id)
     model = _read_model(svc, "tasks" in prepared.sys_tables)
@@ -212,7 +218,7 @@ def _keep_interrupting(svc: Service, query_id: str, period_s: float = 0.05, limi
 async def cancel_sql(request: Request) -> Response:
     query_id = request.path_params["query_id"]
     svc = service_of(request)
-    if svc.sql.cancel(query_id):
+    if svc.sql_started and svc.sql.cancel(query_id):
         _keep_interrupting(svc, query_id)
         return Response(status_code=202)
     return druid_error(404, f"Query [{query_id}] is not running", {"sqlQueryId": query_id})

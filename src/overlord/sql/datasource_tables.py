@@ -6,30 +6,119 @@ is read only over the stretches where it is visible, so no row is ever counted t
 segments are never read. A ``WHERE __time`` range on the query (see ``time_bounds``) narrows the
 timeline lookup, so only the segments overlapping it are opened.
 
-Files are opened with ``DeepStorage.open(load_spec)`` (never a local path), so object storage works
-too; an opened segment's Arrow fragment is cached by segment id (segments are immutable), as a
-Historical keeps the segments it has loaded.
+DuckDB reads the Parquet files with its own (parallel) reader, but through ``DeepStorage.open``,
+never a local path: ``DeepStorageFiles`` is an fsspec filesystem (``overlord://``) that DuckDB
+calls for bytes, so object storage works the same way. Segments are immutable, so their footers
+(schema, row count) are cached by segment id, as a Historical keeps what it has loaded.
 """
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
+from typing import Any, BinaryIO
 
 import pyarrow as pa
-import pyarrow.dataset as pads
+import pyarrow.parquet as pq
+from fsspec.spec import AbstractFileSystem
 from sqlglot import exp
 
 from overlord.core.data_segment import DataSegment
-from overlord.core.protocols import DeepStorage, SegmentStore
+from overlord.core.protocols import DeepStorage, LoadSpec, SegmentStore
 from overlord.core.timeline import VersionedIntervalTimeline
 from overlord.isotime import Interval, parse_instant_ms
 
 TIME = "__time"
 ALL_TIME = Interval(-(2**62), 2**62)
-_FORMAT = pads.ParquetFileFormat()
+PROTOCOL = "overlord"
+_EPOCH = datetime(2000, 1, 1)
+
+
+@dataclass(frozen=True)
+class SegmentMeta:
+    path: str  # overlord://segments/<key>.parquet
+    schema: pa.Schema
+    num_rows: int
+
+    @property
+    def time_is_millis(self) -> bool:
+        """``__time`` stored as epoch millis (int64) rather than a UTC timestamp."""
+        return TIME in self.schema.names and pa.types.is_integer(self.schema.field(TIME).type)
+
+
+class DeepStorageFiles(AbstractFileSystem):  # type: ignore[misc]
+    """Segment files as ``overlord://segments/<key>.parquet``, opened with ``DeepStorage.open``."""
+
+    protocol = PROTOCOL
+
+    def __init__(self, deep_storage: DeepStorage, capacity: int = 65_536) -> None:
+        super().__init__(skip_instance_cache=True)
+        self.deep_storage = deep_storage
+        self.capacity = capacity
+        self._specs: dict[str, LoadSpec] = {}
+        self._sizes: dict[str, int] = {}
+        self._meta: OrderedDict[str, SegmentMeta] = OrderedDict()
+        self._mutex = threading.Lock()
+
+    # -- what the engine asks --------------------------------------------------------------------
+
+    def meta(self, segment: DataSegment) -> SegmentMeta:
+        """The segment's path for DuckDB, its columns and row count (its footer, read once)."""
+        key = hashlib.sha1(segment.identifier.encode()).hexdigest()
+        with self._mutex:
+            found = self._meta.get(key)
+            if found is not None:
+                self._meta.move_to_end(key)
+                return found
+            self._specs[key] = dict(segment.load_spec)
+        with self.deep_storage.open(dict(segment.load_spec)) as fh:
+            footer = pq.ParquetFile(fh)
+            meta = SegmentMeta(f"{PROTOCOL}://segments/{key}.parquet", footer.schema_arrow, footer.metadata.num_rows)
+        with self._mutex:
+            self._meta[key] = meta
+            while len(self._meta) > self.capacity:
+                old, _ = self._meta.popitem(last=False)
+                self._specs.pop(old, None)
+                self._sizes.pop(old, None)
+        return meta
+
+    # -- what DuckDB asks ------------------------------------------------------------------------
+
+    def _key(self, path: str) -> str:
+        name = str(self._strip_protocol(path)).rsplit("/", 1)[-1]
+        return name.removesuffix(".parquet")
+
+    def _spec(self, path: str) -> LoadSpec:
+        with self._mutex:
+            spec = self._specs.get(self._key(path))
+        if spec is None:
+            raise FileNotFoundError(path)
+        return spec
+
+    def _open(self, path: str, mode: str = "rb", **kwargs: Any) -> BinaryIO:
+        if "r" not in mode:
+            raise PermissionError(f"{path} is read-only")
+        return self.deep_storage.open(self._spec(path))
+
+    def info(self, path: str, **kwargs: Any) -> dict[str, Any]:
+        key = self._key(path)
+        with self._mutex:
+            size = self._sizes.get(key)
+        if size is None:
+            with self.deep_storage.open(self._spec(path)) as fh:
+                size = fh.seek(0, 2)
+            with self._mutex:
+                self._sizes[key] = size
+        return {"name": path, "size": size, "type": "file"}
+
+    def modified(self, path: str) -> datetime:
+        return _EPOCH  # segment files never change once published
+
+    def ls(self, path: str, detail: bool = True, **kwargs: Any) -> list[Any]:
+        return [self.info(path)] if detail else [path]
 
 
 @dataclass(frozen=True)
@@ -38,52 +127,22 @@ class DataSourceScan:
 
     name: str
     schema: pa.Schema
-    whole: list[pads.Fragment]
-    partial: list[tuple[pads.Fragment, Interval]]
-
-    def dataset(self, fragments: list[pads.Fragment]) -> pads.Dataset:
-        return pads.FileSystemDataset(fragments, self.schema, _FORMAT)
+    whole: list[SegmentMeta]
+    partial: list[tuple[SegmentMeta, Interval]]
 
     @property
     def sql_schema(self) -> pa.Schema:
-        """The columns as queries see them: ``__time`` a millisecond TIMESTAMP (stored as epoch millis)."""
-        return self.schema.set(0, pa.field(TIME, pa.timestamp("ms")))
+        """The columns as queries see them: ``__time`` a millisecond TIMESTAMP first."""
+        rest = [f for f in self.schema if f.name != TIME]
+        return pa.schema([pa.field(TIME, pa.timestamp("ms")), *rest])
 
 
-class SegmentCache:
-    """Opened segment fragments by segment id, least recently used dropped beyond ``capacity``."""
-
-    def __init__(self, deep_storage: DeepStorage, capacity: int = 4096) -> None:
-        self.deep_storage = deep_storage
-        self.capacity = capacity
-        self._items: OrderedDict[str, pads.Fragment] = OrderedDict()
-        self._mutex = threading.Lock()
-
-    def fragment(self, segment: DataSegment) -> pads.Fragment:
-        key = segment.identifier
-        with self._mutex:
-            frag = self._items.get(key)
-            if frag is not None:
-                self._items.move_to_end(key)
-                return frag
-        frag = _FORMAT.make_fragment(self.deep_storage.open(dict(segment.load_spec)))
-        with self._mutex:
-            self._items[key] = frag
-            while len(self._items) > self.capacity:
-                self._items.popitem(last=False)
-        return frag
-
-
-def _table_schema(fragments: list[pads.Fragment]) -> pa.Schema:
-    """The union of the segments' columns, ``__time`` (epoch millis) first."""
-    merged = pa.unify_schemas([f.physical_schema for f in fragments], promote_options="permissive")
-    out = [pa.field(TIME, pa.int64())]
-    out += [f for f in merged if f.name != TIME]
-    return pa.schema(out)
+def _table_schema(metas: list[SegmentMeta]) -> pa.Schema:
+    return pa.unify_schemas([m.schema for m in metas], promote_options="permissive")
 
 
 def scan(
-    segments: SegmentStore, cache: SegmentCache, data_source: str, interval: Interval | None
+    segments: SegmentStore, files: DeepStorageFiles, data_source: str, interval: Interval | None
 ) -> DataSourceScan | None:
     """The visible pieces of a data source over ``interval`` (all time when None); None if it has none."""
     window = interval or ALL_TIME
@@ -97,25 +156,25 @@ def scan(
         for seg in piece.segments:
             by_id[seg.identifier] = seg
             cover.setdefault(seg.identifier, []).append(piece.interval)
-    whole: list[pads.Fragment] = []
-    partial: list[tuple[pads.Fragment, Interval]] = []
+    whole: list[SegmentMeta] = []
+    partial: list[tuple[SegmentMeta, Interval]] = []
     for sid, seg in by_id.items():
         stretches = [iv for iv in cover[sid] if iv.overlaps(window)]
         if not stretches:
             continue
         if sum(iv.end - iv.start for iv in cover[sid]) == seg.interval.end - seg.interval.start:
-            whole.append(cache.fragment(seg))
+            whole.append(files.meta(seg))
         else:
-            partial.extend((cache.fragment(seg), iv) for iv in stretches)
+            partial.extend((files.meta(seg), iv) for iv in stretches)
     if not whole and not partial:
         return None
-    schema = _table_schema([*whole, *(f for f, _ in partial)])
+    schema = _table_schema([*whole, *(m for m, _ in partial)])
     return DataSourceScan(data_source, schema, whole, partial)
 
 
-def columns_of(segments: SegmentStore, cache: SegmentCache, data_source: str) -> pa.Schema | None:
+def columns_of(segments: SegmentStore, files: DeepStorageFiles, data_source: str) -> pa.Schema | None:
     """A data source's columns as a query would see them (INFORMATION_SCHEMA.COLUMNS)."""
-    found = scan(segments, cache, data_source, None)
+    found = scan(segments, files, data_source, None)
     return found.sql_schema if found else None
 
 
@@ -184,7 +243,7 @@ def _bounds_of(pred: exp.Expr) -> tuple[int | None, int | None]:
         return t, t + 1
     if kind in (exp.GT, exp.GTE):
         return t, None
-    return None, t + 1  # < and <=: the +1 keeps the bound safe for both
+    return None, t + 1  # also for <: a literal finer than a millisecond was floored to one
 
 
 def time_bounds(select: exp.Select) -> Interval | None:

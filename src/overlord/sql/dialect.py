@@ -14,6 +14,7 @@ EXTERN) before handing its SELECT to ``to_duckdb``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -497,12 +498,23 @@ def rewrite(tree: exp.Expr) -> exp.Expr:
     return tree
 
 
+_INGEST = re.compile(r"^\s*(?:(?:--[^\n]*\n|/\*.*?\*/)\s*)*(INSERT|REPLACE)\b", re.IGNORECASE | re.DOTALL)
+
+
+INGEST_ON_QUERY_API = (
+    "Cannot execute INSERT or REPLACE on /druid/v2/sql: submit it to /druid/v2/sql/task (SQL-based ingestion)"
+)
+
+
+def is_ingestion(sql: str) -> bool:
+    """Whether a statement is SQL-based ingestion (INSERT or REPLACE, after any leading comments)."""
+    return _INGEST.match(sql) is not None
+
+
 def check_query(tree: exp.Expr) -> None:
     """Only queries run on /druid/v2/sql; INSERT and REPLACE belong to /druid/v2/sql/task."""
     if isinstance(tree, exp.Insert) or tree.key in ("replace",):
-        raise SqlError(
-            "Cannot execute INSERT or REPLACE on /druid/v2/sql: submit it to /druid/v2/sql/task (SQL-based ingestion)"
-        )
+        raise SqlError(INGEST_ON_QUERY_API)
     if not isinstance(tree, exp.Query):
         raise SqlUnsupported(f"Statement [{tree.key.upper()}] is not supported; only SELECT queries run here")
 

@@ -13,9 +13,9 @@ from __future__ import annotations
 import itertools
 import threading
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import duckdb
@@ -24,22 +24,13 @@ from sqlglot import exp
 
 from overlord.core.data_segment import DataSegment
 from overlord.core.protocols import DeepStorage, SegmentStore
-from overlord.core.task import TaskRecord
 from overlord.errors import QueryCancelled, QueryTimeout, SqlError
 from overlord.sql import datasource_tables as dst
 from overlord.sql import dialect, functions
 from overlord.sql import system_tables as st
+from overlord.sql.model import ReadModel, Result
 
 _names = itertools.count()
-
-
-@dataclass(frozen=True)
-class ReadModel:
-    """What the system tables are built from; ``active_tasks`` is captured on the event loop."""
-
-    active_tasks: Sequence[TaskRecord] = ()
-    complete_tasks: Callable[[], Sequence[TaskRecord]] = lambda: ()
-    server: st.ServerInfo = field(default_factory=lambda: st.ServerInfo("localhost", 8090, "0", 0))
 
 
 @dataclass
@@ -53,22 +44,16 @@ class Prepared:
     info_tables: set[str]
 
 
-@dataclass(frozen=True)
-class Result:
-    columns: list[str]
-    types: list[pa.DataType]
-    rows: list[tuple[Any, ...]]
-
-
 class SqlEngine:
     def __init__(
         self, segments: SegmentStore, deep_storage: DeepStorage, *, max_rows: int = 500_000, threads: int = 2
     ) -> None:
         self.segments = segments
         self.executor = ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="sql")
-        self.cache = dst.SegmentCache(deep_storage)
+        self.files = dst.DeepStorageFiles(deep_storage)
         self.max_rows = max_rows
         self._db = duckdb.connect(":memory:")
+        self._db.register_filesystem(self.files)
         functions.register(self._db)
         self._running: dict[str, duckdb.DuckDBPyConnection] = {}
         self._cancelled: set[str] = set()
@@ -87,6 +72,8 @@ class SqlEngine:
     # -- planning ------------------------------------------------------------------------------------
 
     def prepare(self, sql: str, parameters: Sequence[Any] | None = None, query_id: str | None = None) -> Prepared:
+        if dialect.is_ingestion(sql):
+            raise SqlError(dialect.INGEST_ON_QUERY_API)
         tree = dialect.parse(sql)
         dialect.check_query(tree)
         tree = dialect.bind_parameters(tree, parameters)
@@ -134,6 +121,8 @@ class SqlEngine:
             self._bind_tables(conn, tree, prepared, read_model)
             sql = dialect.rewrite(tree).sql(dialect="duckdb")
             return self._run(conn, sql, prepared.query_id)
+        except duckdb.InterruptException:  # also while the tables were being set up
+            raise self._stop_error(prepared.query_id) from None
         finally:
             with self._mutex:
                 self._running.pop(prepared.query_id, None)
@@ -163,6 +152,13 @@ class SqlEngine:
         conn.interrupt()
         return True
 
+    def _stop_error(self, query_id: str) -> QueryTimeout | QueryCancelled:
+        with self._mutex:
+            timed_out = query_id in self._timed_out
+        if timed_out:
+            return QueryTimeout(sqlQueryId=query_id)
+        return QueryCancelled(f"Query [{query_id}] was cancelled", sqlQueryId=query_id)
+
     def _stopped(self, query_id: str) -> bool:
         with self._mutex:
             return query_id in self._cancelled or query_id in self._timed_out
@@ -190,11 +186,7 @@ class SqlEngine:
                 batches.append(batch)
             table = pa.Table.from_batches(batches, schema=reader.schema)
         except duckdb.InterruptException:
-            with self._mutex:
-                timed_out = query_id in self._timed_out
-            if timed_out:
-                raise QueryTimeout(sqlQueryId=query_id) from None
-            raise QueryCancelled(f"Query [{query_id}] was cancelled", sqlQueryId=query_id) from None
+            raise self._stop_error(query_id) from None
         except (
             duckdb.ParserException,
             duckdb.BinderException,
@@ -206,6 +198,7 @@ class SqlEngine:
             duckdb.TypeMismatchException,
         ) as e:
             raise SqlError(f"Invalid SQL query: {_first_line(e)}") from None
+        table = _druid_numbers(table)
         columns = list(table.column_names)
         rows = list(zip(*(c.to_pylist() for c in table.columns), strict=True)) if table.num_rows else []
         return Result(columns, [f.type for f in table.schema], rows)
@@ -219,14 +212,14 @@ class SqlEngine:
         for name in prepared.data_sources:
             refs = [t for t in copies if t.name == name and (t.db or "").lower() in ("", "druid")]
             window = dst.hull([dst.reference_window(t) for t in refs])
-            found = dst.scan(self.segments, self.cache, name, window)
+            found = dst.scan(self.segments, self.files, name, window)
             if found is not None:
                 view = self._register_datasource(conn, found)
             else:
-                whole = dst.scan(self.segments, self.cache, name, None) if window is not None else None
+                whole = dst.scan(self.segments, self.files, name, None) if window is not None else None
                 if whole is None:
                     raise _not_found(name, "druid")
-                view = self._empty_datasource(conn, whole.schema)
+                view = self._empty_datasource(conn, whole)
             for t in refs:
                 _point_at(t, view)
         if prepared.sys_tables or prepared.info_tables:
@@ -237,31 +230,29 @@ class SqlEngine:
                 col.set("catalog", None)
 
     def _register_datasource(self, conn: duckdb.DuckDBPyConnection, found: dst.DataSourceScan) -> str:
-        """A view of the visible rows: whole segments in one Arrow dataset, each partly visible segment
-        limited to its visible stretch; ``__time`` turned from epoch millis into a TIMESTAMP."""
-        parts = []
-        if found.whole:
-            name = f"__ds_{next(_names)}"
-            conn.register(name, found.dataset(found.whole))
-            parts.append(f'SELECT * FROM "{name}"')
-        for frag, iv in found.partial:
-            name = f"__ds_{next(_names)}"
-            conn.register(name, found.dataset([frag]))
-            parts.append(f'SELECT * FROM "{name}" WHERE "__time" >= {iv.start} AND "__time" < {iv.end}')
-        return self._time_view(conn, " UNION ALL ".join(parts))
+        """A view of the visible rows: whole segments read together, each partly visible segment limited
+        to its visible stretch; ``__time`` a TIMESTAMP whatever its stored form (epoch millis or UTC)."""
+        parts: list[str] = []
+        for millis in (True, False):  # one read per stored form of __time: DuckDB unifies the rest by name
+            group = [m.path for m in found.whole if m.time_is_millis == millis]
+            if group:
+                parts.append(_select(group, millis))
+        for meta, iv in found.partial:
+            raw = '"__time"' if meta.time_is_millis else 'epoch_ms("__time")'
+            where = f" WHERE {raw} >= {iv.start} AND {raw} < {iv.end}"
+            parts.append(_select([meta.path], meta.time_is_millis, where))
+        return self._view(conn, " UNION ALL BY NAME ".join(parts))
 
-    def _empty_datasource(self, conn: duckdb.DuckDBPyConnection, schema: pa.Schema) -> str:
+    def _empty_datasource(self, conn: duckdb.DuckDBPyConnection, found: dst.DataSourceScan) -> str:
         """No segment overlaps the query's window: an empty table with the data source's columns."""
         name = f"__ds_{next(_names)}"
-        conn.register(name, schema.empty_table())
-        return self._time_view(conn, f'SELECT * FROM "{name}"')
+        conn.register(name, found.sql_schema.empty_table())
+        return self._view(conn, f'SELECT * FROM "{name}"')
 
-    def _time_view(self, conn: duckdb.DuckDBPyConnection, rows_sql: str) -> str:
+    @staticmethod
+    def _view(conn: duckdb.DuckDBPyConnection, rows_sql: str) -> str:
         view = f"__dsv_{next(_names)}"
-        conn.execute(
-            f'CREATE TEMP VIEW "{view}" AS SELECT epoch_ms("__time") AS "__time", * EXCLUDE ("__time") '
-            f"FROM ({rows_sql})"
-        )
+        conn.execute(f'CREATE TEMP VIEW "{view}" AS {rows_sql}')
         return view
 
     def _bind_system(self, conn: duckdb.DuckDBPyConnection, tree: exp.Expr, prepared: Prepared, m: ReadModel) -> None:
@@ -296,7 +287,7 @@ class SqlEngine:
             else:
                 schemas = {}
                 for ds in self.segments.datasources():
-                    schema = dst.columns_of(self.segments, self.cache, ds)
+                    schema = dst.columns_of(self.segments, self.files, ds)
                     if schema is not None:
                         schemas[ds] = schema
                 tables[("information_schema", name)] = st.columns_table(schemas)
@@ -312,10 +303,34 @@ class SqlEngine:
 
     def _num_rows(self, segment: DataSegment) -> int:
         try:
-            meta = self.cache.fragment(segment).metadata
+            return self.files.meta(segment).num_rows
         except Exception:  # a missing file shows as 0 rows in sys.segments, as an unloaded segment does in Druid
             return 0
-        return int(meta.num_rows)
+
+
+def _druid_numbers(table: pa.Table) -> pa.Table:
+    """DuckDB answers SUM(BIGINT) as a 38-digit DECIMAL and 1.5 as DECIMAL(2,1); Druid as BIGINT and DOUBLE."""
+    for i, field in enumerate(table.schema):
+        if not pa.types.is_decimal(field.type):
+            continue
+        column = table.column(i)
+        if field.type.scale == 0:
+            try:
+                column = column.cast(pa.int64())
+            except (pa.ArrowInvalid, OverflowError):  # beyond a BIGINT: as a DOUBLE, like an overflowing Druid sum
+                column = column.cast(pa.float64(), safe=False)
+        else:
+            column = column.cast(pa.float64(), safe=False)
+        table = table.set_column(i, pa.field(field.name, column.type), column)
+    return table
+
+
+def _select(paths: list[str], millis: bool, where: str = "") -> str:
+    """Read segment files with DuckDB's Parquet reader, ``__time`` first as a TIMESTAMP, then every column
+    of the data source (NULL where a segment lacks one, as Druid answers for a missing column)."""
+    files = "[" + ", ".join("'" + p.replace("'", "''") + "'" for p in paths) + "]"
+    time = 'epoch_ms("__time")' if millis else 'CAST("__time" AS TIMESTAMP)'
+    return f'SELECT {time} AS "__time", * EXCLUDE ("__time") FROM read_parquet({files}, union_by_name = true){where}'
 
 
 def _name_expressions(tree: exp.Expr) -> None:

@@ -1,6 +1,14 @@
 SELECT
-  "server", "server_type", "tier", "host", "plaintext_port", "tls_port", "curr_size", "max_size", "is_leader", "start_time",
-  (SELECT COUNT(*) FROM sys.server_segments s WHERE s."server" = sys.servers."server") AS "segments"
+  "server" AS "service",
+  "server_type" AS "service_type",
+  "tier",
+  "host",
+  "plaintext_port",
+  "tls_port",
+  "curr_size",
+  "max_size",
+  "is_leader",
+  "start_time"
 FROM sys.servers
 ORDER BY
   (
@@ -10,7 +18,10 @@ ORDER BY
     WHEN 'router' THEN 6
     WHEN 'broker' THEN 5
     WHEN 'historical' THEN 4
-    ELSE -1
+    WHEN 'indexer' THEN 3
+    WHEN 'middle_manager' THEN 2
+    WHEN 'peon' THEN 1
+    ELSE 0
     END
   ) DESC,
-  "server" DESC
+  "service" DESC
