@@ -13,6 +13,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -21,6 +22,7 @@ from overlord.api.druid_tasks import read_json_body, service_of
 from overlord.api.errors import JSONResponse, druid_error_body
 from overlord.core.ids import validate_id
 from overlord.errors import InvalidInput, OverlordError, TaskNotFound
+from overlord.sql.extern_query import check_translates
 from overlord.sql.ingest_statement import bind_parameters, parse
 from overlord.tasks.query_controller import CONTROLLER_TYPE, controller_task_id, task_payload
 
@@ -57,6 +59,7 @@ async def submit(request: Request) -> Response:
     try:
         sql = bind_parameters(query, parameters) if parameters else query
         stmt = parse(sql)
+        await run_in_threadpool(check_translates, stmt)  # the first call imports sqlglot: off the event loop
         payload = task_payload(controller_task_id(query_id), stmt, sql, context)
         headers = {k: request.headers[k] for k in ("X-Opaque-Id", "traceparent") if k in request.headers}
         task_id = service_of(request).queue.submit(payload, headers)

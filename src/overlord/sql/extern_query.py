@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -29,7 +28,6 @@ from overlord.ingest.segment_files import SegmentDescriptor
 from overlord.ingest.sources import InputSplit, iter_chunks, list_input_splits, open_split
 from overlord.ingest.spec import IndexSpec, validate_index_spec
 from overlord.isotime import Interval
-from overlord.sql import dialect, functions
 from overlord.sql.ingest_statement import ALL_TIME, EXTERN_TABLE, TIME, IngestStatement
 
 DEFAULT_ROWS_PER_SEGMENT = 3_000_000  # Druid's MSQ default
@@ -201,6 +199,8 @@ def read_input(
 
 
 def _duckdb_sql(query: str) -> str:
+    from overlord.sql import dialect  # sqlglot: imported when first needed, never at service start-up
+
     return dialect.to_duckdb(query)
 
 
@@ -211,6 +211,10 @@ def check_translates(stmt: IngestStatement) -> None:
 
 def run_select(stmt: IngestStatement, table: pa.Table, counters: InputCounters) -> pa.Table:
     """The SELECT over the input rows (Druid SQL translated for DuckDB); counts rows its WHERE drops."""
+    import duckdb  # imported in the worker that runs a query, never at service start-up
+
+    from overlord.sql import functions
+
     conn = duckdb.connect()
     try:
         functions.register(conn)
