@@ -293,8 +293,8 @@ class Service:
     def _on_task_complete(self, done: TaskRecord) -> None:
         """Forget the live report; remove a parallel task's staging area once it and its sub-tasks ended."""
         self.live_reports.pop(done.id, None)
-        parent = done.id if done.type == "index_parallel" else None
-        if parent is None and done.type == "single_phase_sub_task":
+        parent = done.id if done.type in ("index_parallel", "query_controller") else None
+        if parent is None and done.type in ("single_phase_sub_task", "query_worker"):
             stored = self.store.get_task(done.id, with_payload=True)
             parent = (stored.payload or {}).get("supervisorTaskId") if stored is not None else None
         if not isinstance(parent, str) or parent in self.queue.active:

@@ -21,6 +21,7 @@ from overlord.api import (
     druid_tasks,
     lookups,
     peon_reports,
+    sql_task,
     supervisors,
     task_actions,
     task_locks,
@@ -74,6 +75,7 @@ def create_app(service: Service) -> Starlette:
         *druid_status.routes(),
         *compaction_config.routes(),
         *worker_chat.routes(),
+        *sql_task.routes(),  # before the SQL query API: /druid/v2/sql/task is not a query id
         *sql_api.routes(),
         Route("/status/health", health, methods=["GET"]),
         Route("/status", status, methods=["GET"]),

@@ -94,7 +94,8 @@ class FinalSegment:
 def granularity_json(g: Granularity) -> Any:
     """Granularity as the Overlord's ``segmentAllocate`` reads it (Druid's simple names or a period)."""
     if g.name.startswith("duration:"):
-        return {"type": "duration", "duration": g.fixed_ms}
+        out: dict[str, Any] = {"type": "duration", "duration": g.fixed_ms}
+        return {**out, "origin": format_ms(g.origin_ms)} if g.origin_ms else out
     if g.name.upper().startswith("P"):
         return {"type": "period", "period": g.name, "origin": format_ms(g.origin_ms) if g.origin_ms else None}
     return g.name.upper()
@@ -218,8 +219,10 @@ def publish(
     *,
     log: logging.Logger,
     extra_json: Callable[[FinalSegment], dict[str, Any]] | None = None,
+    segments_to_be_dropped: list[dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
-    """Write the files to deep storage and record all segments in one transaction (all or nothing)."""
+    """Write the files to deep storage and record all segments in one transaction (all or nothing);
+    ``segments_to_be_dropped`` (a REPLACE's old segments) are marked unused in the same transaction."""
     written: list[LoadSpec] = []
     try:
         for f in finals:
@@ -232,8 +235,8 @@ def publish(
         segments = [
             f.to_json(spec, extra_json(f) if extra_json else None) for f, spec in zip(finals, written, strict=True)
         ]
-        if segments:
-            client.segment_transactional_insert(segments)
+        if segments or segments_to_be_dropped:
+            client.segment_transactional_insert(segments, segments_to_be_dropped)
     except BaseException:
         for spec in written:
             with contextlib.suppress(Exception):
