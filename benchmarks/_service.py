@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -86,3 +87,11 @@ def seed_completed(data_dir: Path, start: int, count: int) -> list[str]:
     finally:
         store.close()
     return ids
+
+
+def processed_rows(report: dict[str, Any]) -> int:
+    """Rows processed, from an ingestion report of either shape: a single task's ``buildSegments`` or
+    a parallel supervisor's ``totals`` (Druid's two shapes)."""
+    stats = report["ingestionStatsAndErrors"]["payload"]["rowStats"]
+    phase = stats.get("totals") or stats.get("buildSegments") or {}
+    return int(phase.get("processed", 0))

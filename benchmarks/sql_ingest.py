@@ -28,7 +28,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "src"))
 sys.path.insert(0, str(HERE))
 
-from _service import running_service  # noqa: E402
+from _service import processed_rows, running_service  # noqa: E402
 from ingest import DATA, duckdb_time, make_files, peak_rss, run_task, spec  # noqa: E402
 
 API = "/druid/indexer/v1"
@@ -84,7 +84,7 @@ def run_sql(client: httpx.Client, sql: str, max_num_tasks: int) -> tuple[float, 
     if st["statusCode"] != "SUCCESS":
         raise SystemExit(f"task {tid} failed: {st.get('errorMsg')}")
     report = client.get(f"{API}/task/{tid}/reports").json()
-    processed = report["ingestionStatsAndErrors"]["payload"]["rowStats"]["buildSegments"]["processed"]
+    processed = processed_rows(report)
     workers = [
         t["id"] for t in client.get(f"{API}/tasks", params={"type": "query_worker"}).json() if t["groupId"] == tid
     ]

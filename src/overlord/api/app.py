@@ -21,6 +21,7 @@ from overlord.api import (
     druid_tasks,
     lookups,
     peon_reports,
+    router_proxy,
     sql_task,
     supervisors,
     task_actions,
@@ -39,6 +40,7 @@ from overlord.api.errors import (
     unexpected_error_handler,
 )
 from overlord.api.request_limits import RequestLimitsMiddleware
+from overlord.api.router_proxy import RouterProxyMiddleware
 from overlord.errors import OverlordError
 from overlord.service import Service
 
@@ -77,6 +79,7 @@ def create_app(service: Service) -> Starlette:
         *worker_chat.routes(),
         *sql_task.routes(),  # before the SQL query API: /druid/v2/sql/task is not a query id
         *sql_api.routes(),
+        *router_proxy.routes(),
         Route("/status/health", health, methods=["GET"]),
         Route("/status", status, methods=["GET"]),
         *es_tasks.routes(),
@@ -85,6 +88,7 @@ def create_app(service: Service) -> Starlette:
         routes=routes,
         lifespan=lifespan,
         middleware=[  # outermost first: the ES headers go on the limits' refusals too
+            Middleware(RouterProxyMiddleware),
             Middleware(EsCompatMiddleware),
             Middleware(RequestLimitsMiddleware, max_body_bytes=service.settings.max_request_body_bytes),
         ],
