@@ -138,6 +138,13 @@ class Settings:
     logs_type: str = field(default="file", metadata={"prop": "druid.indexer.logs.type"})
     log_max_bytes: int = field(default=100 * 1024 * 1024, metadata={"prop": "overlord.indexer.logs.maxBytes"})
     action_retry_ms: int = field(default=180_000, metadata={"prop": "overlord.peon.actionRetryPeriod"})
+    storage_bucket: str | None = field(default=None, metadata={"prop": "druid.storage.bucket"})
+    storage_base_key: str = field(default="", metadata={"prop": "druid.storage.baseKey"})
+    logs_s3_bucket: str | None = field(default=None, metadata={"prop": "druid.indexer.logs.s3Bucket"})
+    logs_s3_prefix: str = field(default="", metadata={"prop": "druid.indexer.logs.s3Prefix"})
+    s3_endpoint_url: str | None = field(default=None, metadata={"prop": "druid.s3.endpoint.url"})
+    s3_signing_region: str | None = field(default=None, metadata={"prop": "druid.s3.endpoint.signingRegion"})
+    s3_path_style: bool = field(default=False, metadata={"prop": "druid.s3.enablePathStyleAccess"})
 
     @property
     def deep_storage_dir(self) -> Path:
@@ -199,6 +206,13 @@ _CONVERTERS: dict[str, Callable[[Any], Any]] = {
     "logs_type": str,
     "log_max_bytes": parse_size,
     "action_retry_ms": parse_duration_ms,
+    "storage_bucket": str,
+    "storage_base_key": str,
+    "logs_s3_bucket": str,
+    "logs_s3_prefix": str,
+    "s3_endpoint_url": str,
+    "s3_signing_region": str,
+    "s3_path_style": _parse_bool,
 }
 _PROP_TO_FIELD: dict[str, str] = {str(f.metadata["prop"]): f.name for f in fields(Settings)}
 _ENV_ALIASES = {

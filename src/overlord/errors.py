@@ -19,7 +19,8 @@ The API layer turns these into Druid- or Elasticsearch-shaped bodies in one plac
     ├── LockError                      a lock could not be granted, was revoked or timed out
     ├── MetadataConflict        (409)  a publish's expected data-source metadata is stale; nothing written
     ├── IllegalTransition       (500)  the queue asked a task's state to make a move the state machine forbids
-    └── ConfigError                    a setting is invalid; the service refuses to start
+    ├── ConfigError                    a setting is invalid; the service refuses to start
+    └── ObjectStoreError               an S3 request failed; names the bucket and key (also an OSError)
 """
 
 from __future__ import annotations
@@ -156,3 +157,7 @@ class StoreUnavailable(OverlordError):
     http_status = 503
     error_code = "serviceUnavailable"
     category = "RUNTIME_FAILURE"
+
+
+class ObjectStoreError(OverlordError, OSError):
+    """An object store request failed."""
