@@ -84,11 +84,11 @@ class S3DeepStorage:
         return self._spec(dst)
 
     def copy(self, load_spec: LoadSpec, key: str) -> LoadSpec:
-        """A server-side copy: the bytes never pass through this process."""
+        """A server-side copy: the bytes never pass through this process (one CopyObject, up to 5 GB)."""
         src = self.key_of(load_spec)
         dst = self._key(key)
         with s3_errors(self.location, "CopyObject", src):
-            self._client.copy({"Bucket": self.bucket, "Key": src}, self.bucket, dst)
+            self._client.copy_object(CopySource={"Bucket": self.bucket, "Key": src}, Bucket=self.bucket, Key=dst)
         return self._spec(dst)
 
     def open(self, load_spec: LoadSpec) -> BinaryIO:
