@@ -113,7 +113,8 @@ def test_wrong_bucket_stops_start_up(tmp_path: Path, s3_server: MotoServer, whic
     with pytest.raises(RuntimeError, match="service exited early") as info:
         svc.start()
     assert svc.proc is not None and svc.proc.returncode == 2
-    prop, bucket = ("druid.storage.bucket", "no-such-deep") if which == "deep" else ("druid.indexer.logs.s3Bucket", "no-such-logs")
+    prop = "druid.storage.bucket" if which == "deep" else "druid.indexer.logs.s3Bucket"
+    bucket = f"no-such-{which}"
     assert f"error: {prop}: S3 bucket [{bucket}] does not exist" in str(info.value)
 
 
@@ -149,5 +150,33 @@ def test_bucket_vanishing_mid_task_fails_it_naming_bucket_and_key(
         assert f"S3 bucket [{deep}] does not exist" in msg, msg
         assert "key [druid/segments/vanish/2024-01-01T000000.000Z_2024-01-02T000000.000Z/" in msg, msg
         assert segments(svc, "vanish") == [], "nothing published"
+    finally:
+        svc.stop()
+
+
+@pytest.mark.postgres
+def test_postgres_metadata_with_s3_storage(
+    tmp_path: Path, s3_server: MotoServer, buckets: tuple[str, str], pg_url: str
+) -> None:
+    """PostgreSQL for metadata, S3 for segments and logs: the combination a cluster runs."""
+    deep, logs = buckets
+    env = s3_properties(s3_server, bucket=deep, logs_bucket=logs)
+    svc = s3_service(tmp_path, s3_server, env, extra_args=["--metadata-url", pg_url]).start()
+    try:
+        data = tmp_path / "rows.json"
+        data.write_text("".join(f'{{"ts":"2024-03-0{1 + i % 3}T00:00:00Z","page":"p{i % 4}"}}\n' for i in range(30)))
+        spec = index_spec("pg_s3", {"type": "local", "files": [str(data)]}, {"type": "json"}, dims=["page"])
+        status, _ = run_task(svc, spec, timeout=60)
+        assert status["status"] == "SUCCESS", status
+        segs = segments(svc, "pg_s3")
+        assert len(segs) == 3 and len(s3_rows(s3_server, segs)) == 30
+        svc.stop()
+        svc.start()  # the segments' S3 load specs survive in PostgreSQL
+        assert segments(svc, "pg_s3") == segs
+        kill = {"type": "kill", "dataSource": "pg_s3", "interval": "2024-03-01/2024-03-04", "markAsUnused": True}
+        status, _ = run_task(svc, kill, timeout=60)
+        assert status["status"] == "SUCCESS", status
+        assert s3_server.keys(deep) == []
+        assert not (svc.data_dir / "metadata.db").exists()
     finally:
         svc.stop()

@@ -53,7 +53,8 @@ def test_task_logs_use_druids_layout(s3_env: Any) -> None:
     logs = S3TaskLogs(location(s3_env, bucket, "druid/indexing-logs"))
     logs.push_log("index_wiki_1", io.BytesIO(b"hello"))
     logs.push_report("index_wiki_1", b"{}")
-    assert s3_env.keys(bucket) == ["druid/indexing-logs/index_wiki_1/log", "druid/indexing-logs/index_wiki_1/report.json"]
+    prefix = "druid/indexing-logs/index_wiki_1"
+    assert s3_env.keys(bucket) == [f"{prefix}/log", f"{prefix}/report.json"]
     logs.delete("index_wiki_1")
     assert s3_env.keys(bucket) == []
 
@@ -131,7 +132,8 @@ def test_wrong_credentials_name_bucket_and_key(auth_server: Any, monkeypatch: py
     spec = good.write("ds/x", io.BytesIO(b"x"))
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong-secret")
     bad = location(auth_server, bucket)
-    with pytest.raises(ObjectStoreError, match=rf"S3 refused the credentials \(\w+\) for \w+ of key \[.*\] in bucket \[{bucket}\]"):
+    refused = rf"S3 refused the credentials \(\w+\) for \w+ of key \[.*\] in bucket \[{bucket}\]"
+    with pytest.raises(ObjectStoreError, match=refused):
         S3DeepStorage(bad).open(spec)
     with pytest.raises(ObjectStoreError, match="refused the credentials"):
         bad.check()
