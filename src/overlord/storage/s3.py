@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, NoReturn
@@ -25,6 +26,9 @@ from overlord.errors import ConfigError, InvalidInput, ObjectStoreError
 SCHEME = "s3://"
 DELETE_BATCH = 1000  # S3's DeleteObjects limit
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
+_session_lock = threading.Lock()
+_session: Any = None
+
 _DENIED = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken", "403"}
 
 
@@ -86,7 +90,6 @@ class S3Location:
     def client(self, *, attempts: int = 4, connect_timeout: float = 5.0) -> Any:
         """A boto3 S3 client; boto3 is the ``s3`` extra, imported only when S3 is configured."""
         try:
-            import boto3
             from botocore.config import Config
         except ImportError:
             raise ConfigError("S3 storage needs boto3: pip install 'overlord[s3]'") from None
@@ -96,8 +99,8 @@ class S3Location:
             read_timeout=60,
             retries={"mode": "standard", "max_attempts": attempts},
         )
-        session = boto3.session.Session()
-        return session.client("s3", endpoint_url=self.endpoint, region_name=self.region, config=config)
+        with _session_lock:
+            return boto3_session().client("s3", endpoint_url=self.endpoint, region_name=self.region, config=config)
 
     def check(self) -> None:
         """Reach the bucket once (start-up): a missing bucket, refused credentials or a dead endpoint
@@ -107,6 +110,25 @@ class S3Location:
             client.head_bucket(Bucket=self.bucket)
         with s3_errors(self, "ListObjectsV2", self.prefix or "/"):
             client.list_objects_v2(Bucket=self.bucket, Prefix=self.key(""), MaxKeys=1)
+
+
+def boto3_session() -> Any:
+    """One boto3 session per process (and inherited by forked peons): its loaded service models make
+    a new client cost milliseconds instead of seconds. Callers hold ``_session_lock`` while using it."""
+    global _session
+    if _session is None:
+        import boto3.session
+
+        _session = boto3.session.Session()
+    return _session
+
+
+def warm_up() -> None:
+    """Import boto3 and load S3's models without resolving credentials or touching the network
+    (the fork server does this, so every peon forked from it makes its S3 clients at once)."""
+    with _session_lock:
+        offline = {"endpoint_url": "http://127.0.0.1:9", "aws_access_key_id": "-", "aws_secret_access_key": "-"}
+        boto3_session().client("s3", region_name="us-east-1", **offline)
 
 
 def error_code(exc: BaseException) -> str | None:
