@@ -129,6 +129,13 @@ def test_unreachable_endpoint_stops_start_up(tmp_path: Path, s3_server: MotoServ
     assert "unreachable" in str(info.value) and "bucket [some-bucket]" in str(info.value)
 
 
+def test_s3_without_a_bucket_stops_start_up(tmp_path: Path, s3_server: MotoServer) -> None:
+    svc = s3_service(tmp_path, s3_server, {"druid_storage_type": "s3"})
+    with pytest.raises(RuntimeError, match="service exited early") as info:
+        svc.start()
+    assert "error: druid.storage.bucket must be set for S3 storage" in str(info.value)
+
+
 def test_bucket_vanishing_mid_task_fails_it_naming_bucket_and_key(
     tmp_path: Path, s3_server: MotoServer, buckets: tuple[str, str]
 ) -> None:
