@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from functools import cached_property
 from typing import Any, BinaryIO, cast
 
 from overlord.core.protocols import LoadSpec
@@ -30,7 +31,13 @@ class S3DeepStorage:
     def __init__(self, location: S3Location, client: Any = None) -> None:
         self.location = location
         self.bucket = location.bucket
-        self._client = client if client is not None else location.client()
+        if client is not None:
+            self.__dict__["_client"] = client
+
+    @cached_property
+    def _client(self) -> Any:
+        """Made on first use: a peon whose task never touches storage never pays for a client."""
+        return self.location.client()
 
     @classmethod
     def from_uri(cls, uri: str) -> S3DeepStorage:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterator
+from functools import cached_property
 from typing import Any, BinaryIO
 
 from overlord.storage.s3 import S3Location, delete_keys, error_code, list_keys, s3_errors
@@ -23,7 +24,13 @@ class S3TaskLogs:
 
     def __init__(self, location: S3Location, client: Any = None) -> None:
         self.location = location
-        self._client = client if client is not None else location.client()
+        if client is not None:
+            self.__dict__["_client"] = client
+
+    @cached_property
+    def _client(self) -> Any:
+        """Made on first use: a peon whose task never touches storage never pays for a client."""
+        return self.location.client()
 
     @classmethod
     def from_uri(cls, uri: str) -> S3TaskLogs:
