@@ -159,5 +159,13 @@ class StoreUnavailable(OverlordError):
     category = "RUNTIME_FAILURE"
 
 
+class NotRunningYet(OverlordError):
+    """The task has not started the work this asks about yet; ask again shortly."""
+
+    http_status = 503
+    error_code = "serviceUnavailable"
+    category = "RUNTIME_FAILURE"
+
+
 class ObjectStoreError(OverlordError, OSError):
     """An object store request failed."""
