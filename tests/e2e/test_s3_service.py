@@ -129,6 +129,21 @@ def test_unreachable_endpoint_stops_start_up(tmp_path: Path, s3_server: MotoServ
     assert "unreachable" in str(info.value) and "bucket [some-bucket]" in str(info.value)
 
 
+def test_wrong_credentials_stop_start_up(tmp_path: Path) -> None:
+    """moto with IAM checks on: a secret that does not match the access key is refused at start."""
+    server = MotoServer(tmp_path, auth_after=3).start()
+    try:
+        server.make_access_key()
+        bucket = server.new_bucket()
+        svc = s3_service(tmp_path, server, s3_properties(server, bucket=bucket) | {"AWS_SECRET_ACCESS_KEY": "wrong"})
+        with pytest.raises(RuntimeError, match="service exited early") as info:
+            svc.start()
+        refused = "error: druid.storage.bucket: S3 refused the credentials (403) for HeadBucket"
+        assert f"{refused} of key [druid/segments] in bucket [{bucket}]" in str(info.value)
+    finally:
+        server.stop()
+
+
 def test_s3_without_a_bucket_stops_start_up(tmp_path: Path, s3_server: MotoServer) -> None:
     svc = s3_service(tmp_path, s3_server, {"druid_storage_type": "s3"})
     with pytest.raises(RuntimeError, match="service exited early") as info:

@@ -137,3 +137,28 @@ def test_wrong_credentials_name_bucket_and_key(auth_server: Any, monkeypatch: py
         S3DeepStorage(bad).open(spec)
     with pytest.raises(ObjectStoreError, match="refused the credentials"):
         bad.check()
+
+
+def test_a_failed_large_write_leaves_no_object_and_no_open_upload(s3_env: Any) -> None:
+    """A source that breaks after several multipart parts: the upload is aborted, nothing appears."""
+    bucket = s3_env.new_bucket()
+    storage = S3DeepStorage(location(s3_env, bucket))
+
+    class BreaksLate(io.RawIOBase):
+        served = 0
+
+        def readable(self) -> bool:
+            return True
+
+        def readinto(self, b: Any) -> int:
+            if self.served >= 20 << 20:
+                raise OSError("disk went away")
+            n = len(b)
+            b[:n] = b"x" * n
+            self.served += n
+            return n
+
+    with pytest.raises(OSError, match="disk went away"):
+        storage.write("ds/big", BreaksLate())  # type: ignore[arg-type]
+    assert s3_env.keys(bucket) == []
+    assert s3_env.client().list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
