@@ -35,6 +35,8 @@ def test_location_uri_round_trip_and_defaults() -> None:
     assert loc.prefix == "druid/segments" and loc.key("ds/x") == "druid/segments/ds/x"
     assert loc.uri.startswith("s3://segs/druid/segments?")
     assert S3Location.from_uri(loc.uri) == loc
+    odd = S3Location("segs", "a b/ü+%/c", "https://s3.example.com")
+    assert S3Location.from_uri(odd.uri) == odd
     bare = S3Location.from_uri("s3://segs")
     assert (bare.prefix, bare.endpoint, bare.region, bare.path_style) == ("", None, None, False)
     assert bare.key("ds/x") == "ds/x" and bare.under_prefix("anything")

@@ -19,7 +19,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, NoReturn
-from urllib.parse import parse_qs, quote, urlencode, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 
 from overlord.errors import ConfigError, InvalidInput, ObjectStoreError
 
@@ -81,7 +81,7 @@ class S3Location:
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
         return cls(
             bucket=parts.netloc,
-            prefix=parts.path.strip("/"),
+            prefix=unquote(parts.path).strip("/"),
             endpoint=query.get("endpoint") or None,
             region=query.get("region") or None,
             path_style=query.get("pathStyle", "").lower() == "true",
