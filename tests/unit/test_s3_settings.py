@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -59,3 +60,15 @@ def test_fork_server_preloads_boto3_only_for_s3() -> None:
     assert preload_modules("file:///tmp/deep", "s3://logs/p") == ["overlord.storage.s3_warm"]
     with pytest.raises(ConfigError, match="Invalid S3 URI"):
         S3Location.from_uri("s3:///no-bucket")
+
+
+def test_without_boto3_start_up_refuses_and_a_task_fails_with_an_os_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from overlord.errors import ObjectStoreError
+    from overlord.storage.s3_deep_storage import S3DeepStorage
+
+    monkeypatch.setitem(sys.modules, "botocore.config", None)  # import fails as if boto3 were absent
+    loc = S3Location("segs", "base")
+    with pytest.raises(ConfigError, match=r"pip install 'overlord\[s3\]'"):
+        loc.check()
+    with pytest.raises(ObjectStoreError, match=r"S3 storage needs boto3.*bucket \[segs\]"):
+        S3DeepStorage(loc).list("ds")

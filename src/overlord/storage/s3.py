@@ -101,6 +101,13 @@ class S3Location:
         )
         return boto3_session().client("s3", endpoint_url=self.endpoint, region_name=self.region, config=config)
 
+    def lazy_client(self) -> Any:
+        """A client for a storage's first use, inside a task: boto3 missing fails that use as an OSError."""
+        try:
+            return self.client()
+        except ConfigError as exc:
+            raise ObjectStoreError(f"{exc.message} (bucket [{self.bucket}])", bucket=self.bucket) from None
+
     def check(self) -> None:
         """Reach the bucket once (start-up): a missing bucket, refused credentials or a dead endpoint
         raise ObjectStoreError naming the bucket, never a later silent failure."""

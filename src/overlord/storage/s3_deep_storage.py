@@ -37,7 +37,7 @@ class S3DeepStorage:
     @cached_property
     def _client(self) -> Any:
         """Made on first use: a peon whose task never touches storage never pays for a client."""
-        return self.location.client()
+        return self.location.lazy_client()
 
     @classmethod
     def from_uri(cls, uri: str) -> S3DeepStorage:
