@@ -23,6 +23,7 @@ from overlord.errors import InvalidInput, NotFound
 from overlord.isotime import Interval, format_ms
 
 PREFIX = "/druid/coordinator/v1"
+OVERLORD_DS = "/druid/indexer/v1/datasources/{datasource}"
 TIER = "_default_tier"
 DEFAULT_RULES = [{"type": "loadForever", "tieredReplicants": {TIER: 1}, "useDefaultTierForNull": True}]
 
@@ -205,15 +206,13 @@ async def servers(request: Request) -> Response:
     return JSONResponse([server])
 
 
-async def all_rules(request: Request) -> Response:
-    names = await run_in_threadpool(service_of(request).segments.datasources, include_unused=True)
-    return JSONResponse({"_default": DEFAULT_RULES, **{ds: [] for ds in names}})
-
-
-async def datasource_rules(request: Request) -> Response:
-    if flag(request, "full"):
-        return JSONResponse(DEFAULT_RULES)
-    return JSONResponse([])
+async def load_queue(request: Request) -> Response:
+    """Nothing is ever queued to load or drop: this service reads every used segment from deep storage."""
+    host = service_of(request).advertised_url.removeprefix("http://")
+    if flag(request, "simple"):
+        queue = {"segmentsToLoad": 0, "segmentsToDrop": 0, "segmentsToLoadSize": 0, "segmentsToDropSize": 0}
+        return JSONResponse({host: {**queue, "expectedLoadTimeMillis": 0}})
+    return JSONResponse({host: {"segmentsToLoad": [], "segmentsToDrop": []}})
 
 
 def routes() -> list[Route]:
@@ -233,6 +232,17 @@ def routes() -> list[Route]:
         Route(f"{ds}/segments/{{segment_id}}", mark_segment_unused, methods=["DELETE"]),
         Route(f"{p}/loadstatus", load_status, methods=["GET"]),
         Route(f"{p}/servers", servers, methods=["GET"]),
-        Route(f"{p}/rules", all_rules, methods=["GET"]),
-        Route(f"{p}/rules/{{datasource}}", datasource_rules, methods=["GET"]),
+        Route(f"{p}/loadqueue", load_queue, methods=["GET"]),
+        # Druid 31+ serves the mark used/unused calls on the Overlord too, and its console calls them there
+        *(
+            Route(f"{OVERLORD_DS}{suffix}", handler, methods=[method])
+            for suffix, handler, method in (
+                ("", mark_all_used, "POST"),
+                ("", mark_all_unused, "DELETE"),
+                ("/markUsed", mark_used_by_filter, "POST"),
+                ("/markUnused", mark_unused_by_filter, "POST"),
+                ("/segments/{segment_id}", mark_segment_used, "POST"),
+                ("/segments/{segment_id}", mark_segment_unused, "DELETE"),
+            )
+        ),
     ]

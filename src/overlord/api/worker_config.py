@@ -71,20 +71,25 @@ async def get_worker_config(request: Request) -> Response:
     return JSONResponse(stored if stored is not None else DEFAULT_CONFIG)
 
 
-async def set_worker_config(request: Request) -> Response:
-    config = validate_worker_config(await read_json_body(request))
-    svc = service_of(request)
-    info = AuditInfo(
+def audit_info(request: Request) -> AuditInfo:
+    """Who made a change, from Druid's ``X-Druid-Author`` and ``X-Druid-Comment`` headers."""
+    return AuditInfo(
         author=request.headers.get(AUTHOR_HEADER, ""),
         comment=request.headers.get(COMMENT_HEADER, ""),
         ip=request.client.host if request.client else "",
     )
-    await run_in_threadpool(svc.configs.set, CONFIG_KEY, config, info, svc.clock.now_ms())
+
+
+async def set_worker_config(request: Request) -> Response:
+    config = validate_worker_config(await read_json_body(request))
+    svc = service_of(request)
+    await run_in_threadpool(svc.configs.set, CONFIG_KEY, config, audit_info(request), svc.clock.now_ms())
     return Response(status_code=200)
 
 
-async def worker_config_history(request: Request) -> Response:
-    """Newest first: ``?count=n`` entries, else those within ``?interval=`` (default: the last week)."""
+async def audit_history(request: Request, name: str, *, key: str | None = None, kind: str | None = None) -> Response:
+    """Druid's audit history of config ``name``, newest first: ``?count=n`` entries, else those within
+    ``?interval=`` (default: the last week). ``key`` and ``kind`` rename the entries as Druid keys them."""
     q = request.query_params
     svc = service_of(request)
     raw_interval, raw_count = q.get("interval"), q.get("count")
@@ -95,12 +100,12 @@ async def worker_config_history(request: Request) -> Response:
     elif interval is None:
         now = svc.clock.now_ms()
         interval = Interval(now - HISTORY_DEFAULT_MS, now + 1)
-    entries = await run_in_threadpool(lambda: svc.configs.history(CONFIG_KEY, interval=interval, limit=limit))
+    entries = await run_in_threadpool(lambda: svc.configs.history(name, interval=interval, limit=limit))
     return JSONResponse(
         [
             {
-                "key": e.key,
-                "type": e.type,
+                "key": key or e.key,
+                "type": kind or e.type,
                 "auditInfo": {"author": e.info.author, "comment": e.info.comment, "ip": e.info.ip},
                 "payload": e.payload,
                 "auditTime": format_ms(e.created_ms),
@@ -108,6 +113,10 @@ async def worker_config_history(request: Request) -> Response:
             for e in entries
         ]
     )
+
+
+async def worker_config_history(request: Request) -> Response:
+    return await audit_history(request, CONFIG_KEY)
 
 
 def routes() -> list[Route]:
