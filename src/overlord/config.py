@@ -141,6 +141,13 @@ class Settings:
     sql_timeout_ms: int = field(default=300_000, metadata={"prop": "druid.server.http.defaultQueryTimeout"})
     sql_max_rows: int = field(default=500_000, metadata={"prop": "overlord.sql.maxResultRows"})
     sql_threads: int = field(default=2, metadata={"prop": "overlord.sql.threads"})
+    storage_bucket: str | None = field(default=None, metadata={"prop": "druid.storage.bucket"})
+    storage_base_key: str = field(default="", metadata={"prop": "druid.storage.baseKey"})
+    logs_s3_bucket: str | None = field(default=None, metadata={"prop": "druid.indexer.logs.s3Bucket"})
+    logs_s3_prefix: str = field(default="", metadata={"prop": "druid.indexer.logs.s3Prefix"})
+    s3_endpoint_url: str | None = field(default=None, metadata={"prop": "druid.s3.endpoint.url"})
+    s3_signing_region: str | None = field(default=None, metadata={"prop": "druid.s3.endpoint.signingRegion"})
+    s3_path_style: bool = field(default=False, metadata={"prop": "druid.s3.enablePathStyleAccess"})
 
     @property
     def deep_storage_dir(self) -> Path:
@@ -205,6 +212,13 @@ _CONVERTERS: dict[str, Callable[[Any], Any]] = {
     "sql_timeout_ms": parse_duration_ms,
     "sql_max_rows": int,
     "sql_threads": int,
+    "storage_bucket": str,
+    "storage_base_key": str,
+    "logs_s3_bucket": str,
+    "logs_s3_prefix": str,
+    "s3_endpoint_url": str,
+    "s3_signing_region": str,
+    "s3_path_style": _parse_bool,
 }
 _PROP_TO_FIELD: dict[str, str] = {str(f.metadata["prop"]): f.name for f in fields(Settings)}
 _ENV_ALIASES = {

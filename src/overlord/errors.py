@@ -21,7 +21,8 @@ The API layer turns these into Druid- or Elasticsearch-shaped bodies in one plac
     ├── IllegalTransition       (500)  the queue asked a task's state to make a move the state machine forbids
     ├── ConfigError                    a setting is invalid; the service refuses to start
     ├── QueryTimeout            (504)  a SQL query ran past its timeout
-    └── QueryCancelled          (500)  a SQL query was cancelled by id (Druid's CANCELED category)
+    ├── QueryCancelled          (500)  a SQL query was cancelled by id (Druid's CANCELED category)
+    └── ObjectStoreError               an S3 request failed; names the bucket and key (also an OSError)
     (and under InvalidInput: SqlError (400) with SqlUnsupported, a feature of Druid SQL not run here)
 """
 
@@ -195,3 +196,7 @@ class QueryCancelled(OverlordError):
     http_status = 500
     error_code = "canceled"
     category = "CANCELED"
+
+
+class ObjectStoreError(OverlordError, OSError):
+    """An object store request failed."""

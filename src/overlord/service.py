@@ -27,7 +27,7 @@ from overlord.core.queue import QueueConfig, TaskQueue
 from overlord.core.retention import LogRetention, RetentionResult
 from overlord.core.task import Location, SubmitContext, TaskRecord
 from overlord.core.task_actions import TaskActionHandler
-from overlord.errors import ConfigError
+from overlord.errors import ConfigError, ObjectStoreError
 from overlord.isotime import Interval
 from overlord.listing_pool import ListingPool
 from overlord.runner.local import LocalTaskRunner
@@ -36,8 +36,10 @@ from overlord.storage.compaction_configs import CompactionConfigs
 from overlord.storage.config_audit import ConfigStore
 from overlord.storage.deep_storage import FsDeepStorage
 from overlord.storage.metadata import MetadataStore
+from overlord.storage.s3 import S3Location
 from overlord.storage.segment_store import SqlSegmentStore
 from overlord.storage.task_logs import FsTaskLogs
+from overlord.storage.uris import open_deep_storage, open_task_logs
 
 if TYPE_CHECKING:
     from overlord.sql.engine import SqlEngine
@@ -168,14 +170,49 @@ class Service:
         return self._sql is not None
 
     def _task_logs(self) -> TaskLogs:
+        if self.settings.logs_type == "s3":
+            return open_task_logs(self._checked_s3("druid.indexer.logs.s3Bucket", self._task_logs_uri()))
         if self.settings.logs_type != "file":
-            raise ConfigError(f"druid.indexer.logs.type [{self.settings.logs_type}] is not supported; use [file]")
+            raise ConfigError(f"druid.indexer.logs.type [{self.settings.logs_type}] is not supported; use file or s3")
         return FsTaskLogs.from_uri(self.settings.effective_task_logs_dir.resolve())
 
     def _deep_storage(self) -> DeepStorage:
+        if self.settings.storage_type == "s3":
+            return open_deep_storage(self._checked_s3("druid.storage.bucket", self._deep_storage_uri()))
         if self.settings.storage_type != "local":
-            raise ConfigError(f"druid.storage.type [{self.settings.storage_type}] is not supported; use [local]")
+            raise ConfigError(f"druid.storage.type [{self.settings.storage_type}] is not supported; use local or s3")
         return FsDeepStorage.from_uri(f"file://{self.settings.deep_storage_dir.resolve()}")
+
+    def _s3_location(self, bucket_prop: str, bucket: str | None, prefix: str) -> S3Location:
+        s = self.settings
+        if not bucket:
+            raise ConfigError(f"{bucket_prop} must be set for S3 storage")
+        endpoint = s.s3_endpoint_url
+        if endpoint and "://" not in endpoint:
+            endpoint = f"https://{endpoint}"  # Druid's druid.s3.protocol default
+        return S3Location(bucket, prefix, endpoint, s.s3_signing_region, s.s3_path_style)
+
+    def _deep_storage_uri(self) -> str:
+        """What the peon rebuilds its deep storage from: endpoint and bucket, never credentials."""
+        s = self.settings
+        if s.storage_type == "s3":
+            return self._s3_location("druid.storage.bucket", s.storage_bucket, s.storage_base_key).uri
+        return f"file://{s.deep_storage_dir.resolve()}"
+
+    def _task_logs_uri(self) -> str:
+        s = self.settings
+        if s.logs_type == "s3":
+            return self._s3_location("druid.indexer.logs.s3Bucket", s.logs_s3_bucket, s.logs_s3_prefix).uri
+        return str(s.effective_task_logs_dir.resolve())
+
+    @staticmethod
+    def _checked_s3(bucket_prop: str, uri: str) -> str:
+        """Reach the bucket once at start-up, so a wrong bucket, credentials or endpoint stops the service."""
+        try:
+            S3Location.from_uri(uri).check()
+        except ObjectStoreError as exc:
+            raise ConfigError(f"{bucket_prop}: {exc.message}") from None
+        return uri
 
     def _runner(self) -> TaskRunner:
         s = self.settings
@@ -199,8 +236,8 @@ class Service:
         s = self.settings
         return PeonRuntime(
             overlord_url=f"http://{'127.0.0.1' if s.host in ('0.0.0.0', '') else s.host}:{s.port}",
-            deep_storage=f"file://{s.deep_storage_dir.resolve()}",
-            task_logs=str(s.effective_task_logs_dir.resolve()),
+            deep_storage=self._deep_storage_uri(),
+            task_logs=self._task_logs_uri(),
             allowed_input_dirs=tuple(str(p.resolve()) for p in s.effective_allowed_input_dirs),
             store_empty_columns=s.store_empty_columns,
             action_retry_s=s.action_retry_ms / 1000,

@@ -103,7 +103,8 @@ def granularity_json(g: Granularity) -> Any:
 
 def descriptor_from_json(d: dict[str, Any]) -> SegmentDescriptor:
     """Rebuild a descriptor from segment JSON (a sub-task's pushed-segments report); ``path`` is informational."""
-    rel = str((d.get("loadSpec") or {}).get("path") or "")
+    spec = d.get("loadSpec") or {}
+    rel = str(spec.get("path") or spec.get("key") or "")
     text = d["interval"]
     iv = ETERNITY if text == interval_text(ETERNITY) else Interval.parse(text)
 
