@@ -138,6 +138,9 @@ class Settings:
     logs_type: str = field(default="file", metadata={"prop": "druid.indexer.logs.type"})
     log_max_bytes: int = field(default=100 * 1024 * 1024, metadata={"prop": "overlord.indexer.logs.maxBytes"})
     action_retry_ms: int = field(default=180_000, metadata={"prop": "overlord.peon.actionRetryPeriod"})
+    dask_scheduler: str = field(default="", metadata={"prop": "overlord.runner.dask.scheduler"})
+    dask_base_task_dir: str = field(default="", metadata={"prop": "overlord.runner.dask.baseTaskDir"})
+    dask_gate_timeout_ms: int = field(default=600_000, metadata={"prop": "overlord.runner.dask.gateTimeout"})
 
     @property
     def deep_storage_dir(self) -> Path:
@@ -199,6 +202,9 @@ _CONVERTERS: dict[str, Callable[[Any], Any]] = {
     "logs_type": str,
     "log_max_bytes": parse_size,
     "action_retry_ms": parse_duration_ms,
+    "dask_scheduler": str,
+    "dask_base_task_dir": str,
+    "dask_gate_timeout_ms": parse_duration_ms,
 }
 _PROP_TO_FIELD: dict[str, str] = {str(f.metadata["prop"]): f.name for f in fields(Settings)}
 _ENV_ALIASES = {
