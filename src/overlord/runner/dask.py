@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 
 TICK_S = 0.5
 RECONNECT_S = 2.0
+START_WAIT_S = 5.0
 RPC_TIMEOUT_S = 10.0
 SLOTS = "slots"
 
@@ -107,12 +108,16 @@ class DaskTaskRunner:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._monitor: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[Any]] = set()
+        self._first_answer = asyncio.Event()  # the first tick ended, well or not
 
     # -- lifecycle -------------------------------------------------------------------------------
 
     async def start(self) -> None:
+        """Start watching the cluster; wait a little for the first answer, never for the scheduler to come up."""
         self._loop = asyncio.get_running_loop()
         self._monitor = asyncio.create_task(self._monitor_loop(), name="dask-runner-monitor")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._first_answer.wait(), START_WAIT_S)
 
     async def stop(self, *, kill_running: bool) -> None:
         if kill_running and self.client is not None:
@@ -233,9 +238,13 @@ class DaskTaskRunner:
     def _log_chunks(self, launch: DaskLaunch, offset: int) -> Iterator[bytes]:
         while launch.worker is not None and self.client is not None and self._loop is not None:
             worker, client = launch.worker, self.client
-            coro = client.run(dask_worker.read_log_chunk, launch.launch_id, offset, workers=[worker], on_error="return")
+
+            async def fetch(worker: str = worker, client: Client = client, offset: int = offset) -> Any:
+                return await client.run(dask_worker.read_log_chunk, launch.launch_id, offset, workers=[worker],
+                                        on_error="return")  # fmt: skip
+
             try:
-                answer = asyncio.run_coroutine_threadsafe(coro, self._loop).result(RPC_TIMEOUT_S)
+                answer = asyncio.run_coroutine_threadsafe(fetch(), self._loop).result(RPC_TIMEOUT_S)
             except Exception as exc:
                 log.warning("Reading the log of task[%s] on %s failed: %s", launch.task_id, worker, exc)
                 return
@@ -375,16 +384,15 @@ class DaskTaskRunner:
             try:
                 client = self.client
                 if client is None:
-                    client = self.client = await asyncio.wait_for(
-                        Client(self.scheduler, asynchronous=True, timeout=RPC_TIMEOUT_S, set_as_default=False),
-                        RPC_TIMEOUT_S + 1,
-                    )
+                    client = await self._connect()
+                    self.client = client
                     log.info("Connected to the Dask scheduler %s", self.scheduler)
                 async with asyncio.timeout(RPC_TIMEOUT_S):
                     await self._tick(client)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                self._first_answer.set()
                 self._problem = f"Dask scheduler {self.scheduler} is unreachable ({type(exc).__name__}: {exc})"
                 self.cluster.clear()
                 if self._problem != announced:
@@ -393,10 +401,16 @@ class DaskTaskRunner:
                 await self._drop_client()
                 await asyncio.sleep(RECONNECT_S)
                 continue
+            self._first_answer.set()
             if self._problem is None and announced is not None:
                 log.info("Dask scheduler %s is reachable again", self.scheduler)
                 announced = None
             await asyncio.sleep(TICK_S)
+
+    async def _connect(self) -> Client:
+        connecting = Client(self.scheduler, asynchronous=True, timeout=RPC_TIMEOUT_S, set_as_default=False)
+        client: Client = await asyncio.wait_for(connecting, RPC_TIMEOUT_S + 1)  # type: ignore[arg-type]
+        return client
 
     async def _drop_client(self) -> None:
         client, self.client = self.client, None
