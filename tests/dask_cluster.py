@@ -107,6 +107,13 @@ class DaskCluster:
     def logs(self) -> str:
         return "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for p in sorted(self.base.glob("*.log")))
 
+    def worker_index(self, address: str) -> int:
+        """Which of ``worker_procs`` listens at ``address`` (its log names it)."""
+        for i in range(len(self.worker_procs)):
+            if f"Start worker at: {address}" in (self.base / f"worker-{i}.log").read_text().replace("  ", " "):
+                return i
+        raise AssertionError(f"no worker at {address}:\n{self.logs()}")
+
     def kill_worker(self, index: int) -> None:
         """SIGKILL a worker's whole process group (nanny and worker), as if its machine died."""
         proc = self.worker_procs[index]
