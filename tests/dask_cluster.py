@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -110,7 +111,7 @@ class DaskCluster:
     def worker_index(self, address: str) -> int:
         """Which of ``worker_procs`` listens at ``address`` (its log names it)."""
         for i in range(len(self.worker_procs)):
-            if f"Start worker at: {address}" in (self.base / f"worker-{i}.log").read_text().replace("  ", " "):
+            if re.search(rf"Start worker at:\s+{re.escape(address)}\s", (self.base / f"worker-{i}.log").read_text()):
                 return i
         raise AssertionError(f"no worker at {address}:\n{self.logs()}")
 

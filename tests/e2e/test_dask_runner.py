@@ -108,7 +108,7 @@ def test_quickstart_and_index_parallel_spread_over_both_workers(svc: ServiceProc
         rows = "".join(f'{{"ts":"2024-05-0{i + 1}T{h:02d}:00:00Z","page":"p{i}","n":{h}}}\n' for h in range(24))
         (inputs / f"part-{i}.json").write_text(rows)
     spec = index_spec("dask_par", {"type": "local", "baseDir": str(inputs), "filter": "*.json"}, {"type": "json"},
-                      dims=["page"], tuning={"maxNumConcurrentSubTasks": 4, "maxNumFilesPerSubTask": 1})  # fmt: skip
+                      dims=["page"], tuning={"maxNumConcurrentSubTasks": 4})  # fmt: skip
     parent = svc.submit(spec)
     hosts_with_subtasks: set[str] = set()
     deadline = time.monotonic() + 120
