@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 TICK_S = 0.5
 RECONNECT_S = 2.0
 START_WAIT_S = 5.0
+CONNECT_TIMEOUT_S = 3.0
 RPC_TIMEOUT_S = 10.0
 SLOTS = "slots"
 
@@ -408,8 +409,8 @@ class DaskTaskRunner:
             await asyncio.sleep(TICK_S)
 
     async def _connect(self) -> Client:
-        connecting = Client(self.scheduler, asynchronous=True, timeout=RPC_TIMEOUT_S, set_as_default=False)
-        client: Client = await asyncio.wait_for(connecting, RPC_TIMEOUT_S + 1)  # type: ignore[arg-type]
+        connecting = Client(self.scheduler, asynchronous=True, timeout=CONNECT_TIMEOUT_S, set_as_default=False)
+        client: Client = await asyncio.wait_for(connecting, CONNECT_TIMEOUT_S + 5)  # type: ignore[arg-type]
         return client
 
     async def _drop_client(self) -> None:
