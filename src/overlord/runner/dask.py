@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import time
 import uuid
@@ -496,14 +497,19 @@ class DaskTaskRunner:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    async def _retrying(self, launch: DaskLaunch | None, call: Callable[[Client], Awaitable[Any]]) -> None:
-        """One call to the scheduler, retried while the scheduler is away and the launch still runs."""
-        while launch is None or self.running.get(launch.task_id) is launch:
+    async def _retrying(self, launch: DaskLaunch | None, call: Callable[[Client], Any]) -> None:
+        """One call to the scheduler, retried while the scheduler is away and the launch still runs (a clean-up
+        call with no launch: for a minute)."""
+        tries = 0
+        while (launch is None and tries < 30) or (launch is not None and self.running.get(launch.task_id) is launch):
+            tries += 1
             client = self.client
             if client is not None:
                 try:
                     async with asyncio.timeout(RPC_TIMEOUT_S):
-                        await call(client)
+                        answer = call(client)
+                        if inspect.isawaitable(answer):  # some of Dask's calls only send a message
+                            await answer
                     return
                 except asyncio.CancelledError:
                     raise
