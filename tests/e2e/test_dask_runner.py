@@ -149,6 +149,7 @@ def test_worker_killed_mid_task_fails_its_tasks_naming_it(tmp_path: Path) -> Non
             wait_exited(pid, 5)
         for task_id in set(ids) - set(victims):
             assert svc.wait_for(task_id, timeout=30)["status"] == "SUCCESS"
+        assert not [p for t in victims for p in peon_pids(t)]  # Dask did not run them again elsewhere
         assert victim_host not in workers_by_host(svc)
     finally:
         svc.stop()
@@ -187,6 +188,34 @@ def test_scheduler_down_at_start_then_up(tmp_path: Path) -> None:
         cluster.start()
         assert svc.wait_for(task_id, timeout=60)["status"] == "SUCCESS"
         assert len(svc.http.get(f"{API}/workers").json()) == 1
+    finally:
+        svc.stop()
+        cluster.stop()
+
+
+def test_scheduler_lost_while_running_then_back(tmp_path: Path) -> None:
+    """Tasks submitted while the scheduler is away stay PENDING and run when it is back; a task that was
+    running stays RUNNING while nothing can be known, then ends FAILED naming its worker (a Dask worker
+    closes when it loses its scheduler, and its peon dies with it)."""
+    require_distributed()
+    cluster = DaskCluster(tmp_path / "dask", workers=1, slots=2).start()
+    svc = ServiceProcess(data_dir=tmp_path / "var", extra_env=dask_env(cluster)).start()
+    try:
+        wait_until(lambda: svc.http.get(f"{API}/workers").json(), timeout=30)
+        [worker] = cluster.scheduler_info()["workers"]
+        long = svc.submit({"type": "noop", "runTime": 600_000})
+        wait_until(lambda: workers_by_host(svc)[worker.split("://")[1]]["runningTasks"] == [long], timeout=30)
+        cluster.stop_scheduler()
+        wait_until(lambda: svc.http.get(f"{API}/workers").json() == [], timeout=30)
+        task_id = svc.submit({"type": "noop", "runTime": 0})
+        time.sleep(1)
+        assert svc.http.get(f"{API}/task/{task_id}/status").json()["status"]["runnerStatusCode"] == "PENDING"
+        assert svc.http.get(f"{API}/task/{long}/status").json()["status"]["status"] == "RUNNING"  # nobody knows yet
+        cluster.start_scheduler()
+        status = svc.wait_for(long, timeout=60)  # its worker closed when it lost the scheduler
+        assert status["status"] == "FAILED" and worker.split("://")[1] in status["errorMsg"], status
+        cluster.start_worker()  # what a supervisor (systemd, dask-jobqueue, Kubernetes) does
+        assert svc.wait_for(task_id, timeout=90)["status"] == "SUCCESS"
     finally:
         svc.stop()
         cluster.stop()

@@ -36,6 +36,7 @@ from typing import Any
 
 import orjson
 from distributed import Client, Event, Future, Variable, fire_and_forget
+from distributed.client import FutureCancelledError
 
 from overlord.clock import Clock
 from overlord.core.protocols import ExitListener, LaunchSpec, RunnerExit, WorkerInfo
@@ -134,10 +135,7 @@ class DaskTaskRunner:
                 await self._monitor
         for task in list(self._background):
             task.cancel()
-        if self.client is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.client.close(), RPC_TIMEOUT_S)
-            self.client = None
+        await self._drop_client()
 
     def health(self) -> str | None:
         """Why this runner cannot run tasks right now (for /status/health); None when it can."""
@@ -303,14 +301,18 @@ class DaskTaskRunner:
     # -- exits -----------------------------------------------------------------------------------
 
     async def _watch_future(self, launch: DaskLaunch, future: Future) -> None:
+        """The launch's result as soon as Dask has it. A future cancelled under us (our client lost the
+        scheduler) says nothing about the peon: the launch is then watched through the scheduler."""
         try:
             result = await future
-        except asyncio.CancelledError:
-            if self.running.get(launch.task_id) is launch and future.cancelled():
-                self._finish(launch, None, self._died_message(launch, "Dask cancelled the peon's task"))
-            raise
-        except Exception as exc:
-            self._finish(launch, None, self._died_message(launch, f"{type(exc).__name__}: {exc}"))
+        except FutureCancelledError:
+            if launch.future is future:
+                launch.future, launch.adopted = None, True
+            return
+        except Exception as exc:  # KilledWorker: the worker running it died (allowed-failures exhausted)
+            if launch.future is future:
+                why = self._died_message(launch, f"{type(exc).__name__}: {exc}")
+                self._finish(launch, None, why, keep_marker=True)
             return
         self._on_result(launch, result)
 
@@ -351,7 +353,10 @@ class DaskTaskRunner:
         else:
             self._finish(launch, None, f"The peon's task on {worker} ended in phase [{phase}]")
 
-    def _finish(self, launch: DaskLaunch, success: bool | None, error_msg: str | None, *, started: bool = True) -> None:
+    def _finish(self, launch: DaskLaunch, success: bool | None, error_msg: str | None, *, started: bool = True,
+                keep_marker: bool = False) -> None:  # fmt: skip
+        """Report the exit. ``keep_marker`` when the Dask task may not be over (its worker died): its state
+        variable stays, so that a run Dask starts again elsewhere refuses to start the task."""
         if self.running.get(launch.task_id) is not launch:
             return
         del self.running[launch.task_id]
@@ -364,7 +369,8 @@ class DaskTaskRunner:
         if launch.future is not None and success is None and self.client is not None:
             self._spawn(self.client.cancel([launch.future], force=True))  # Dask must not run it elsewhere
         self._report(RunnerExit(launch.task_id, success, error_msg, duration, started=started))
-        self._spawn(self._retrying(None, lambda c: Variable(dask_worker.state_name(launch.launch_id), client=c)
+        if not keep_marker:
+            self._spawn(self._retrying(None, lambda c: Variable(dask_worker.state_name(launch.launch_id), client=c)
                                    .delete()))  # fmt: skip
 
     def _report(self, exit_: RunnerExit) -> None:
@@ -415,7 +421,11 @@ class DaskTaskRunner:
         return client
 
     async def _drop_client(self) -> None:
+        """Close the client; its launches are watched through the scheduler from now on, as adopted ones are
+        (closing it cancels our futures, not the fire-and-forget tasks)."""
         client, self.client = self.client, None
+        for launch in self.running.values():
+            launch.future, launch.adopted = None, True
         if client is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(client.close(), 2)
@@ -428,8 +438,8 @@ class DaskTaskRunner:
         for launch in list(self.running.values()):
             address = placed.get(launch.key)
             if launch.worker is not None and launch.worker not in self.cluster:
-                self._finish(launch, None, f"Dask worker {launch.worker} died or left the cluster while running "
-                                           "this task's peon")  # fmt: skip
+                why = f"Dask worker {launch.worker} died or left the cluster while running this task's peon"
+                self._finish(launch, None, why, keep_marker=True)
                 continue
             if address is not None:
                 launch.worker, launch.unseen_ticks = address, 0
@@ -451,6 +461,10 @@ class DaskTaskRunner:
 
     async def _settle_vanished(self, client: Client, launch: DaskLaunch) -> None:
         """An adopted launch the scheduler no longer runs: finished while we were away, or lost."""
+        known = await client.scheduler.get_task_status(keys=[launch.key])
+        if known.get(launch.key) in ("released", "waiting", "no-worker", "queued", "processing"):
+            launch.unseen_ticks = 0  # still waiting for a slot
+            return
         try:
             state = await Variable(dask_worker.state_name(launch.launch_id), client=client).get(timeout=0.2)
         except TimeoutError:
@@ -458,9 +472,11 @@ class DaskTaskRunner:
         if isinstance(state, dict) and state.get("phase") not in ("gate", "running"):
             self._on_result(launch, state)
             return
-        where = f" on Dask worker {state.get('worker')}" if isinstance(state, dict) else ""
-        self._finish(launch, None, f"The peon of this task{where} is no longer on the Dask cluster (its worker or "
-                                   "the scheduler went away while the Overlord was down)")  # fmt: skip
+        worker = state.get("worker") if isinstance(state, dict) else launch.worker
+        where = f" on Dask worker {worker}" if worker else ""
+        why = (f"The peon of this task{where} is no longer on the Dask cluster (its worker or the scheduler went "
+               "away while the Overlord was not watching)")  # fmt: skip
+        self._finish(launch, None, why, keep_marker=True)
 
     async def _refresh_workers(self, client: Client, found: dict[str, dict[str, Any]]) -> None:
         for address in [a for a in self.cluster if a not in found]:
