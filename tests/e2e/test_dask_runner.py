@@ -233,3 +233,27 @@ def test_a_worker_without_slots_is_reported_and_takes_no_task(svc: ServiceProces
         os.killpg(proc.pid, 9)
         proc.wait(10)
         cluster.worker_procs.remove(proc)
+
+
+def test_a_worker_without_the_package_is_reported_and_takes_no_task(
+    svc: ServiceProcess, cluster: DaskCluster, tmp_path: Path
+) -> None:
+    stub = tmp_path / "stub" / "overlord"
+    stub.mkdir(parents=True)
+    (stub / "__init__.py").write_text('raise ImportError("overlord is not installed on this worker")\n')
+    cluster.env["PYTHONPATH"] = str(stub.parent)
+    try:
+        proc = cluster.start_worker()
+    finally:
+        del cluster.env["PYTHONPATH"]
+    try:
+        cluster.wait_for_workers(3)
+        bad = wait_until(lambda: [w for w in svc.http.get(f"{API}/workers").json() if "unusableBecause" in w],
+                         timeout=30)  # fmt: skip
+        assert bad[0]["worker"]["capacity"] == 0 and "overlord" in bad[0]["unusableBecause"], bad
+        ids = [svc.submit({"type": "noop", "runTime": 0}) for _ in range(6)]
+        assert all(svc.wait_for(t, timeout=60)["status"] == "SUCCESS" for t in ids)  # none went to that worker
+    finally:
+        os.killpg(proc.pid, 9)
+        proc.wait(10)
+        cluster.worker_procs.remove(proc)
