@@ -1,4 +1,5 @@
-"""Entry point of a peon started by a Dask worker: ``python -m overlord.runner.dask_peon <task dir> <gate fd> <ppid>``.
+"""Entry points of a peon on a Dask worker: forked from the worker's fork server (``forked_main``), or as
+``python -m overlord.runner.dask_peon <task dir> <gate fd> <ppid>``.
 
 Kept apart from ``dask_worker`` so that a peon does not import Dask. The peon must not outlive the
 worker that started it (a worker killed with -9 leaves no orphan working on a task the Overlord has
@@ -16,6 +17,8 @@ import sys
 import threading
 import time
 from multiprocessing.connection import Connection
+
+from overlord.runner.peon import run_peon
 
 PR_SET_PDEATHSIG = 1
 PARENT_POLL_S = 0.25
@@ -43,11 +46,15 @@ def die_with_parent(parent_pid: int) -> None:
     threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True, name="parent-watch").start()
 
 
+def forked_main(task_dir: str, gate: Connection) -> None:
+    """Entry point of a peon forked from a Dask worker's fork server (its parent)."""
+    die_with_parent(os.getppid())
+    run_peon(task_dir, gate)
+
+
 def main(argv: list[str]) -> None:
     task_dir, gate_fd, parent_pid = argv[1], int(argv[2]), int(argv[3])
     die_with_parent(parent_pid)
-    from overlord.runner.peon import run_peon
-
     run_peon(task_dir, Connection(gate_fd))
 
 

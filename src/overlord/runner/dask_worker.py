@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
+import multiprocessing.connection
 import os
 import shutil
 import signal
@@ -34,6 +35,7 @@ from typing import Any
 from distributed import Event, Variable, get_client, get_worker
 
 from overlord import __version__
+from overlord.runner import dask_peon
 from overlord.runner.peon import LOG_PUSHED_FILE, capped_log
 from overlord.runner.toolbox import LOG_FILE, REPORT_FILE, STATUS_FILE, TASK_FILE, read_json, write_json_atomic
 from overlord.storage.task_logs import FsTaskLogs
@@ -41,6 +43,7 @@ from overlord.storage.task_logs import FsTaskLogs
 GATE_POLL_S = 1.0
 STOP_POLL_S = 5.0
 LOG_CHUNK = 256 * 1024
+PRELOAD = ["overlord.runner.dask_peon", "overlord.runner.peon", "overlord.tasks"]
 
 
 def state_name(launch_id: str) -> str:
@@ -60,7 +63,7 @@ class WorkerPeon:
     task_id: str
     launch_id: str
     task_dir: Path
-    process: subprocess.Popen[bytes]
+    process: ForkedPeon
     gate: Connection | None
     phase: str = "gate"
 
@@ -76,7 +79,7 @@ def _variable_value(var: Variable) -> Any | None:
         return None
 
 
-def _signal_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:
+def _signal_group(process: ForkedPeon, sig: signal.Signals) -> None:
     if process.poll() is not None:
         return
     try:
@@ -93,21 +96,50 @@ def _task_dir(base_dir: str, task_id: str, launch_id: str) -> Path:
     return path
 
 
-def _start_peon(task_dir: Path) -> tuple[subprocess.Popen[bytes], Connection]:
-    gate, peon_end = multiprocessing.Pipe(duplex=True)
-    fd = peon_end.fileno()
-    with (task_dir / LOG_FILE).open("ab") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "overlord.runner.dask_peon", str(task_dir), str(fd), str(os.getpid())],
-            pass_fds=[fd],
-            start_new_session=True,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=out,
-            cwd=task_dir,
-        )
-    peon_end.close()
-    return process, gate
+class ForkedPeon:
+    """A peon forked from this worker's fork server, with the bits of ``subprocess.Popen`` used here."""
+
+    def __init__(self, process: multiprocessing.process.BaseProcess) -> None:
+        self._process = process
+        self._lock = threading.Lock()  # one reader of the exit status at a time (threads wait on it together)
+        assert process.pid is not None
+        self.pid: int = process.pid
+
+    def poll(self) -> int | None:
+        with self._lock:
+            return self._process.exitcode
+
+    def wait(self, timeout: float | None = None) -> int:
+        if not multiprocessing.connection.wait([self._process.sentinel], timeout):
+            raise subprocess.TimeoutExpired(f"peon {self.pid}", timeout or 0)
+        with self._lock:
+            self._process.join()
+            code = self._process.exitcode
+        assert code is not None
+        return code
+
+    def send_signal(self, sig: int) -> None:
+        os.kill(self.pid, sig)
+
+
+def _start_peon(task_dir: Path) -> tuple[ForkedPeon, Connection]:
+    """Fork the peon from this worker process's fork server, which has the task modules imported (a fresh
+    interpreter costs seconds of imports). The fork server dies with the worker and the peon with it."""
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(PRELOAD)
+    gate, peon_end = ctx.Pipe(duplex=True)
+    # daemon: a worker that exits cleanly terminates its peons; they start no processes of their own
+    process = ctx.Process(target=dask_peon.forked_main, args=(str(task_dir), peon_end), daemon=True,
+                          name=f"peon-{task_dir.name}")  # fmt: skip
+    me = multiprocessing.current_process()
+    daemonic = me._config.get("daemon")  # type: ignore[attr-defined]
+    me._config["daemon"] = False  # type: ignore[attr-defined]  # a nanny's worker is daemonic; peons are not its work
+    try:
+        process.start()
+    finally:
+        me._config["daemon"] = daemonic  # type: ignore[attr-defined]
+        peon_end.close()
+    return ForkedPeon(process), gate
 
 
 def _wait_at_gate(peon: WorkerPeon, launch_id: str, timeout_s: float) -> tuple[str | None, str]:
