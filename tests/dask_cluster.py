@@ -91,6 +91,17 @@ class DaskCluster:
         with Client(self.address, timeout=10, set_as_default=False) as client:
             return dict(client.scheduler_info(n_workers=-1))
 
+    def peon_pids(self, task_id: str) -> list[int]:
+        """Pids of a task's peons, as the workers' peon registries list them."""
+        from distributed import Client
+
+        from overlord.runner import dask_worker
+
+        with Client(self.address, timeout=10, set_as_default=False) as client:
+            answers = client.run(dask_worker.snapshot, on_error="return")
+        return [int(p["pid"]) for peons in answers.values() if isinstance(peons, dict)
+                for p in peons.values() if p["taskId"] == task_id]  # fmt: skip
+
     def wait_for_workers(self, count: int, timeout: float = 60.0) -> dict:
         deadline = time.monotonic() + timeout
         last: object = None

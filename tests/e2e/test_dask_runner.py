@@ -10,27 +10,10 @@ from pathlib import Path
 
 import pytest
 from ingest_helpers import API, index_spec, payload_of, read_rows, run_task, segments, wait_until
-from tests.conftest import ServiceProcess, process_exited, wait_exited
+from tests.conftest import ServiceProcess, wait_exited
 from tests.dask_cluster import DaskCluster, require_distributed
 
 from overlord.ingest import wikiticker
-
-PEON_MODULE = b"overlord.runner.dask_peon"
-
-
-def peon_pids(task_id: str) -> list[int]:
-    """Peon processes of a task on this machine (its task directory is in the peon's command line)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if PEON_MODULE in cmdline and f"/{task_id}-".encode() in cmdline and not process_exited(int(entry.name)):
-            found.append(int(entry.name))
-    return found
 
 
 def dask_env(cluster: DaskCluster, **extra: str) -> dict[str, str]:
@@ -82,10 +65,10 @@ def test_noop_tasks_run_on_the_workers_and_workers_show_them(svc: ServiceProcess
     assert all(not w["runningTasks"] for w in workers_by_host(svc).values())
 
 
-def test_shutdown_of_a_running_task_within_the_timeout(svc: ServiceProcess) -> None:
+def test_shutdown_of_a_running_task_within_the_timeout(svc: ServiceProcess, cluster: DaskCluster) -> None:
     task_id = svc.submit({"type": "noop", "runTime": 600_000})
     svc.wait_for(task_id, timeout=30, states=("RUNNING",))
-    pid = wait_until(lambda: peon_pids(task_id), timeout=30)[0]
+    pid = wait_until(lambda: cluster.peon_pids(task_id), timeout=30)[0]
     started = time.monotonic()
     assert svc.http.post(f"{API}/task/{task_id}/shutdown").status_code == 200
     status = svc.wait_for(task_id, timeout=20)
@@ -137,7 +120,7 @@ def test_worker_killed_mid_task_fails_its_tasks_naming_it(tmp_path: Path) -> Non
         wait_until(lambda: sum(len(w["runningTasks"]) for w in workers_by_host(svc).values()) == 4, timeout=30)
         victim_host = sorted(workers_by_host(svc))[0]
         victims = workers_by_host(svc)[victim_host]["runningTasks"]
-        pids = [p for t in victims for p in wait_until(lambda t=t: peon_pids(t), timeout=20)]
+        pids = [p for t in victims for p in wait_until(lambda t=t: cluster.peon_pids(t), timeout=20)]
         index = cluster.worker_index(f"tcp://{victim_host}")
         killed_at = time.monotonic()
         cluster.kill_worker(index)
@@ -149,7 +132,7 @@ def test_worker_killed_mid_task_fails_its_tasks_naming_it(tmp_path: Path) -> Non
             wait_exited(pid, 5)
         for task_id in set(ids) - set(victims):
             assert svc.wait_for(task_id, timeout=30)["status"] == "SUCCESS"
-        assert not [p for t in victims for p in peon_pids(t)]  # Dask did not run them again elsewhere
+        assert not [p for t in victims for p in cluster.peon_pids(t)]  # Dask did not run them again elsewhere
         assert victim_host not in workers_by_host(svc)
     finally:
         svc.stop()
@@ -162,7 +145,7 @@ def test_overlord_kill9_and_restart_adopts_the_running_peon(cluster: DaskCluster
     wait_until(lambda: first.http.get(f"{API}/workers").json(), timeout=30)
     task_id = first.submit({"type": "noop", "runTime": 6000})
     first.wait_for(task_id, timeout=30, states=("RUNNING",))
-    (pid,) = wait_until(lambda: peon_pids(task_id), timeout=30)
+    (pid,) = wait_until(lambda: cluster.peon_pids(task_id), timeout=30)
     first.kill9()
     second = ServiceProcess(data_dir=tmp_path / "var", port=first.port, extra_env=env).start()
     try:
