@@ -54,6 +54,11 @@ def test_noop_tasks_run_on_the_workers_and_workers_show_them(svc: ServiceProcess
     running = wait_until(lambda: sum(len(w["runningTasks"]) for w in workers_by_host(svc).values()) == 4, timeout=30)
     assert running
     assert all(len(w["runningTasks"]) == 2 for w in workers_by_host(svc).values())  # 2 slots each, all in use
+    capacity = svc.http.get(f"{API}/totalWorkerCapacity").json()
+    assert (capacity["currentClusterCapacity"], capacity["usedClusterCapacity"]) == (4, 4), capacity
+    es = svc.http.get("/_tasks", params={"detailed": "true"}).json()
+    es_ids = {t["description"] for node in es["nodes"].values() for t in node["tasks"].values()}
+    assert all(any(task_id in d for d in es_ids) for task_id in ids), es
     fifth = svc.submit({"type": "noop", "runTime": 0})
     assert svc.http.get(f"{API}/task/{fifth}/status").json()["status"]["runnerStatusCode"] == "PENDING"
     # the log of a task running on a worker, through the Overlord
