@@ -163,3 +163,27 @@ async def test_an_unreachable_scheduler_means_no_capacity_and_a_reason(runners: 
     with pytest.raises(RuntimeError, match="Not connected"):
         runner.launch(spec("nowhere", 0))
     assert runner.running_ids() == set()
+
+
+async def test_a_launch_waiting_for_workers_that_left_goes_to_a_new_one(tmp_path: Path) -> None:
+    require_distributed()
+    cluster = DaskCluster(tmp_path / "dask", workers=1, slots=1, threads=1)
+    await asyncio.to_thread(cluster.start)
+    made = Runners(cluster.address, tmp_path)
+    try:
+        runner, exits = await made.make()
+        [old] = [w.host for w in runner.workers()]
+        for task_id, run_time in (("busy", 60_000), ("waits", 0)):
+            runner.launch(spec(task_id, run_time))
+            runner.release(task_id)
+        await until(lambda: [w.running for w in runner.workers()] == [["busy"]])
+        await asyncio.to_thread(cluster.kill_worker, 0)
+        failed = await exit_of(exits, "busy")
+        assert failed.success is None and old in (failed.error_msg or "")
+        await asyncio.to_thread(cluster.start_worker)
+        done = await exit_of(exits, "waits", timeout=60)
+        assert done.success is True, done
+    finally:
+        for runner in made.started:
+            await runner.stop(kill_running=True)
+        await asyncio.to_thread(cluster.stop)

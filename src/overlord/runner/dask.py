@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import inspect
 import logging
+import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator, Mapping
@@ -50,8 +51,17 @@ TICK_S = 0.5
 RECONNECT_S = 2.0
 START_WAIT_S = 5.0
 CONNECT_TIMEOUT_S = 3.0
+PEONS_TIMEOUT_S = 5.0
 RPC_TIMEOUT_S = 10.0
 SLOTS = "slots"
+
+
+RESUBMIT = re.compile(r"-r\d+$")
+
+
+def launch_part(key: Any) -> str:
+    """A launch's first key, from the key of any of its submissions (``<key>-r<n>`` after a resubmit)."""
+    return RESUBMIT.sub("", str(key))
 
 
 @dataclass
@@ -68,6 +78,9 @@ class DaskLaunch:
     adopted: bool = False
     unseen_ticks: int = 0
     pending_commands: list[dict[str, Any]] = field(default_factory=list)
+    submit_args: tuple[Any, ...] = ()  # to submit it again while it has not started (see _resubmit_stranded)
+    allowed: list[str] | None = None  # the workers the current submission may go to
+    resubmits: int = 0
 
     def handle(self) -> str:
         return orjson.dumps({"runner": "dask", "launch": self.launch_id, "key": self.key}).decode()
@@ -184,16 +197,38 @@ class DaskTaskRunner:
         launch_id = uuid.uuid4().hex
         key = f"overlord-peon-{spec.task_id}-{launch_id[:12]}"
         doc = {"id": spec.task_id, "payload": spec.payload, "run": spec.run, "runtime": self.runtime.to_json()}
-        future = self.client.submit(
-            dask_worker.run_task, spec.task_id, launch_id, doc, self.base_task_dir, self.grace_s, self.gate_timeout_s,
-            key=key, resources={SLOTS: 1}, workers=self._usable(), allow_other_workers=False, retries=0, pure=False,
-        )  # fmt: skip
-        fire_and_forget(future)
-        launch = DaskLaunch(spec.task_id, launch_id, key, self.clock.monotonic(), future=future, token=spec.token)
+        launch = DaskLaunch(spec.task_id, launch_id, key, self.clock.monotonic(), token=spec.token,
+                            submit_args=(spec.task_id, launch_id, doc, self.base_task_dir, self.grace_s,
+                                         self.gate_timeout_s))  # fmt: skip
         self.running[spec.task_id] = launch
-        self._spawn(self._watch_future(launch, future))
+        self._submit(self.client, launch, key)
         log.info("Submitted the peon of task[%s] to Dask as %s", spec.task_id, key, extra={"task_id": spec.task_id})
         return launch.handle()
+
+    def _submit(self, client: Client, launch: DaskLaunch, key: str) -> None:
+        launch.allowed = self._usable()
+        future = client.submit(dask_worker.run_task, *launch.submit_args, key=key, resources={SLOTS: 1},
+                               workers=launch.allowed, allow_other_workers=False, retries=0, pure=False)  # fmt: skip
+        fire_and_forget(future)
+        launch.future = future
+        self._spawn(self._watch_future(launch, future))
+
+    def _resubmit_stranded(self, client: Client) -> None:
+        """A launch still waiting for a slot whose allowed workers all left is submitted again for the workers
+        usable now (the scheduler would keep it waiting for them forever). It never started, so this cannot run
+        it twice; the old submission is cancelled first, and its run would find the launch's marker anyway."""
+        usable = set(self._usable())
+        for launch in self.running.values():
+            if launch.worker is not None or launch.future is None or not launch.submit_args or not usable:
+                continue
+            if launch.allowed is None or set(launch.allowed) & set(self.cluster):
+                continue
+            launch.resubmits += 1
+            log.info("Task[%s] waited for workers that left; submitting it again for %s", launch.task_id,
+                     sorted(usable), extra={"task_id": launch.task_id})  # fmt: skip
+            old, launch.future = launch.future, None
+            self._spawn(client.cancel([old], force=True))
+            self._submit(client, launch, f"{launch.key}-r{launch.resubmits}")
 
     def release(self, task_id: str) -> None:
         launch = self.running.get(task_id)
@@ -434,23 +469,25 @@ class DaskTaskRunner:
         identity = await client.scheduler.identity()
         await self._refresh_workers(client, identity.get("workers") or {})
         processing = await client.scheduler.processing()
-        placed = {key: address for address, keys in processing.items() for key in keys}
+        assigned = {launch_part(key) for keys in processing.values() for key in keys}  # maybe still queued there
+        peons = await self._peons(client)
         for launch in list(self.running.values()):
-            address = placed.get(launch.key)
             if launch.worker is not None and launch.worker not in self.cluster:
                 why = f"Dask worker {launch.worker} died or left the cluster while running this task's peon"
                 self._finish(launch, None, why, keep_marker=True)
                 continue
+            address = peons.get(launch.launch_id) if peons is not None else launch.worker
             if address is not None:
-                launch.worker, launch.unseen_ticks = address, 0
+                launch.worker, launch.unseen_ticks, launch.submit_args = address, 0, ()
                 if launch.pending_commands:
                     self._spawn(self._deliver_commands(launch))
-            elif launch.adopted:
-                launch.unseen_ticks += 1
+            elif launch.adopted and peons is not None:
+                launch.unseen_ticks = 0 if launch.key in assigned else launch.unseen_ticks + 1
                 if launch.unseen_ticks >= 2:
                     await self._settle_vanished(client, launch)
         if self._adopting:
             await self._reconcile_adopted(client)
+        self._resubmit_stranded(client)
         usable = self._usable()
         self._problem = (
             None
@@ -458,6 +495,22 @@ class DaskTaskRunner:
             else f"Dask scheduler {self.scheduler} has no usable workers"
             + ("" if not self.cluster else ": " + "; ".join(f"{w.address}: {w.problem}" for w in self.cluster.values()))
         )
+
+    async def _peons(self, client: Client) -> dict[str, str] | None:
+        """Launch id -> address of every peon the usable workers run now (the scheduler's ``processing`` also
+        lists tasks a worker holds queued for a slot); None when a worker is too slow to answer."""
+        try:
+            answers = await asyncio.wait_for(
+                client.run(dask_worker.snapshot, workers=self._usable(), on_error="return"), PEONS_TIMEOUT_S
+            )
+        except TimeoutError:
+            return None
+        return {
+            launch_id: address
+            for address, by_launch in answers.items()
+            if isinstance(by_launch, dict)
+            for launch_id in by_launch
+        }
 
     async def _settle_vanished(self, client: Client, launch: DaskLaunch) -> None:
         """An adopted launch the scheduler no longer runs: finished while we were away, or lost."""
