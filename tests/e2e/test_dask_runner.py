@@ -4,6 +4,7 @@ real scheduler with 2 workers (2 slots each), all on 127.0.0.1."""
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -98,20 +99,14 @@ def test_quickstart_and_index_parallel_spread_over_both_workers(svc: ServiceProc
     spec = index_spec("dask_par", {"type": "local", "baseDir": str(inputs), "filter": "*.json"}, {"type": "json"},
                       dims=["page"], tuning={"maxNumConcurrentSubTasks": 4})  # fmt: skip
     parent = svc.submit(spec)
-    hosts_with_subtasks: set[str] = set()
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        status = svc.http.get(f"{API}/task/{parent}/status").json()["status"]
-        for host, w in workers_by_host(svc).items():
-            if any(t != parent for t in w["runningTasks"]):
-                hosts_with_subtasks.add(host)
-        if status["statusCode"] != "RUNNING":
-            break
-        time.sleep(0.05)
+    status = svc.wait_for(parent, timeout=120)
     assert status["statusCode"] == "SUCCESS", status
     subs = [t for t in svc.http.get(f"{API}/tasks").json() if t["type"] == "single_phase_sub_task"]
     assert len(subs) == 4 and all(t["status"] == "SUCCESS" for t in subs)
-    assert len(hosts_with_subtasks) == 2, hosts_with_subtasks
+    # a peon logs its task directory, which is under its worker's local directory (worker-0, worker-1)
+    where = {re.search(r"in \S*/(worker-\d)/", svc.http.get(f"{API}/task/{t['id']}/log").text).group(1)  # type: ignore[union-attr]
+             for t in subs}  # fmt: skip
+    assert where == {"worker-0", "worker-1"}, where
     assert len(read_rows(segments(svc, "dask_par"))) == 96
 
 
