@@ -39,7 +39,9 @@ def wait_up(url: str, path: str = "/status/health", timeout: float = 60) -> None
 
 
 @contextlib.contextmanager
-def running_service(data_dir: Path, *, capacity: int = 2, cwd: Path | None = None) -> Iterator[str]:
+def running_service(
+    data_dir: Path, *, capacity: int = 2, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> Iterator[str]:
     """``overlord start`` on a free port; yields its URL and stops it (SIGTERM) afterwards."""
     port = free_port()
     log_path = data_dir.parent / f"service-{port}.log"
@@ -48,7 +50,7 @@ def running_service(data_dir: Path, *, capacity: int = 2, cwd: Path | None = Non
             [sys.executable, "-m", "overlord", "start", "--port", str(port), "--data-dir", str(data_dir),
              "--capacity", str(capacity), "--log-level", "warning"],
             cwd=cwd or data_dir.parent, stdout=log, stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+            env={**os.environ, "PYTHONPATH": str(ROOT / "src"), **(env or {})},
         )  # fmt: skip
         url = f"http://127.0.0.1:{port}"
         try:

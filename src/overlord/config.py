@@ -148,6 +148,9 @@ class Settings:
     s3_endpoint_url: str | None = field(default=None, metadata={"prop": "druid.s3.endpoint.url"})
     s3_signing_region: str | None = field(default=None, metadata={"prop": "druid.s3.endpoint.signingRegion"})
     s3_path_style: bool = field(default=False, metadata={"prop": "druid.s3.enablePathStyleAccess"})
+    dask_scheduler: str = field(default="", metadata={"prop": "overlord.runner.dask.scheduler"})
+    dask_base_task_dir: str = field(default="", metadata={"prop": "overlord.runner.dask.baseTaskDir"})
+    dask_gate_timeout_ms: int = field(default=600_000, metadata={"prop": "overlord.runner.dask.gateTimeout"})
 
     @property
     def deep_storage_dir(self) -> Path:
@@ -219,6 +222,9 @@ _CONVERTERS: dict[str, Callable[[Any], Any]] = {
     "s3_endpoint_url": str,
     "s3_signing_region": str,
     "s3_path_style": _parse_bool,
+    "dask_scheduler": str,
+    "dask_base_task_dir": str,
+    "dask_gate_timeout_ms": parse_duration_ms,
 }
 _PROP_TO_FIELD: dict[str, str] = {str(f.metadata["prop"]): f.name for f in fields(Settings)}
 _ENV_ALIASES = {

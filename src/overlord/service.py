@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import fcntl
 import gc
 import logging
@@ -216,8 +217,10 @@ class Service:
 
     def _runner(self) -> TaskRunner:
         s = self.settings
+        if s.runner_type == "dask":
+            return self._dask_runner()
         if s.runner_type != "local":
-            raise ConfigError(f"druid.indexer.runner.type [{s.runner_type}] is not supported; use [local]")
+            raise ConfigError(f"druid.indexer.runner.type [{s.runner_type}] is not supported; use [local] or [dask]")
         return LocalTaskRunner(
             capacity=s.worker_capacity,
             base_task_dirs=[Path(p) for p in s.effective_base_task_dirs],
@@ -230,6 +233,30 @@ class Service:
             on_exit=lambda exit_: self.queue.on_runner_exit(exit_),
             log_max_bytes=s.log_max_bytes,
         )
+
+    def _dask_runner(self) -> TaskRunner:
+        """Peons on a Dask cluster; they reach this Overlord by its advertised URL (the extra ``overlord[dask]``)."""
+        s = self.settings
+        if not s.dask_scheduler:
+            raise ConfigError("druid.indexer.runner.type [dask] needs overlord.runner.dask.scheduler=tcp://host:port")
+        try:
+            from overlord.runner.dask import DaskTaskRunner
+        except ImportError as exc:
+            raise ConfigError(f"The dask runner needs Dask: pip install 'overlord[dask]' ({exc})") from None
+        return DaskTaskRunner(
+            scheduler=s.dask_scheduler,
+            runtime=dataclasses.replace(self.peon_runtime(), overlord_url=self.advertised_url),
+            clock=self.clock,
+            shutdown_grace_ms=s.shutdown_grace_ms,
+            on_exit=lambda exit_: self.queue.on_runner_exit(exit_),
+            base_task_dir=s.dask_base_task_dir,
+            gate_timeout_ms=s.dask_gate_timeout_ms,
+        )
+
+    def runner_health(self) -> str | None:
+        """Why the runner cannot run tasks now (the Dask scheduler unreachable, no usable worker); None if it can."""
+        health = getattr(self.runner, "health", None)
+        return health() if callable(health) else None
 
     def peon_runtime(self) -> PeonRuntime:
         """Settings a task needs inside its peon (the peon reads no config of its own)."""

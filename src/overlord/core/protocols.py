@@ -166,6 +166,7 @@ class WorkerInfo:
     capacity: int
     running: list[str] = field(default_factory=list)
     last_completed_ms: int | None = None
+    problem: str | None = None  # why a cluster worker takes no tasks (no slots resource, package missing)
 
 
 @runtime_checkable
