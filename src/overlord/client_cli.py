@@ -23,7 +23,7 @@ from rich.table import Column, Table
 from overlord.client import Client, errors
 from overlord.client.classify import explain_failure
 from overlord.client.client import DEFAULT_URL
-from overlord.client.models import TaskReport, TaskStatus, WaitResult
+from overlord.client.models import Submission, TaskReport, TaskStatus, WaitResult
 
 EXIT_TASK_FAILED = 1
 EXIT_USAGE = 2
@@ -185,9 +185,13 @@ def submit(
     spec = _read_spec(spec_file)
     out = _out()
     with _session(url) as client:
-        tid = client.submit(spec, task_id=task_id, attempt=attempt, validate=validate)
+        done = client.submission(spec, task_id=task_id, attempt=attempt, validate=validate)
+        tid = done.task_id
+        if done.attached and not as_json:
+            _err().print(_attached_note(done), markup=False)
         if not wait:
-            _print_json({"task": tid}) if as_json else out.print(tid)
+            answer: dict[str, Any] = {"task": tid, **({"attached": True} if done.attached else {})}
+            _print_json(answer) if as_json else out.print(tid)
             return
         if not as_json:
             out.print(f"submitted [bold]{tid}[/]")
@@ -200,6 +204,23 @@ def submit(
             out.print(_summary(status, report))
         if failure is not None:
             raise typer.Exit(EXIT_TASK_FAILED)
+
+
+def _attached_note(done: Submission) -> str:
+    """One line saying the submit queued nothing new, and how to run the spec again."""
+    st = done.existing
+    facts = [st.state] if st is not None else []
+    if st is not None and st.created_time:
+        facts.append(f"created {st.created_time}")
+    if st is not None and st.duration >= 0:
+        facts.append(f"ran {st.duration / 1000:.1f}s")
+    state = f" ({', '.join(facts)})" if facts else ""
+    again = (
+        f"use --attempt {done.next_attempt} to run it again"
+        if done.next_attempt is not None
+        else "use another --id to run it again"
+    )
+    return f"attached to existing task {done.task_id}{state}; {again}"
 
 
 def _wait_with_progress(

@@ -133,6 +133,7 @@ class Client(_Settings):
         self.close()
 
     submit = SyncMethod(_ops.submit)
+    submission = SyncMethod(_ops.submission)
     status = SyncMethod(_ops.status)
     statuses = SyncMethod(_ops.statuses)
     tasks = SyncMethod(_ops.tasks)
@@ -209,6 +210,7 @@ class AsyncClient(_Settings):
         await self.aclose()
 
     submit = AsyncMethod(_ops.submit)
+    submission = AsyncMethod(_ops.submission)
     status = AsyncMethod(_ops.status)
     statuses = AsyncMethod(_ops.statuses)
     tasks = AsyncMethod(_ops.tasks)
