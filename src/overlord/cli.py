@@ -18,8 +18,27 @@ app = typer.Typer(
 )
 
 
+EXIT_BAD_SETTINGS = 2
+EXIT_PORT_IN_USE = 7
+
+
 def _exit_cleanly(_signum: int, _frame: object) -> None:
     raise SystemExit(0)
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(__version__)
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    _version: Annotated[
+        bool, typer.Option("--version", callback=_show_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Overlord: Druid's Tasks API and Elasticsearch's _tasks API over native batch ingestion."""
 
 
 @app.command()
@@ -38,7 +57,7 @@ def start(
     ] = None,
     log_level: Annotated[str, typer.Option(help="Log level")] = "info",
     log_format: Annotated[
-        str | None, typer.Option(help="plain (extra fields as [key=value]) or json (overlord.log.format)")
+        str | None, typer.Option(help="plain (extra fields as \\[key=value]) or json (overlord.log.format)")
     ] = None,
 ) -> None:
     """Run the service in the foreground; stops cleanly on SIGTERM or Ctrl-C."""
@@ -49,6 +68,8 @@ def start(
     from overlord.errors import ConfigError
     from overlord.log_format import configure_logging
     from overlord.service import Service
+
+    from overlord.listen import PortInUse, bind_listening_socket
 
     try:
         settings = load_settings(
@@ -63,15 +84,21 @@ def start(
             },
         )
         configure_logging(settings.log_format, log_level)  # before the service logs anything
+        # Listen before the service starts, so "started" is logged only once the port listens
+        # and a busy port is reported before anything else is touched.
+        sock = bind_listening_socket(settings.host, settings.port)
         service = Service(settings)
+    except PortInUse as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(EXIT_PORT_IN_USE) from None
     except ConfigError as exc:
         typer.echo(f"error: {exc.message}", err=True)
-        raise typer.Exit(2) from None
+        raise typer.Exit(EXIT_BAD_SETTINGS) from None
     # uvicorn shuts down gracefully, then re-raises the signal to the handler it found: make that
     # handler end the process with status 0, since stopping on SIGTERM or Ctrl-C is a clean stop.
     signal.signal(signal.SIGTERM, _exit_cleanly)
     signal.signal(signal.SIGINT, _exit_cleanly)
-    uvicorn.run(
+    config = uvicorn.Config(
         create_app(service),
         host=settings.host,
         port=settings.port,
@@ -82,6 +109,7 @@ def start(
         access_log=False,
         timeout_graceful_shutdown=10,
     )
+    uvicorn.Server(config).run(sockets=[sock])
 
 
 @app.command()

@@ -32,6 +32,12 @@ def default_url() -> str:
     return os.environ.get("OVERLORD_URL") or DEFAULT_URL
 
 
+def normalize_url(url: str) -> str:
+    """``localhost:8090`` means ``http://localhost:8090``: a URL without a scheme gets ``http://``."""
+    url = url.strip().rstrip("/")
+    return url if "://" in url else f"http://{url}"
+
+
 def _context(
     retry: RetryPolicy | None,
     wait_policy: WaitPolicy | None,
@@ -75,7 +81,7 @@ class _Settings:
         rng: RandomSource,
         on_structural_failure: StructuralHook | None,
     ) -> None:
-        self.url = (url or default_url()).rstrip("/")
+        self.url = normalize_url(url or default_url())
         self._ctx = _context(retry, wait_policy, breaker, clock, rng, on_structural_failure)
 
     @property
@@ -146,6 +152,7 @@ class Client(_Settings):
     follow_log = SyncStreamMethod(_ops.follow_log)
     report = SyncMethod(_ops.report)
     shutdown = SyncMethod(_ops.shutdown)
+    task_segments = SyncMethod(_ops.task_segments)
     shutdown_all = SyncMethod(_ops.shutdown_all)
     delete_pending_segments = SyncMethod(_ops.delete_pending_segments)
     workers = SyncMethod(_ops.workers)
@@ -223,6 +230,7 @@ class AsyncClient(_Settings):
     follow_log = AsyncStreamMethod(_ops.follow_log)
     report = AsyncMethod(_ops.report)
     shutdown = AsyncMethod(_ops.shutdown)
+    task_segments = AsyncMethod(_ops.task_segments)
     shutdown_all = AsyncMethod(_ops.shutdown_all)
     delete_pending_segments = AsyncMethod(_ops.delete_pending_segments)
     workers = AsyncMethod(_ops.workers)
