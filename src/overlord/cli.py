@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import signal
 from pathlib import Path
 from typing import Annotated
@@ -71,8 +72,10 @@ def start(
 
     from overlord.listen import PortInUse, bind_listening_socket
 
+    ignored: list[str] = []
     try:
         settings = load_settings(
+            warnings=ignored,
             config_file=config,
             overrides={
                 "host": host,
@@ -84,6 +87,8 @@ def start(
             },
         )
         configure_logging(settings.log_format, log_level)  # before the service logs anything
+        for line in ignored:
+            logging.getLogger("overlord.config").warning("%s: %s", config, line)
         # Listen before the service starts, so "started" is logged only once the port listens
         # and a busy port is reported before anything else is touched.
         sock = bind_listening_socket(settings.host, settings.port)

@@ -25,7 +25,8 @@ def bind_listening_socket(host: str, port: int) -> socket.socket:
         infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as exc:
         raise ConfigError(f"Cannot listen on {host}:{port}: unknown address ({exc.strerror})") from None
-    family, kind, proto, _name, address = infos[0]
+    # "localhost" may resolve to ::1 first: prefer IPv4, which clients of 127.0.0.1 reach
+    family, kind, proto, _name, address = sorted(infos, key=lambda info: info[0] != socket.AF_INET)[0]
     sock = socket.socket(family, kind, proto)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
