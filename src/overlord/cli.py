@@ -11,6 +11,7 @@ import typer
 
 from overlord import __version__
 from overlord.client_cli import datasource_app, task_app
+from overlord.quickstart import quickstart
 
 app = typer.Typer(
     help="Overlord: a small, fast task service for data ingestion (Druid's Tasks API, Elasticsearch's _tasks API).",
@@ -67,10 +68,9 @@ def start(
     from overlord.api.app import create_app
     from overlord.config import load_settings
     from overlord.errors import ConfigError
+    from overlord.listen import PortInUse, bind_listening_socket
     from overlord.log_format import configure_logging
     from overlord.service import Service
-
-    from overlord.listen import PortInUse, bind_listening_socket
 
     ignored: list[str] = []
     try:
@@ -125,6 +125,7 @@ def version() -> None:
 
 app.add_typer(task_app, name="task", help="Submit, watch and manage tasks on a running service.")
 app.add_typer(datasource_app, name="datasource", help="Data sources and their segments.")
+app.command("quickstart")(quickstart)
 
 
 def main() -> None:

@@ -16,14 +16,14 @@ from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.live import Live
 from rich.markup import escape
-from rich import box
 from rich.table import Table
 from rich.text import Text
 
-from overlord.client import Client, errors
+from overlord.client import Backoff, Client, WaitPolicy, errors
 from overlord.client.classify import explain_failure
 from overlord.client.client import DEFAULT_URL
 from overlord.client.models import DataSegment, Submission, TaskReport, TaskStatus, WaitResult
@@ -35,7 +35,13 @@ EXIT_UNREACHABLE = 4
 EXIT_SERVICE_ERROR = 5
 EXIT_TIMEOUT = 6
 
-make_client: Callable[[str], Client] = Client
+
+def _interactive_client(url: str) -> Client:
+    """A client for a person watching: polls back off to at most 2 s, not the library's 10 s."""
+    return Client(url, wait_policy=WaitPolicy(poll=Backoff(initial=0.25, max_interval=2.0, min_interval=0.05)))
+
+
+make_client: Callable[[str], Client] = _interactive_client
 """How commands build their client; tests replace it to inject a transport and a fake clock."""
 
 task_app = typer.Typer(help="Submit, inspect and stop tasks.", no_args_is_help=True)
@@ -115,10 +121,10 @@ def _fit_table(names: list[str], rows: list[dict[str, str]], width: int, *, whol
             used += cost
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
     for name in shown:
-        if name in whole:
+        if name in whole or need[name] <= 40:
             table.add_column(name, no_wrap=True, min_width=need[name])
         else:
-            table.add_column(name, no_wrap=True, overflow="ellipsis")
+            table.add_column(name, no_wrap=True, overflow="ellipsis", max_width=40)
     for r in rows:
         table.add_row(*(Text(r[name]) for name in shown))  # Text: "Task[x]" in a message is not markup
     return table
@@ -485,6 +491,12 @@ def datasource_segments(datasource: DataSourceArg, url: Url = DEFAULT_URL, as_js
     if as_json:
         _print_json([seg.to_wire() for seg in found])
         return
+    out = _out()
+    out.print(segments_table(datasource, found, out.width))
+
+
+def segments_table(datasource: str, found: list[DataSegment], width: int) -> Table:
+    """A data source's segments, one line each at ``width``; interval and partition always whole."""
     rows = []
     for seg in found:
         dims = seg.dimensions if isinstance(seg.dimensions, str) else ",".join(seg.dimensions)
@@ -500,10 +512,10 @@ def datasource_segments(datasource: DataSourceArg, url: Url = DEFAULT_URL, as_js
                 "metrics": mets,
             }
         )
-    out = _out()
     names = ["interval", "partition", "size", "version", "metrics", "dimensions"]
-    out.print(f"{datasource}: {len(found)} segments")
-    out.print(_fit_table(names, rows, out.width, whole=("interval", "partition")))
+    table = _fit_table(names, rows, width, whole=("interval", "partition"))
+    table.title = f"{datasource}: {len(found)} segment{'s' * (len(found) != 1)}"
+    return table
 
 
 def _short_interval(interval: str) -> str:

@@ -145,7 +145,7 @@ def test_compact_needs_exactly_one_interval_form() -> None:
         }
     )
     assert isinstance(by_io, CompactTask) and by_io.io_config is not None
-    with pytest.raises(SpecValidationError, match="either interval or ioConfig.inputSpec"):
+    with pytest.raises(SpecValidationError, match=r"either interval or ioConfig\.inputSpec"):
         parse_spec({"type": "compact", "dataSource": "wiki"})
 
 
