@@ -103,7 +103,7 @@ def start(
     # handler end the process with status 0, since stopping on SIGTERM or Ctrl-C is a clean stop.
     signal.signal(signal.SIGTERM, _exit_cleanly)
     signal.signal(signal.SIGINT, _exit_cleanly)
-    config = uvicorn.Config(
+    server_config = uvicorn.Config(
         create_app(service),
         host=settings.host,
         port=settings.port,
@@ -114,7 +114,7 @@ def start(
         access_log=False,
         timeout_graceful_shutdown=10,
     )
-    uvicorn.Server(config).run(sockets=[sock])
+    uvicorn.Server(server_config).run(sockets=[sock])
 
 
 @app.command()
