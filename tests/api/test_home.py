@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from overlord import __version__
-from tests.api.conftest import P, Api
+from tests.api.conftest import Api, P
 
 pytestmark = pytest.mark.anyio
 

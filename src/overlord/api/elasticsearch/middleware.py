@@ -64,9 +64,7 @@ class EsCompatMiddleware:
                 if name == b"accept":
                     compat = versions[0]
         es_json = (
-            b"application/vnd.elasticsearch+json;compatible-with=" + compat
-            if compat is not None and es_route
-            else None
+            b"application/vnd.elasticsearch+json;compatible-with=" + compat if compat is not None and es_route else None
         )
         started = False
 
