@@ -14,7 +14,11 @@ from overlord.client_cli import datasource_app, task_app
 from overlord.quickstart import quickstart
 
 app = typer.Typer(
-    help="Overlord: a small, fast task service for data ingestion (Druid's Tasks API, Elasticsearch's _tasks API).",
+    help=(
+        "Overlord: a small, fast task service for data ingestion (Druid's Tasks API, Elasticsearch's _tasks API).\n\n"
+        "First steps: 'overlord start', then in another terminal 'overlord quickstart' (generates sample "
+        "wikiticker data and a spec, ingests it, lists the segments)."
+    ),
     no_args_is_help=True,
     add_completion=False,
 )
