@@ -496,7 +496,8 @@ def datasource_segments(datasource: DataSourceArg, url: Url = DEFAULT_URL, as_js
 
 
 def segments_table(datasource: str, found: list[DataSegment], width: int) -> Table:
-    """A data source's segments, one line each at ``width``; interval and partition always whole."""
+    """A data source's segments, one line each at ``width``; interval and partition always whole
+    (whole-day intervals written ``2015-09-12/2015-09-13`` below 120 columns)."""
     rows = []
     for seg in found:
         dims = seg.dimensions if isinstance(seg.dimensions, str) else ",".join(seg.dimensions)
@@ -504,7 +505,7 @@ def segments_table(datasource: str, found: list[DataSegment], width: int) -> Tab
         part = seg.shard_spec.get("partitionNum", "")
         rows.append(
             {
-                "interval": _short_interval(seg.interval),
+                "interval": _short_interval(seg.interval) if width < 120 else seg.interval,
                 "version": seg.version,
                 "partition": str(part),
                 "size": f"{seg.size:,}",

@@ -171,7 +171,7 @@ def test_quickstart_command(svc: ServiceProcess, root: Path) -> None:
     assert run.code == 0, run.text
     assert f"wrote 1,500 generated sample rows to {os.path.realpath(root)}/qs/quickstart/tutorial/" in run.text
     assert "processed 1,500" in run.text and "segments 1 published in 1 interval" in run.text
-    assert "wikipedia: 1 segment" in run.text and "2015-09-12/2015-09-13" in run.text
+    assert "wikipedia: 1 segment" in run.text and "2015-09-12T00:00:00.000Z/2015-09-13T00:00:00.000Z" in run.text
     assert "overlord datasource segments wikipedia" in run.text
     spec = json.loads((root / "qs" / "wikipedia-index.json").read_text())
     assert spec["spec"]["tuningConfig"]["maxRowsPerSegment"] == 5_000_000
