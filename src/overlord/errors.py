@@ -156,3 +156,11 @@ class StoreUnavailable(OverlordError):
     http_status = 503
     error_code = "serviceUnavailable"
     category = "RUNTIME_FAILURE"
+
+
+class NotRunningYet(OverlordError):
+    """The task has not started the work this asks about yet; ask again shortly."""
+
+    http_status = 503
+    error_code = "serviceUnavailable"
+    category = "RUNTIME_FAILURE"

@@ -32,6 +32,7 @@ from overlord.listing_pool import ListingPool
 from overlord.runner.local import LocalTaskRunner
 from overlord.runner.toolbox import PeonRuntime
 from overlord.storage.compaction_configs import CompactionConfigs
+from overlord.storage.config_audit import ConfigStore
 from overlord.storage.deep_storage import FsDeepStorage
 from overlord.storage.metadata import MetadataStore
 from overlord.storage.segment_store import SqlSegmentStore
@@ -119,6 +120,7 @@ class Service:
         )
         self.queue.add_completion_listener(self._on_task_complete)
         self.compaction_configs = CompactionConfigs(self.store)
+        self.configs = ConfigStore(self.store)  # type: ignore[arg-type]
         self.retention = LogRetention(self.store, self.task_logs, clock, settings.logs_kill_duration_to_retain_ms)
         self.duties = DutyRunner(self._duties(), clock=clock)
 

@@ -150,7 +150,7 @@ def test_kill_kill_all_and_pending_segments(svc: ServiceProcess, ds: str) -> Non
 
     killed = cli("task", "kill", first, url=svc.url)
     assert killed.code == 0 and f"shutdown requested for {first}" in killed.out
-    assert "shutdown request from user" in svc.wait_for(first)["errorMsg"]
+    assert svc.wait_for(first)["errorMsg"] == "Shutdown request from user"
 
     all_killed = cli("task", "kill-all", ds, "--json", url=svc.url)
     assert all_killed.code == 0 and json.loads(all_killed.out) == {"dataSource": ds}

@@ -129,12 +129,12 @@ def test_every_async_method_against_the_service(svc: ServiceProcess, ds: str) ->
                 (worker,) = await client.workers()
                 assert worker.curr_capacity_used == 2
                 assert await client.shutdown(long_a) == long_a
-                with pytest.raises(TaskFailedError, match="shutdown request from user"):
+                with pytest.raises(TaskFailedError, match="Shutdown request from user"):
                     await client.wait(long_a)
             finally:
                 assert await client.shutdown_all(ds) == ds
             for task_id in (long_b, queued):
-                with pytest.raises(TaskFailedError, match="shutdownAllTasks"):
+                with pytest.raises(TaskFailedError, match="Shutdown request from user"):
                     await client.wait(task_id)
             with pytest.raises(NotFoundError):
                 await client.shutdown_all(ds)

@@ -187,11 +187,11 @@ def test_shutdown_running_pending_and_finished(service_factory):
     r = svc.http.post(f"{API}/task/{pending}/shutdown")
     assert r.status_code == 200 and r.json() == {"task": pending}
     st = svc.wait_for(pending)
-    assert st["statusCode"] == "FAILED" and "shut down" in st["errorMsg"]
+    assert st["statusCode"] == "FAILED" and st["errorMsg"] == "Shutdown request from user"
     t0 = time.monotonic()
     assert svc.http.post(f"{API}/task/{running}/shutdown").json() == {"task": running}
     st = svc.wait_for(running)
-    assert st["statusCode"] == "FAILED" and "shut down" in st["errorMsg"]
+    assert st["statusCode"] == "FAILED" and st["errorMsg"] == "Shutdown request from user"
     assert time.monotonic() - t0 < 5
     again = svc.http.post(f"{API}/task/{running}/shutdown")
     assert again.status_code == 200 and again.json() == {"task": running}
@@ -204,8 +204,9 @@ def test_shutdown_all_tasks_of_a_datasource(service):
     other = service.submit({"type": "noop", "runTime": 30000, "dataSource": "other"})
     r = service.http.post(f"{API}/datasources/wiki/shutdownAllTasks")
     assert r.status_code == 200 and r.json() == {"dataSource": "wiki"}
-    assert service.wait_for(a1)["statusCode"] == "FAILED"
-    assert service.wait_for(a2)["statusCode"] == "FAILED"
+    for task_id in (a1, a2):
+        st = service.wait_for(task_id)
+        assert st["statusCode"] == "FAILED" and st["errorMsg"] == "Shutdown request from user"
     assert service.http.get(f"{API}/task/{other}/status").json()["status"]["statusCode"] == "RUNNING"
     r = service.http.post(f"{API}/datasources/wiki/shutdownAllTasks")
     assert r.status_code == 404 and r.json()["error"] == "druidException"

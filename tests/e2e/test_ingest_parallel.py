@@ -52,7 +52,7 @@ def test_two_sub_tasks_publish_together_with_summed_stats(svc: ServiceProcess, i
         assert payload["supervisorTaskId"] == parent
         assert payload["context"]["priority"] == 50
     report = svc.http.get(f"{API}/task/{parent}/reports").json()
-    bs = payload_of(report)["rowStats"]["buildSegments"]
+    bs = payload_of(report)["rowStats"]["totals"]["buildSegments"]  # the parallel supervisor task's shape
     assert (bs["processed"], bs["unparseable"]) == (60, 1)
     assert len(payload_of(report)["unparseableEvents"]["buildSegments"]) == 1
     segs = segments(svc, "par_ds")

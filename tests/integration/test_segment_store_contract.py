@@ -130,6 +130,31 @@ def test_mark_unused_and_nuke(store):
     assert store.datasources(include_unused=True) == ["other", "wiki"]
 
 
+def test_mark_unused_by_ids_and_mark_used_again(store):
+    a, b = seg(hours(0, 6), V1), seg(hours(6, 12), V1)
+    store.publish([a, b, seg(DAY, V1, ds="other")], [], now_ms=1)
+    assert store.mark_segments_unused("wiki", [a.identifier, "nope"], now_ms=2) == 1
+    assert store.mark_segments_unused("other", [b.identifier], now_ms=2) == 0  # another data source's id
+    assert store.mark_segments_unused("wiki", [], now_ms=2) == 0
+    assert store.used_segments("wiki") == [b]
+    assert store.mark_used("wiki", 3, segment_ids=[a.identifier]) == 1
+    assert store.used_segments("wiki") == [a, b]
+    assert store.mark_used("wiki", 4) == 0  # neither interval nor ids: nothing
+    assert store.mark_unused("wiki", DAY, now_ms=5) == 2
+    assert store.mark_used("wiki", 6, interval=hours(0, 6)) == 1
+    assert store.used_segments("wiki") == [a]
+
+
+def test_mark_used_skips_what_a_used_segment_overshadows(store):
+    old = seg(hours(0, 6), V1)
+    store.publish([old], [], now_ms=1)
+    store.publish([seg(hours(0, 6), V2)], [], now_ms=2)  # old is now unused, overshadowed
+    assert store.segment("wiki", old.identifier) == (old, False)
+    assert store.mark_used("wiki", 3, interval=DAY) == 0
+    assert store.mark_used("wiki", 3, segment_ids=[old.identifier]) == 0
+    assert store.segment("wiki", old.identifier) == (old, False)
+
+
 # -- pending segments ------------------------------------------------------------------------------
 
 
@@ -161,6 +186,15 @@ def test_pending_segment_ids_are_unique(store):
     with pytest.raises(AlreadyExists):
         store.insert_pending([pending(hours(0, 1), 1, "t1"), p0], {"t1": "g1"}, now_ms=2)
     assert store.pending_segments("wiki", DAY) == [p0]
+
+
+def test_pending_segments_deleted_by_creation_time(store):
+    store.insert_pending([pending(hours(0, 1), 0, "t1")], {"t1": "g1"}, now_ms=1_000)
+    store.insert_pending([pending(hours(0, 1), 1, "t2")], {"t2": "g2"}, now_ms=5_000)
+    assert store.delete_pending_segments("wiki", Interval(2_000, 9_000)) == 1  # created at 5000 only
+    assert [p.id.partition_num for p in store.pending_segments("wiki", DAY)] == [0]
+    assert store.delete_pending_segments("wiki", Interval(0, 1_000)) == 0  # the end is exclusive
+    assert store.delete_pending_segments("wiki", Interval(1_000, 1_001)) == 1
 
 
 def test_pending_without_group_is_deleted_with_its_data_source(store):

@@ -12,7 +12,21 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from overlord.api import compaction_config, coordinator, druid_tasks, peon_reports, task_actions, worker_chat
+from overlord.api import (
+    compaction_config,
+    coordinator,
+    coordinator_config,
+    coordinator_datasources,
+    druid_status,
+    druid_tasks,
+    lookups,
+    peon_reports,
+    supervisors,
+    task_actions,
+    task_locks,
+    worker_chat,
+    worker_config,
+)
 from overlord.api.elasticsearch import tasks as es_tasks
 from overlord.api.elasticsearch.errors import EsError, es_aware, es_error_handler
 from overlord.api.elasticsearch.middleware import EsCompatMiddleware
@@ -50,6 +64,13 @@ def create_app(service: Service) -> Starlette:
         *task_actions.routes(),
         *peon_reports.routes(),
         *coordinator.routes(),
+        *coordinator_datasources.routes(),
+        *coordinator_config.routes(),
+        *lookups.routes(),
+        *task_locks.routes(),
+        *worker_config.routes(),
+        *supervisors.routes(),
+        *druid_status.routes(),
         *compaction_config.routes(),
         *worker_chat.routes(),
         Route("/status/health", health, methods=["GET"]),

@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from overlord.api.coordinator_datasources import flag
 from overlord.api.druid_tasks import service_of
 from overlord.api.errors import JSONResponse
+from overlord.core.timeline import VersionedIntervalTimeline
 from overlord.errors import NotFound
 
 PREFIX = "/druid/coordinator/v1/metadata"
 
 
-def _flag(request: Request, name: str) -> bool:
-    """Druid's bare query flags: ``?full`` or ``?full=true`` switch them on."""
-    value = request.query_params.get(name)
-    return value is not None and value.lower() != "false"
+_flag = flag
 
 
 async def list_datasources(request: Request) -> Response:
@@ -50,8 +52,40 @@ async def one_segment(request: Request) -> Response:
     return JSONResponse(found[0].to_json())
 
 
+async def all_segments(request: Request) -> Response:
+    """Used segments of every (or the named) data source; ``?includeOvershadowedStatus`` adds Druid's
+    SegmentStatusInCluster fields, overshadowed ones included as ``"overshadowed": true``."""
+    svc = service_of(request)
+    wanted = request.query_params.getlist("datasources")
+
+    def collect() -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for ds in svc.segments.datasources():
+            if wanted and ds not in wanted:
+                continue
+            used = svc.segments.used_segments(ds)
+            if not _flag(request, "includeOvershadowedStatus"):
+                out.extend(s.to_json() for s in svc.segments.visible_segments(ds))
+                continue
+            shadowed = VersionedIntervalTimeline(used).find_overshadowed()
+            out.extend(
+                {
+                    **s.to_json(),
+                    "overshadowed": s in shadowed,
+                    "replicationFactor": 1,
+                    "numRows": None,
+                    "realtime": False,
+                }
+                for s in used
+            )
+        return out
+
+    return JSONResponse(await run_in_threadpool(collect))
+
+
 def routes() -> list[Route]:
     return [
+        Route(f"{PREFIX}/segments", all_segments, methods=["GET"]),
         Route(f"{PREFIX}/datasources", list_datasources, methods=["GET"]),
         Route(f"{PREFIX}/datasources/{{datasource}}/segments", datasource_segments, methods=["GET"]),
         Route(f"{PREFIX}/datasources/{{datasource}}/segments/{{segment_id}}", one_segment, methods=["GET"]),

@@ -138,8 +138,20 @@ def _active_tasks(svc: Service, state: str | None, datasource: str | None, task_
     ]
 
 
+MAX_LISTED_ERROR_CHARS = 100  # Druid's TaskStatus.MAX_ERROR_MSG_LENGTH
+
+
+def listed_status(rec: TaskRecord) -> dict[str, Any]:
+    """A listing's TaskStatusPlus: errorMsg cut as Druid cuts it; the task's own status keeps it whole."""
+    status = rec.status_json()
+    msg = status["errorMsg"]
+    if msg is not None and len(msg) > MAX_LISTED_ERROR_CHARS:
+        status["errorMsg"] = msg[:MAX_LISTED_ERROR_CHARS] + "..."
+    return status
+
+
 def _render(recs: list[TaskRecord]) -> list[bytes]:
-    return [orjson.dumps(r.status_json()) for r in recs]
+    return [orjson.dumps(listed_status(r)) for r in recs]
 
 
 async def listing_response(
@@ -183,8 +195,9 @@ async def get_tasks(request: Request) -> Response:
 
 def _state_listing(state: str):  # type: ignore[no-untyped-def]
     async def endpoint(request: Request) -> Response:
-        limit = _parse_max(request.query_params.get("n"), "n") if state == "complete" else None
-        return await listing_response(request, state=state, max_complete=limit)
+        q = request.query_params
+        limit = _parse_max(q.get("n"), "n") if state == "complete" else None
+        return await listing_response(request, state=state, max_complete=limit, task_type=q.get("type") or None)
 
     return endpoint
 
@@ -297,9 +310,46 @@ async def bulk_status(request: Request) -> Response:
 
 
 async def delete_pending_segments(request: Request) -> Response:
+    """Pending segments created within ``interval`` (all when absent); refused, as Druid does, when an
+    active task of the data source was created at or before the interval's end."""
     datasource = request.path_params["datasource"]
-    deleted = service_of(request).segments.delete_pending_segments(datasource)
+    raw = request.query_params.get("interval")
+    interval = Interval.parse(raw.replace("_", "/"), field="interval") if raw else None  # None: eternity
+    svc = service_of(request)
+    active = [r.created_ms for r in svc.queue.active.values() if r.datasource == datasource]
+    if active and (interval is None or interval.end > min(active)):
+        first = format_ms(min(active))
+        raise InvalidInput(
+            f"Cannot delete pendingSegments because there is at least one active task created at {first}",
+            dataSource=datasource,
+            interval=str(interval) if interval else "eternity",
+        )
+    deleted = await run_in_threadpool(svc.segments.delete_pending_segments, datasource, interval)
     return JSONResponse({"numDeleted": deleted})
+
+
+async def total_worker_capacity(request: Request) -> Response:
+    """Druid's TotalWorkerCapacityResponse; no auto-scaler here, so the maximum is -1 as in Druid."""
+    runner = service_of(request).runner
+    return JSONResponse(
+        {
+            "currentClusterCapacity": runner.capacity(),
+            "maximumCapacityWithAutoScale": -1,
+            "usedClusterCapacity": runner.used_slots(),
+        }
+    )
+
+
+TASK_SEGMENTS_GONE = (
+    "Segment IDs committed by a task action are not persisted anymore."
+    " Use the metric 'segment/added/bytes' to identify the segments created by a task."
+)
+
+
+async def get_task_segments(request: Request) -> Response:
+    """Deprecated in Druid, which now answers 404 with this text for every task; so does this service."""
+    _get_record(request)
+    raise NotFound(TASK_SEGMENTS_GONE, taskId=request.path_params["task_id"])
 
 
 async def get_workers(request: Request) -> Response:
@@ -355,6 +405,8 @@ def routes() -> list[Route]:
         Route(f"{p}/taskStatus", bulk_status, methods=["POST"]),
         Route(f"{p}/pendingSegments/{{datasource}}", delete_pending_segments, methods=["DELETE"]),
         Route(f"{p}/workers", get_workers, methods=["GET"]),
+        Route(f"{p}/totalWorkerCapacity", total_worker_capacity, methods=["GET"]),
+        Route(f"{p}/task/{{task_id}}/segments", get_task_segments, methods=["GET"]),
         Route(f"{p}/leader", get_leader, methods=["GET"]),
         Route(f"{p}/isLeader", is_leader, methods=["GET"]),
     ]

@@ -47,6 +47,7 @@ def druid_error_body(
         "persona": persona,
         "category": category,
         "errorMessage": message,
+        "message": message,  # what Druid's console shows
         "context": {k: str(v) for k, v in (context or {}).items()},
     }
 

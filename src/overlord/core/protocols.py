@@ -101,6 +101,15 @@ class SegmentStore(Protocol):
 
     def mark_unused(self, data_source: str, interval: Interval, now_ms: int) -> int: ...
 
+    def mark_segments_unused(self, data_source: str, segment_ids: Sequence[str], now_ms: int) -> int:
+        """Mark these used segments of the data source unused; returns how many changed."""
+
+    def mark_used(
+        self, data_source: str, now_ms: int, *, interval: Interval | None = None, segment_ids: Sequence[str] = ()
+    ) -> int:
+        """Mark used the unused segments wholly inside ``interval`` or named by ``segment_ids`` that no used
+        segment would overshadow (Druid's ``markUsed``); returns how many changed."""
+
     def nuke(self, segs: Iterable[DataSegment]) -> int: ...
 
     def pending_segments(self, data_source: str, interval: Interval) -> list[PendingSegment]: ...
@@ -109,7 +118,8 @@ class SegmentStore(Protocol):
 
     def delete_pending_of_group(self, group_id: str) -> int: ...
 
-    def delete_pending_segments(self, data_source: str) -> int: ...
+    def delete_pending_segments(self, data_source: str, created_in: Interval | None = None) -> int:
+        """Pending segments of a data source created within ``created_in`` (all when None); how many."""
 
     def save_task_locks(self, task_id: str, entries: Sequence[dict[str, Any]]) -> None: ...
 

@@ -49,7 +49,7 @@ from overlord.errors import (
 
 log = logging.getLogger(__name__)
 
-USER_SHUTDOWN = "Task was shut down: shutdown request from user"
+USER_SHUTDOWN = "Shutdown request from user"  # Druid's text: its console shows such tasks as CANCELED
 
 
 @dataclass(frozen=True)
@@ -459,7 +459,7 @@ class TaskQueue:
         if not ids:
             raise NotFound(f"No active tasks found for dataSource[{datasource}]", dataSource=datasource)
         for task_id in ids:
-            self.shutdown(task_id, f"Task was shut down: shutdownAllTasks request for dataSource[{datasource}]")
+            self.shutdown(task_id, USER_SHUTDOWN)
         return len(ids)
 
     # -- reads -----------------------------------------------------------------------------------

@@ -220,7 +220,10 @@ class MetadataStore:
 
     def create_schema(self) -> None:
         """Create missing tables and bring an older data directory's schema up to date."""
-        from overlord.storage import schema_segments  # noqa: F401  (registers its tables on metadata_obj)
+        from overlord.storage import (
+            config_audit,  # noqa: F401  (the dynamic configs and their audit trail)
+            schema_segments,  # noqa: F401  (registers its tables on metadata_obj)
+        )
         from overlord.storage.migrations import migrate
 
         migrate(self.engine, metadata_obj)

@@ -64,6 +64,12 @@ def visible_among(used: Iterable[DataSegment], intervals: Sequence[Interval] | N
     )
 
 
+def usable_again(candidates: Sequence[DataSegment], used_near: Iterable[DataSegment]) -> list[DataSegment]:
+    """The unused ``candidates`` that, marked used beside ``used_near``, no segment would overshadow."""
+    shadowed = VersionedIntervalTimeline([*used_near, *candidates]).find_overshadowed()
+    return [s for s in candidates if s not in shadowed]
+
+
 def metadata_datasource(new: Sequence[DataSegment], drop: Sequence[DataSegment]) -> str:
     """The one data source a publish with a metadata swap is about (Druid's action has exactly one)."""
     names = {s.data_source for s in [*new, *drop]}
@@ -259,6 +265,42 @@ class SqlSegmentStore:
         with self.engine.begin() as conn:
             return int(conn.execute(q.values(used=False, used_status_last_updated_ms=now_ms)).rowcount or 0)
 
+    def mark_segments_unused(self, data_source: str, segment_ids: Sequence[str], now_ms: int) -> int:
+        if not segment_ids:
+            return 0
+        q = segments.update().where(
+            segments.c.datasource == data_source, segments.c.used.is_(True), segments.c.id.in_(list(segment_ids))
+        )
+        with self.engine.begin() as conn:
+            return int(conn.execute(q.values(used=False, used_status_last_updated_ms=now_ms)).rowcount or 0)
+
+    def mark_used(
+        self, data_source: str, now_ms: int, *, interval: Interval | None = None, segment_ids: Sequence[str] = ()
+    ) -> int:
+        q = sa.select(segments.c.payload).where(segments.c.datasource == data_source, segments.c.used.is_(False))
+        if interval is not None:
+            q = q.where(segments.c.start_ms >= interval.start, segments.c.end_ms <= interval.end)
+        elif segment_ids:
+            q = q.where(segments.c.id.in_(list(segment_ids)))
+        else:
+            return 0
+        with self.engine.begin() as conn:
+            candidates = _segments_of(conn, q)
+            if not candidates:
+                return 0
+            span = spans_by_datasource(candidates)[data_source]
+            used_q = sa.select(segments.c.payload).where(
+                segments.c.datasource == data_source, segments.c.used.is_(True)
+            )
+            revive = usable_again(candidates, _segments_of(conn, _overlapping(used_q, span)))
+            if revive:
+                conn.execute(
+                    segments.update()
+                    .where(segments.c.id.in_([s.identifier for s in revive]))
+                    .values(used=True, used_status_last_updated_ms=now_ms)
+                )
+        return len(revive)
+
     def nuke(self, segs: Iterable[DataSegment]) -> int:
         """Delete the metadata of unused segments; a used one is never deleted."""
         ids = [s.identifier for s in segs]
@@ -315,9 +357,16 @@ class SqlSegmentStore:
         self._groups_with_pending.discard(group_id)
         return delete_pending_where(self.engine, pending_segments.c.task_group == group_id)
 
-    def delete_pending_segments(self, data_source: str) -> int:
-        """Every pending segment of a data source (``DELETE /pendingSegments/{dataSource}``)."""
-        return delete_pending_where(self.engine, pending_segments.c.datasource == data_source)
+    def delete_pending_segments(self, data_source: str, created_in: Interval | None = None) -> int:
+        """Pending segments of a data source created within ``created_in`` (``DELETE /pendingSegments``)."""
+        condition = pending_segments.c.datasource == data_source
+        if created_in is not None:
+            condition = sa.and_(
+                condition,
+                pending_segments.c.created_ms >= created_in.start,
+                pending_segments.c.created_ms < created_in.end,
+            )
+        return delete_pending_where(self.engine, condition)
 
     # -- task locks (SqlLockStore) ---------------------------------------------------------------
 

@@ -21,7 +21,7 @@ from typing import Any
 from overlord.client import Backoff, Client, ClientError, RetryPolicy
 from overlord.core.task import TaskType, register
 from overlord.errors import OverlordError, TaskFailure
-from overlord.ingest.rowstats import PHASES, IngestionState, RowStats, completion_report
+from overlord.ingest.rowstats import BUILD_SEGMENTS, PHASES, IngestionState, RowStats
 from overlord.ingest.sources import InputSplit, list_input_splits, split_evenly
 from overlord.ingest.spec import IndexSpec
 from overlord.runner.toolbox import TaskResult, TaskToolbox
@@ -36,7 +36,7 @@ from overlord.tasks.index import (
     staging_prefix,
     validate,
 )
-from overlord.tasks.reporting import log_peak_memory
+from overlord.tasks.reporting import PARALLEL_SUBTASKS_REPORT, log_peak_memory, parallel_report, subtasks_report
 
 POLL_INTERVAL_S = 0.05  # a bulk status call on loopback: cheap, and the parent publishes sooner
 LIVE_REPORT_INTERVAL_S = 1.0
@@ -48,6 +48,7 @@ SHUTDOWN_WAIT_S = 10.0
 class SubTask:
     id: str
     payload: dict[str, Any]
+    spec_id: str = ""
     status: str = "NOT_SUBMITTED"  # NOT_SUBMITTED, RUNNING, SUCCESS, FAILED
     error_msg: str | None = None
     report: dict[str, Any] = field(default_factory=dict)
@@ -107,11 +108,14 @@ def task_client(toolbox: TaskToolbox) -> Client:
 class SubTaskDriver:
     """Submits, polls and (on failure or shutdown) stops the sub-tasks of one parent."""
 
-    def __init__(self, toolbox: TaskToolbox, client: Client, payloads: list[dict[str, Any]], limit: int) -> None:
+    def __init__(
+        self, toolbox: TaskToolbox, client: Client, payloads: list[dict[str, Any]], limit: int, max_saved: int = 0
+    ) -> None:
         self.toolbox = toolbox
         self.client = client
-        self.subs = [SubTask(p["id"], p) for p in payloads]
+        self.subs = [SubTask(p["id"], p, f"{toolbox.task_id}_{i}") for i, p in enumerate(payloads)]
         self.limit = max(1, limit)
+        self.max_saved = max_saved
         self._last_live = -1e18
 
     def _submit(self, sub: SubTask) -> None:
@@ -194,39 +198,42 @@ class SubTaskDriver:
         if now - self._last_live < LIVE_REPORT_INTERVAL_S:
             return
         self._last_live = now
-        totals: dict[str, RowStats] = {}
-        averages: dict[str, dict[str, dict[str, float]]] = {}
+        build = RowStats()
+        events: list[dict[str, Any]] = []
         for s in self.subs:
             report = s.report if s.status == "SUCCESS" else (self._report(s.id) if s.status == "RUNNING" else None)
             payload = ((report or {}).get("ingestionStatsAndErrors") or {}).get("payload") or {}
             stats = payload.get("rowStats") or {}
             phase_totals = stats.get("totals", stats) if isinstance(stats, dict) else {}
-            for phase in PHASES:
-                if isinstance(phase_totals.get(phase), dict):
-                    totals[phase] = totals.get(phase, RowStats()) + RowStats.from_dict(phase_totals[phase])
-            for phase, windows in (stats.get("movingAverages") or {}).items():
-                dst = averages.setdefault(phase, {})
-                for w, fields in windows.items():
-                    acc = dst.setdefault(w, {})
-                    for k, v in fields.items():
-                        acc[k] = acc.get(k, 0.0) + float(v)
-        self.toolbox.write_live_report(
-            {
-                "ingestionStatsAndErrors": {
-                    "taskId": self.toolbox.task_id,
-                    "payload": {
-                        "ingestionState": IngestionState.BUILD_SEGMENTS.value,
-                        "unparseableEvents": {},
-                        "rowStats": {
-                            "movingAverages": averages,
-                            "totals": {p: t.to_dict() for p, t in totals.items()},
-                        },
-                        "errorMsg": None,
-                    },
-                    "type": "ingestionStatsAndErrors",
-                }
-            }
+            if isinstance(phase_totals.get(BUILD_SEGMENTS), dict):
+                build = build + RowStats.from_dict(phase_totals[BUILD_SEGMENTS])
+            events.extend((payload.get("unparseableEvents") or {}).get(BUILD_SEGMENTS) or [])
+        report = parallel_report(
+            self.toolbox.task_id,
+            IngestionState.BUILD_SEGMENTS,
+            build,
+            events[: self.max_saved],
+            None,
+            self.toolbox.context,
         )
+        report[PARALLEL_SUBTASKS_REPORT] = self.subtasks_report()
+        self.toolbox.write_live_report(report)
+
+    def subtasks_report(self) -> dict[str, Any]:
+        """Each spec as Druid's SinglePhaseSubTaskSpec, with the ids of the tasks that ran it."""
+        specs = []
+        for s in self.subs:
+            p = s.payload
+            spec = {
+                "id": s.spec_id,
+                "groupId": p["groupId"],
+                "supervisorTaskId": p["supervisorTaskId"],
+                "context": p["context"],
+                "inputSplit": {"split": p["inputSplits"]},
+                "ingestionSpec": p["spec"],
+            }
+            specs.append({"spec": spec, "taskIds": [] if s.status == "NOT_SUBMITTED" else [s.id]})
+        return subtasks_report(self.toolbox.task_id, specs)
 
 
 def _sum_reports(subs: list[SubTask], max_saved: int) -> tuple[dict[str, RowStats], dict[str, list[Any]] | None]:
@@ -247,16 +254,6 @@ def _sum_reports(subs: list[SubTask], max_saved: int) -> tuple[dict[str, RowStat
     return totals, events
 
 
-class _Events:
-    """Adapter: already-serialised events passed through rowstats' payload helper."""
-
-    def __init__(self, d: dict[str, Any]) -> None:
-        self.d = d
-
-    def to_dict(self) -> dict[str, Any]:
-        return self.d
-
-
 def _report(
     toolbox: TaskToolbox,
     state: IngestionState,
@@ -264,8 +261,9 @@ def _report(
     events: dict[str, list[Any]] | None,
     error: str | None,
 ) -> dict[str, Any]:
-    wrapped = {p: [_Events(e) for e in v] for p, v in events.items()} if events is not None else None
-    return completion_report(toolbox.task_id, state, totals, wrapped, error, toolbox.context)  # type: ignore[arg-type]
+    build_events = (events or {}).get(BUILD_SEGMENTS) or []
+    build = totals.get(BUILD_SEGMENTS, RowStats())
+    return parallel_report(toolbox.task_id, state, build, build_events, error, toolbox.context)
 
 
 def run_parallel(toolbox: TaskToolbox, spec: IndexSpec, splits: list[InputSplit]) -> TaskResult:
@@ -280,7 +278,7 @@ def run_parallel(toolbox: TaskToolbox, spec: IndexSpec, splits: list[InputSplit]
     toolbox.log.info("Splitting %d input files over %d sub-tasks", len(splits), len(payloads))
     client = ActionClient.for_toolbox(toolbox)
     tasks = task_client(toolbox)
-    driver = SubTaskDriver(toolbox, tasks, payloads, workers)
+    driver = SubTaskDriver(toolbox, tasks, payloads, workers, spec.tuning.max_saved_parse_exceptions)
     state = IngestionState.BUILD_SEGMENTS
     try:
         toolbox.write_live_report(_report(toolbox, IngestionState.NOT_STARTED, {}, None, None))

@@ -9,7 +9,7 @@ from typing import Any
 
 from overlord.errors import InvalidSpec
 from overlord.ingest.pipeline import Progress
-from overlord.ingest.rowstats import BUILD_SEGMENTS
+from overlord.ingest.rowstats import BUILD_SEGMENTS, IngestionState, RowStats, completion_report
 from overlord.runner.toolbox import TaskToolbox
 
 LIVE_REPORT_INTERVAL_S = 0.5
@@ -88,3 +88,34 @@ def check_lock_timeout(payload: dict[str, Any], ctx: Any) -> None:
             "a lock request would be cut off by the HTTP idle timeout before the lock wait ends",
             field="context.taskLockTimeout",
         )
+
+
+PARALLEL_SUBTASKS_REPORT = "parallelIndexSubtasks"
+PARALLEL_PHASE = "segment generation"  # Druid's single-phase runner's name, answered by the /phase chat endpoint
+
+
+def parallel_report(
+    task_id: str,
+    state: IngestionState,
+    build: RowStats,
+    events: list[dict[str, Any]],
+    error: str | None,
+    task_context: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """Druid's ParallelIndexSupervisorTask report, live and final: ``rowStats`` is ``{"totals":
+    {"buildSegments": ...}}`` and ``unparseableEvents`` is ``{"buildSegments": [...]}``."""
+    report = completion_report(task_id, state, {BUILD_SEGMENTS: build}, None, error, task_context)
+    payload = report["ingestionStatsAndErrors"]["payload"]
+    payload["rowStats"] = {"totals": {BUILD_SEGMENTS: build.to_dict()}}
+    payload["unparseableEvents"] = {BUILD_SEGMENTS: events}
+    return report
+
+
+def subtasks_report(task_id: str, specs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The live state of a parallel task's sub-task specs, for the Overlord to answer Druid's parallel chat
+    endpoints (``/mode``, ``/progress``, ``/subtaskspecs``...): each spec with the ids of its attempts."""
+    return {
+        "type": PARALLEL_SUBTASKS_REPORT,
+        "taskId": task_id,
+        "payload": {"mode": "parallel", "phase": PARALLEL_PHASE, "specs": specs},
+    }

@@ -26,6 +26,7 @@ from overlord.storage.segment_store import (
     metadata_datasource,
     overshadowed_by,
     spans_by_datasource,
+    usable_again,
     visible_among,
 )
 
@@ -144,7 +145,7 @@ class InMemorySegmentStore:
 
     def __init__(self) -> None:
         self._segments: dict[str, _Stored] = {}
-        self._pending: dict[str, tuple[PendingSegment, str | None]] = {}
+        self._pending: dict[str, tuple[PendingSegment, str | None, int]] = {}  # segment, group, created
         self._locks: dict[str, list[dict[str, Any]]] = {}
         self._metadata: dict[str, dict[str, Any]] = {}
         self._mutex = threading.Lock()
@@ -237,6 +238,39 @@ class InMemorySegmentStore:
                 s.used = False
         return len(hit)
 
+    def mark_segments_unused(self, data_source: str, segment_ids: Sequence[str], now_ms: int) -> int:
+        with self._mutex:
+            hit = [
+                s
+                for i in set(segment_ids)
+                if (s := self._segments.get(i)) is not None and s.used and s.segment.data_source == data_source
+            ]
+            for s in hit:
+                s.used = False
+        return len(hit)
+
+    def mark_used(
+        self, data_source: str, now_ms: int, *, interval: Interval | None = None, segment_ids: Sequence[str] = ()
+    ) -> int:
+        if interval is None and not segment_ids:
+            return 0
+        wanted = set(segment_ids)
+        with self._mutex:
+            candidates = [
+                s.segment
+                for s in self._segments.values()
+                if not s.used
+                and s.segment.data_source == data_source
+                and (interval.contains(s.segment.interval) if interval is not None else s.segment.identifier in wanted)
+            ]
+            if not candidates:
+                return 0
+            span = spans_by_datasource(candidates)[data_source]
+            revive = usable_again(candidates, self._used(data_source, span))
+            for seg in revive:
+                self._segments[seg.identifier].used = True
+        return len(revive)
+
     def nuke(self, segs: Iterable[DataSegment]) -> int:
         """Delete the metadata of unused segments; a used one is never deleted."""
         deleted = 0
@@ -254,7 +288,7 @@ class InMemorySegmentStore:
         with self._mutex:
             found = [
                 (key, p)
-                for key, (p, _group) in self._pending.items()
+                for key, (p, _group, _created) in self._pending.items()
                 if p.id.data_source == data_source and p.id.interval.overlaps(interval)
             ]
         return [p for _key, p in sorted(found, key=lambda kp: kp[0])]
@@ -262,7 +296,7 @@ class InMemorySegmentStore:
     def insert_pending(self, pending: Sequence[PendingSegment], group_of: dict[str, str], now_ms: int) -> None:
         """An id already stored (or twice in ``pending``) raises AlreadyExists and nothing is written."""
         rows = {
-            str(p.id): (PendingSegment.from_json(_copy(p.to_json())), group_of.get(p.task_allocator_id))
+            str(p.id): (PendingSegment.from_json(_copy(p.to_json())), group_of.get(p.task_allocator_id), now_ms)
             for p in pending
         }
         with self._mutex:
@@ -280,8 +314,10 @@ class InMemorySegmentStore:
     def delete_pending_of_group(self, group_id: str) -> int:
         return self._delete_pending(lambda row: row[1] == group_id)
 
-    def delete_pending_segments(self, data_source: str) -> int:
-        return self._delete_pending(lambda row: row[0].id.data_source == data_source)
+    def delete_pending_segments(self, data_source: str, created_in: Interval | None = None) -> int:
+        return self._delete_pending(
+            lambda row: row[0].id.data_source == data_source and (created_in is None or created_in.contains_ms(row[2]))
+        )
 
     # -- task locks ------------------------------------------------------------------------------
 

@@ -87,7 +87,7 @@ def test_shutdown_waiting_and_unknown(env):
     pending = queue.submit({"type": "noop"})
     queue.shutdown(pending)
     assert store.get_task(pending).status_code is StatusCode.FAILED
-    assert "shut down" in store.get_task(pending).error_msg
+    assert store.get_task(pending).error_msg == "Shutdown request from user"  # Druid's exact text
     queue.shutdown(pending)  # finished: a no-op
     with pytest.raises(TaskNotFound):
         queue.shutdown("nope")

@@ -132,8 +132,19 @@ def test_parallel_sub_tasks_publish_together(overlord: OverlordHarness, tmp_path
     for s in subs:
         assert s["type"] == "single_phase_sub_task" and s["groupId"] == "parent"
         assert s["supervisorTaskId"] == "parent" and s["context"]["priority"] == 60
-    stats = payload_of(report(overlord, "parent"))["rowStats"]["buildSegments"]
+    final = payload_of(report(overlord, "parent"))  # Druid's parallel supervisor task's shape
+    assert list(final["rowStats"]) == ["totals"] and list(final["rowStats"]["totals"]) == ["buildSegments"]
+    stats = final["rowStats"]["totals"]["buildSegments"]
     assert stats["processed"] == 3 and stats["unparseable"] == 1
+    assert (
+        list(final["unparseableEvents"]) == ["buildSegments"] and len(final["unparseableEvents"]["buildSegments"]) == 1
+    )
+    live = read_json(overlord.task_dir("parent") / LIVE_REPORT_FILE)
+    assert list(payload_of(live)["rowStats"]) == ["totals"]
+    assert list(payload_of(live)["unparseableEvents"]) == ["buildSegments"]
+    specs = live["parallelIndexSubtasks"]["payload"]["specs"]
+    assert [s["spec"]["id"] for s in specs] == ["parent_0", "parent_1"]
+    assert sorted(t for s in specs for t in s["taskIds"]) == sorted(overlord.payloads)
     used = overlord.used()
     assert len(used) == 3
     day1 = sorted(s["shardSpec"]["partitionNum"] for s in used if s["interval"].startswith("2020-01-01"))

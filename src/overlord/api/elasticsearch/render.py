@@ -16,6 +16,7 @@ import orjson
 from overlord.api.elasticsearch.mapping import TASK_TYPE, TRANSPORT_TYPE, action_for
 from overlord.api.elasticsearch.params import TaskId, format_time_nanos, simple_match
 from overlord.api.elasticsearch.state import EsState, TransportTask
+from overlord.core.queue import USER_SHUTDOWN
 from overlord.core.task import RunnerState, TaskRecord
 
 SHUTDOWN_PREFIX = "Task was shut down"
@@ -88,7 +89,7 @@ def is_cancelled(state: EsState, rec: TaskRecord) -> bool:
     """Cancelled = asked to stop: a running peon with a shutdown reason, or a task that ended so."""
     if rec.active:
         return rec.id in state.service.queue.shutting_down
-    return bool(rec.error_msg and rec.error_msg.startswith(SHUTDOWN_PREFIX))
+    return bool(rec.error_msg and (rec.error_msg.startswith(SHUTDOWN_PREFIX) or rec.error_msg == USER_SHUTDOWN))
 
 
 def task_status(state: EsState, rec: TaskRecord, report: bytes | None = None) -> dict[str, Any]:
