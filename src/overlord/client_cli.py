@@ -207,22 +207,24 @@ def _nothing_ingested(report: TaskReport | None) -> str | None:
 _INGESTION_TYPES = ("index_parallel", "index", "compact", "merge", "append", "same_interval_merge")
 
 
-def _published(client: Client, status: TaskStatus) -> list[DataSegment] | None:
-    """What a successful ingestion task published: Druid's ``/task/{id}/segments``, else the data
-    source's segments versioned since the task was created (a version is its lock's start time)."""
-    if status.status_code != "SUCCESS" or status.type not in _INGESTION_TYPES:
-        return None
-    try:
-        return client.task_segments(status.id)
-    except errors.ClientError:
-        pass
-    if not status.data_source or not status.created_time:
+def _published(client: Client, status: TaskStatus, report: TaskReport | None) -> list[DataSegment] | None:
+    """What a successful ingestion task published, for the summary.
+
+    Druid answers ``/task/{id}/segments`` with a 404 nowadays, so: the data source's used segments
+    versioned since the task was created (a segment's version is its lock's start time), unless
+    the completion report counts them (``segmentsPublished``, then only the count is known).
+    """
+    if status.status_code != "SUCCESS" or status.type not in _INGESTION_TYPES or not status.data_source:
         return None
     try:
         found = client.segments(status.data_source)
     except errors.ClientError:
         return None
-    return [seg for seg in found if seg.version >= status.created_time]
+    mine = [seg for seg in found if status.created_time and seg.version >= status.created_time]
+    counted = report.payload.get("segmentsPublished") if report else None
+    if isinstance(counted, int) and counted != len(mine):
+        return None  # the heuristic disagrees with the task's own count: show nothing rather than a wrong figure
+    return mine
 
 
 def _result_json(
@@ -288,7 +290,7 @@ def submit(
         result, failure = _wait_with_progress(client, tid, timeout, out, quiet=as_json)
         status = result.status
         report = result.report
-        segments = _published(client, status)
+        segments = _published(client, status, report)
         if as_json:
             _print_json(_result_json(status, report, failure.kind if failure else None, segments))
         else:

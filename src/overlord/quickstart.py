@@ -138,7 +138,7 @@ def quickstart(
             client_cli._err().print(client_cli._attached_note(done), markup=False)
         out.print(f"submitted [bold]{done.task_id}[/] to {client.url}")
         result, failure = client_cli._wait_with_progress(client, done.task_id, timeout, out, quiet=False)
-        segments = client_cli._published(client, result.status)
+        segments = client_cli._published(client, result.status, result.report)
         out.print(client_cli._summary(result.status, result.report, segments))
         if failure is not None:
             raise typer.Exit(client_cli.EXIT_TASK_FAILED)

@@ -147,12 +147,6 @@ def shutdown(ctx: Context, task_id: str) -> Op[str]:
     return str(body.get("task", task_id)) if isinstance(body, dict) else task_id
 
 
-def task_segments(ctx: Context, task_id: str) -> Op[list[DataSegment]]:
-    """Segments the task published (``GET /task/{id}/segments``, Druid's endpoint)."""
-    body = yield from call_json(ctx, Request("GET", _task(task_id, "/segments")))
-    return [DataSegment.model_validate(item) for item in body or []]
-
-
 def shutdown_all(ctx: Context, datasource: str) -> Op[str]:
     """Stop every active task of a data source; ``NotFoundError`` when none is active."""
     path = f"{INDEXER}/datasources/{quote(datasource)}/shutdownAllTasks"
