@@ -180,6 +180,13 @@ def test_quickstart_command(svc: ServiceProcess, root: Path) -> None:
         assert sum(1 for _ in fh) == 1500
 
 
+def test_quickstart_outside_the_services_directory_says_how_to_allow_it(svc: ServiceProcess, tmp_path: Path) -> None:
+    run = overlord("quickstart", str(tmp_path / "elsewhere"), "--rows", "10", "--url", url(svc), cwd=tmp_path)
+    assert run.code == 2, run.text
+    assert "outside the allowed directories" in run.text
+    assert f"overlord_ingest_allowedDirs={os.path.realpath(tmp_path)}/elsewhere/quickstart/tutorial" in run.text
+
+
 def test_quickstart_without_a_service_says_how_to_start_one(root: Path) -> None:
     run = overlord("quickstart", "qs2", "--rows", "10", "--url", f"127.0.0.1:{free_port()}", cwd=root)
     assert run.code == EXIT_UNREACHABLE

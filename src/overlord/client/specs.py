@@ -355,7 +355,7 @@ class KillTask(_Spec):
 TaskSpec = Annotated[IndexParallelTask | CompactTask | KillTask, Field(discriminator="type")]
 KNOWN_TYPES = frozenset({"index_parallel", "index", "compact", "kill"})
 _UNION_TAGS = KNOWN_TYPES | {"json", "csv", "tsv", "local", "inline", "dynamic", "hashed"}
-SKIP_HINT = "checked locally by the service's rules; to send it as is, pass validate=False (CLI: --no-validate)"
+SKIP_HINT = "checked locally by the service's own rules; to send it anyway: validate=False, or --no-validate on the CLI"
 _ADAPTER: TypeAdapter[IndexParallelTask | CompactTask | KillTask] = TypeAdapter(TaskSpec)
 
 
