@@ -146,8 +146,9 @@ def list_input_splits(spec: IndexSpec) -> list[InputSplit]:
     found: dict[Path, None] = {}
     for i, f in enumerate(src.files):
         real = check_readable(f, roots, f"spec.ioConfig.inputSource.files[{i}]")
-        if not real.is_file():
-            raise TaskFailure(f"spec.ioConfig.inputSource.files[{i}]: no such file '{real}'{_RELATIVE_NOTE}")
+        if not real.exists() or real.is_dir():  # a pipe is fine: it is read as a stream
+            what = "is a directory, not a file" if real.is_dir() else "no such file"
+            raise TaskFailure(f"spec.ioConfig.inputSource.files[{i}]: {what} '{real}'{_RELATIVE_NOTE}")
         found[real] = None
     if src.base_dir is not None:
         base = check_readable(src.base_dir, roots, "spec.ioConfig.inputSource.baseDir")

@@ -54,3 +54,8 @@ def test_relative_base_dir_is_resolved_against_the_working_directory(
     expected = Path(os.path.realpath(tmp_path)) / "quickstart" / "tutorial"
     with pytest.raises(TaskFailure, match=rf"'{expected}' does not exist \(a relative path is resolved against"):
         overlord.run(index.run, spec("t4", {"type": "local", "baseDir": "quickstart/tutorial/", "filter": "*.gz"}))
+
+
+def test_a_directory_in_files_fails_but_a_pipe_is_read(overlord: OverlordHarness, tmp_path: Path) -> None:
+    with pytest.raises(TaskFailure, match=rf"files\[0\]: is a directory, not a file '{tmp_path}'"):
+        overlord.run(index.run, spec("t5", {"type": "local", "files": [str(tmp_path)]}))
