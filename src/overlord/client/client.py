@@ -32,6 +32,12 @@ def default_url() -> str:
     return os.environ.get("OVERLORD_URL") or DEFAULT_URL
 
 
+def normalize_url(url: str) -> str:
+    """``localhost:8090`` means ``http://localhost:8090``: a URL without a scheme gets ``http://``."""
+    url = url.strip().rstrip("/")
+    return url if "://" in url else f"http://{url}"
+
+
 def _context(
     retry: RetryPolicy | None,
     wait_policy: WaitPolicy | None,
@@ -75,7 +81,7 @@ class _Settings:
         rng: RandomSource,
         on_structural_failure: StructuralHook | None,
     ) -> None:
-        self.url = (url or default_url()).rstrip("/")
+        self.url = normalize_url(url or default_url())
         self._ctx = _context(retry, wait_policy, breaker, clock, rng, on_structural_failure)
 
     @property
@@ -133,6 +139,7 @@ class Client(_Settings):
         self.close()
 
     submit = SyncMethod(_ops.submit)
+    submission = SyncMethod(_ops.submission)
     status = SyncMethod(_ops.status)
     statuses = SyncMethod(_ops.statuses)
     tasks = SyncMethod(_ops.tasks)
@@ -212,6 +219,7 @@ class AsyncClient(_Settings):
         await self.aclose()
 
     submit = AsyncMethod(_ops.submit)
+    submission = AsyncMethod(_ops.submission)
     status = AsyncMethod(_ops.status)
     statuses = AsyncMethod(_ops.statuses)
     tasks = AsyncMethod(_ops.tasks)
