@@ -255,8 +255,7 @@ class Service:
 
     def runner_health(self) -> str | None:
         """Why the runner cannot run tasks now (the Dask scheduler unreachable, no usable worker); None if it can."""
-        health = getattr(self.runner, "health", None)
-        return health() if callable(health) else None
+        return self.runner.health()
 
     def peon_runtime(self) -> PeonRuntime:
         """Settings a task needs inside its peon (the peon reads no config of its own)."""

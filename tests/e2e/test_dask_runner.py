@@ -168,9 +168,13 @@ def test_scheduler_down_at_start_then_up(tmp_path: Path) -> None:
         assert svc.http.get(f"{API}/task/{task_id}/status").json()["status"]["runnerStatusCode"] == "PENDING"
         assert svc.http.get(f"{API}/workers").json() == []
         assert wait_until(lambda: f"Dask scheduler {cluster.address} is unreachable" in svc.log_file.read_text())
+        assert svc.http.get("/status/health").json() is True  # alive: the API serves
+        not_ready = svc.http.get("/status/ready")
+        assert not_ready.status_code == 503 and cluster.address in not_ready.json()["reason"], not_ready.text
         cluster.start()
         assert svc.wait_for(task_id, timeout=60)["status"] == "SUCCESS"
         assert len(svc.http.get(f"{API}/workers").json()) == 1
+        assert wait_until(lambda: svc.http.get("/status/ready").json() == {"ready": True})
     finally:
         svc.stop()
         cluster.stop()

@@ -49,6 +49,16 @@ async def health(request: Request) -> Response:
     return JSONResponse(True)
 
 
+async def ready(request: Request) -> Response:
+    """Readiness, beside Druid's liveness ``/status/health``: 503 with the reason while tasks cannot run
+    (the Dask scheduler unreachable, no usable worker), so a load balancer or an operator can tell."""
+    svc: Service = request.app.state.service
+    reason = svc.runner_health()
+    if reason is not None:
+        return JSONResponse({"ready": False, "reason": reason}, status_code=503)
+    return JSONResponse({"ready": True})
+
+
 async def status(request: Request) -> Response:
     svc: Service = request.app.state.service
     return JSONResponse({"version": svc.version, "modules": [], "memory": {}})
@@ -81,6 +91,7 @@ def create_app(service: Service) -> Starlette:
         *sql_api.routes(),
         *router_proxy.routes(),
         Route("/status/health", health, methods=["GET"]),
+        Route("/status/ready", ready, methods=["GET"]),
         Route("/status", status, methods=["GET"]),
         *es_tasks.routes(),
     ]

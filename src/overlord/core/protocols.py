@@ -210,6 +210,9 @@ class TaskRunner(Protocol):
 
     def workers(self) -> list[WorkerInfo]: ...
 
+    def health(self) -> str | None:
+        """Why this runner cannot run tasks now (its cluster unreachable, no usable worker); None when it can."""
+
     def command(self, task_id: str, command: dict[str, Any]) -> bool:
         """Deliver a command to a running task wherever it runs; False if it is not running here."""
 

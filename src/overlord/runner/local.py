@@ -221,6 +221,9 @@ class LocalTaskRunner:
         used = {p.slot.index for p in self.running.values()}
         return next((s for s in self.slots if s.index not in used), None)
 
+    def health(self) -> str | None:
+        return None  # the slots are this machine's own
+
     def workers(self) -> list[WorkerInfo]:
         return [
             WorkerInfo(
