@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -38,7 +39,9 @@ def wait_up(url: str, path: str = "/status/health", timeout: float = 60) -> None
 
 
 @contextlib.contextmanager
-def running_service(data_dir: Path, *, capacity: int = 2, cwd: Path | None = None) -> Iterator[str]:
+def running_service(
+    data_dir: Path, *, capacity: int = 2, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> Iterator[str]:
     """``overlord start`` on a free port; yields its URL and stops it (SIGTERM) afterwards."""
     port = free_port()
     log_path = data_dir.parent / f"service-{port}.log"
@@ -47,7 +50,7 @@ def running_service(data_dir: Path, *, capacity: int = 2, cwd: Path | None = Non
             [sys.executable, "-m", "overlord", "start", "--port", str(port), "--data-dir", str(data_dir),
              "--capacity", str(capacity), "--log-level", "warning"],
             cwd=cwd or data_dir.parent, stdout=log, stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+            env={**os.environ, "PYTHONPATH": str(ROOT / "src"), **(env or {})},
         )  # fmt: skip
         url = f"http://127.0.0.1:{port}"
         try:
@@ -86,3 +89,11 @@ def seed_completed(data_dir: Path, start: int, count: int) -> list[str]:
     finally:
         store.close()
     return ids
+
+
+def processed_rows(report: dict[str, Any]) -> int:
+    """Rows processed, from an ingestion report of either shape: a single task's ``buildSegments`` or
+    a parallel supervisor's ``totals`` (Druid's two shapes)."""
+    stats = report["ingestionStatsAndErrors"]["payload"]["rowStats"]
+    phase = stats.get("totals") or stats.get("buildSegments") or {}
+    return int(phase.get("processed", 0))

@@ -30,7 +30,7 @@ DATA = HERE / "data"
 sys.path.insert(0, str(HERE.parent / "src"))
 sys.path.insert(0, str(HERE))
 
-from _service import running_service  # noqa: E402
+from _service import processed_rows, running_service  # noqa: E402
 
 from overlord.ingest import wikiticker  # noqa: E402
 
@@ -97,7 +97,7 @@ def run_task(client: httpx.Client, body: dict, report: bool = True) -> tuple[flo
     if not report:
         return elapsed, 0, 0
     report = client.get(f"{API}/task/{tid}/reports").json()
-    processed = report["ingestionStatsAndErrors"]["payload"]["rowStats"]["buildSegments"]["processed"]
+    processed = processed_rows(report)
     subs = [t["id"] for t in client.get(f"{API}/tasks").json() if t.get("groupId") == tid and t["id"] != tid]
     return elapsed, processed, peak_rss(client, [tid, *subs])
 

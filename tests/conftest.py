@@ -185,3 +185,21 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
     with contextlib.suppress(Exception):  # best effort: a leftover template is harmless
         drop_template()
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """One moto S3 server for the run (skipped locally without moto, fails under CI); see tests/s3.py."""
+    from tests.s3 import MotoServer
+
+    server = MotoServer(tmp_path_factory.mktemp("moto")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3_env(s3_server: object, monkeypatch: pytest.MonkeyPatch) -> object:
+    """The S3 server, with its credentials in this process's environment (the standard AWS chain)."""
+    for key, value in s3_server.env().items():  # type: ignore[attr-defined]
+        monkeypatch.setenv(key, value)
+    return s3_server

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import signal
 from pathlib import Path
 from typing import Annotated
@@ -10,16 +11,41 @@ import typer
 
 from overlord import __version__
 from overlord.client_cli import datasource_app, task_app
+from overlord.quickstart import quickstart
+from overlord.sql_cli import sql as sql_command
 
 app = typer.Typer(
-    help="Overlord: a small, fast task service for data ingestion (Druid's Tasks API, Elasticsearch's _tasks API).",
+    help=(
+        "Overlord: a small, fast task service for data ingestion (Druid's Tasks API, Elasticsearch's _tasks API).\n\n"
+        "First steps: 'overlord start', then in another terminal 'overlord quickstart' (generates sample "
+        "wikiticker data and a spec, ingests it, lists the segments)."
+    ),
     no_args_is_help=True,
     add_completion=False,
 )
 
 
+EXIT_BAD_SETTINGS = 2
+EXIT_PORT_IN_USE = 7
+
+
 def _exit_cleanly(_signum: int, _frame: object) -> None:
     raise SystemExit(0)
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(__version__)
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    _version: Annotated[
+        bool, typer.Option("--version", callback=_show_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Overlord: Druid's Tasks API and Elasticsearch's _tasks API over native batch ingestion."""
 
 
 @app.command()
@@ -38,7 +64,7 @@ def start(
     ] = None,
     log_level: Annotated[str, typer.Option(help="Log level")] = "info",
     log_format: Annotated[
-        str | None, typer.Option(help="plain (extra fields as [key=value]) or json (overlord.log.format)")
+        str | None, typer.Option(help="plain (extra fields as \\[key=value]) or json (overlord.log.format)")
     ] = None,
 ) -> None:
     """Run the service in the foreground; stops cleanly on SIGTERM or Ctrl-C."""
@@ -47,11 +73,14 @@ def start(
     from overlord.api.app import create_app
     from overlord.config import load_settings
     from overlord.errors import ConfigError
+    from overlord.listen import PortInUse, bind_listening_socket
     from overlord.log_format import configure_logging
     from overlord.service import Service
 
+    ignored: list[str] = []
     try:
         settings = load_settings(
+            warnings=ignored,
             config_file=config,
             overrides={
                 "host": host,
@@ -63,15 +92,23 @@ def start(
             },
         )
         configure_logging(settings.log_format, log_level)  # before the service logs anything
+        for line in ignored:
+            logging.getLogger("overlord.config").warning("%s: %s", config, line)
+        # Listen before the service starts, so "started" is logged only once the port listens
+        # and a busy port is reported before anything else is touched.
+        sock = bind_listening_socket(settings.host, settings.port)
         service = Service(settings)
+    except PortInUse as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(EXIT_PORT_IN_USE) from None
     except ConfigError as exc:
         typer.echo(f"error: {exc.message}", err=True)
-        raise typer.Exit(2) from None
+        raise typer.Exit(EXIT_BAD_SETTINGS) from None
     # uvicorn shuts down gracefully, then re-raises the signal to the handler it found: make that
     # handler end the process with status 0, since stopping on SIGTERM or Ctrl-C is a clean stop.
     signal.signal(signal.SIGTERM, _exit_cleanly)
     signal.signal(signal.SIGINT, _exit_cleanly)
-    uvicorn.run(
+    server_config = uvicorn.Config(
         create_app(service),
         host=settings.host,
         port=settings.port,
@@ -82,6 +119,7 @@ def start(
         access_log=False,
         timeout_graceful_shutdown=10,
     )
+    uvicorn.Server(server_config).run(sockets=[sock])
 
 
 @app.command()
@@ -92,6 +130,8 @@ def version() -> None:
 
 app.add_typer(task_app, name="task", help="Submit, watch and manage tasks on a running service.")
 app.add_typer(datasource_app, name="datasource", help="Data sources and their segments.")
+app.command("sql")(sql_command)
+app.command("quickstart")(quickstart)
 
 
 def main() -> None:

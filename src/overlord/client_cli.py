@@ -8,6 +8,7 @@ Tables for people, ``--json`` for scripts. Exit codes say what went wrong withou
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -15,15 +16,17 @@ from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.live import Live
 from rich.markup import escape
-from rich.table import Column, Table
+from rich.table import Table
+from rich.text import Text
 
-from overlord.client import Client, errors
+from overlord.client import Backoff, Client, WaitPolicy, errors
 from overlord.client.classify import explain_failure
 from overlord.client.client import DEFAULT_URL
-from overlord.client.models import TaskReport, TaskStatus, WaitResult
+from overlord.client.models import DataSegment, Submission, TaskReport, TaskStatus, WaitResult
 
 EXIT_TASK_FAILED = 1
 EXIT_USAGE = 2
@@ -32,7 +35,13 @@ EXIT_UNREACHABLE = 4
 EXIT_SERVICE_ERROR = 5
 EXIT_TIMEOUT = 6
 
-make_client: Callable[[str], Client] = Client
+
+def _interactive_client(url: str) -> Client:
+    """A client for a person watching: polls back off to at most 2 s, not the library's 10 s."""
+    return Client(url, wait_policy=WaitPolicy(poll=Backoff(initial=0.25, max_interval=2.0, min_interval=0.05)))
+
+
+make_client: Callable[[str], Client] = _interactive_client
 """How commands build their client; tests replace it to inject a transport and a fake clock."""
 
 task_app = typer.Typer(help="Submit, inspect and stop tasks.", no_args_is_help=True)
@@ -45,8 +54,9 @@ DataSourceArg = Annotated[str, typer.Argument(help="Data source name.")]
 
 
 def _out() -> Console:
-    # Piped output has no terminal width; rich would assume 80 and squeeze columns to nothing.
-    width = None if sys.stdout.isatty() else 240
+    # Piped output has no terminal width: use $COLUMNS when set (rich reads it), else a wide page
+    # rather than rich's 80, so scripts that grep tables get whole rows.
+    width = None if sys.stdout.isatty() or os.environ.get("COLUMNS", "").isdigit() else 240
     return Console(highlight=False, soft_wrap=True, width=width)
 
 
@@ -88,33 +98,64 @@ def _session(url: str) -> Iterator[Client]:
 # --- rendering --------------------------------------------------------------------------------
 
 
-def _status_table(statuses: list[TaskStatus]) -> Table:
-    # Ids (copied into the next command) and states are never truncated; the rest is squeezed.
-    width = max((len(st.id) for st in statuses), default=2)
-    table = Table(
-        Column("id", no_wrap=True, min_width=width),
-        "type",
-        "dataSource",
-        Column("state", no_wrap=True, min_width=7),
-        "created",
-        "duration",
-        "location",
-        "errorMsg",
-    )
-    for st in statuses:
-        loc = st.location
-        where = f"{loc.host}:{loc.port}" if loc and loc.host else ""
-        duration = f"{st.duration / 1000:.1f}s" if st.duration >= 0 else ""
-        table.add_row(
-            st.id,
-            st.type or "",
-            st.data_source or "",
-            st.state,
-            st.created_time or "",
-            duration,
-            where,
-            (st.error_msg or "")[:80],
-        )
+def _status_table(statuses: list[TaskStatus], width: int) -> Table:
+    """One line per task; ids (copied into the next command) and states are always whole."""
+    names = ["id", "state", "dataSource", "type", "duration", "created", "errorMsg", "location"]
+    return _fit_table(names, [_status_cells(st) for st in statuses], width, whole=("id", "state"))
+
+
+def _fit_table(names: list[str], rows: list[dict[str, str]], width: int, *, whole: tuple[str, ...]) -> Table:
+    """A table that stays one line per row at ``width`` (80 columns included).
+
+    Columns are kept in order while they fit (the ``whole`` ones always, never cut); the rest of
+    a kept column's text is cut with an ellipsis rather than wrapped.
+    """
+    need = {name: max([len(name), *(len(r[name]) for r in rows)]) for name in names}
+    shown: list[str] = []
+    used = 0
+    for name in names:
+        # a column, its padding and divider; a column that may be cut asks for at most 40
+        cost = (need[name] if name in whole else min(need[name], 40)) + 3
+        if name in whole or used + cost <= width:
+            shown.append(name)
+            used += cost
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+    for name in shown:
+        if name in whole or need[name] <= 40:
+            table.add_column(name, no_wrap=True, min_width=need[name])
+        else:
+            table.add_column(name, no_wrap=True, overflow="ellipsis", max_width=40)
+    for r in rows:
+        table.add_row(*(Text(r[name]) for name in shown))  # Text: "Task[x]" in a message is not markup
+    return table
+
+
+def _status_cells(st: TaskStatus) -> dict[str, str]:
+    loc = st.location
+    return {
+        "id": st.id,
+        "state": st.state,
+        "type": st.type or "",
+        "dataSource": st.data_source or "",
+        "duration": f"{st.duration / 1000:.1f}s" if st.duration >= 0 else "",
+        "created": st.created_time or "",
+        "location": f"{loc.host}:{loc.port}" if loc and loc.host else "",
+        "errorMsg": (st.error_msg or "").replace("\n", " "),
+    }
+
+
+def _status_lines(st: TaskStatus) -> Table:
+    """One task's status as ``key  value`` lines (long values wrap in their column)."""
+    cells = _status_cells(st)
+    table = Table.grid(padding=(0, 2))
+    table.add_column(no_wrap=True)
+    table.add_column(overflow="fold")
+    for key in ("id", "state", "type", "dataSource", "created", "duration", "location"):
+        table.add_row(key, Text(cells[key] or "-"))
+    if st.group_id and st.group_id != st.id:
+        table.add_row("groupId", Text(st.group_id))
+    if st.error_msg:
+        table.add_row("errorMsg", Text(st.error_msg))
     return table
 
 
@@ -133,23 +174,74 @@ def _progress(status: TaskStatus, report: TaskReport | None) -> Table:
     return table
 
 
-def _summary(status: TaskStatus, report: TaskReport | None) -> Table:
+def _summary(status: TaskStatus, report: TaskReport | None, segments: list[DataSegment] | None = None) -> Table:
     table = _progress(status, report)
+    if segments is not None:
+        intervals = len({seg.interval for seg in segments})
+        table.add_row("segments", f"{len(segments)} published in {intervals} interval{'s' * (intervals != 1)}")
     if status.duration >= 0:
         table.add_row("duration", f"{status.duration / 1000:.1f}s")
+    warning = _nothing_ingested(report)
+    if warning:
+        table.add_row("[bold yellow]warning[/]", escape(warning))
     message = status.error_msg or (report.error_msg if report else None)
     if status.status_code == "FAILED":
         verdict = explain_failure(status, report)
-        table.add_row("errorMsg", message or "-")
+        table.add_row("errorMsg", Text(message or "-"))
         table.add_row("failure", f"{verdict.kind} ({verdict.reason})")
     return table
 
 
-def _result_json(status: TaskStatus, report: TaskReport | None, kind: str | None = None) -> dict[str, Any]:
+def _nothing_ingested(report: TaskReport | None) -> str | None:
+    """A warning when rows were read but none was kept: every one unparseable or thrown away."""
+    rows = report.build_segments if report else {}
+    processed, bad, dropped = (rows.get(k, 0) or 0 for k in ("processed", "unparseable", "thrownAway"))
+    if processed or not (bad or dropped):
+        return None
+    return (
+        f"no row was ingested: {bad:,} unparseable, {dropped:,} thrown away (outside the spec's intervals or "
+        "filtered out); check timestampSpec, granularitySpec.intervals and transformSpec.filter"
+    )
+
+
+_INGESTION_TYPES = ("index_parallel", "index", "compact", "merge", "append", "same_interval_merge")
+
+
+def _published(client: Client, status: TaskStatus, report: TaskReport | None) -> list[DataSegment] | None:
+    """What a successful ingestion task published, for the summary.
+
+    Druid answers ``/task/{id}/segments`` with a 404 nowadays, so: the data source's used segments
+    versioned since the task was created (a segment's version is its lock's start time), unless
+    the completion report counts them (``segmentsPublished``, then only the count is known).
+    """
+    if status.status_code != "SUCCESS" or status.type not in _INGESTION_TYPES or not status.data_source:
+        return None
+    try:
+        found = client.segments(status.data_source)
+    except errors.ClientError:
+        return None
+    mine = [seg for seg in found if status.created_time and seg.version >= status.created_time]
+    counted = report.payload.get("segmentsPublished") if report else None
+    if isinstance(counted, int) and counted != len(mine):
+        return None  # the heuristic disagrees with the task's own count: show nothing rather than a wrong figure
+    return mine
+
+
+def _result_json(
+    status: TaskStatus,
+    report: TaskReport | None,
+    kind: str | None = None,
+    segments: list[DataSegment] | None = None,
+) -> dict[str, Any]:
     body: dict[str, Any] = {"task": status.id, "status": status.to_wire()}
     body["report"] = report.to_wire() if report else None
     if kind:
         body["failure"] = kind
+    if segments is not None:
+        body["segments"] = {"published": len(segments), "intervals": sorted({seg.interval for seg in segments})}
+    warning = _nothing_ingested(report)
+    if warning:
+        body["warning"] = warning
     return body
 
 
@@ -185,21 +277,43 @@ def submit(
     spec = _read_spec(spec_file)
     out = _out()
     with _session(url) as client:
-        tid = client.submit(spec, task_id=task_id, attempt=attempt, validate=validate)
+        done = client.submission(spec, task_id=task_id, attempt=attempt, validate=validate)
+        tid = done.task_id
+        if done.attached and not as_json:
+            _err().print(_attached_note(done), markup=False)
         if not wait:
-            _print_json({"task": tid}) if as_json else out.print(tid)
+            answer: dict[str, Any] = {"task": tid, **({"attached": True} if done.attached else {})}
+            _print_json(answer) if as_json else out.print(tid)
             return
         if not as_json:
             out.print(f"submitted [bold]{tid}[/]")
         result, failure = _wait_with_progress(client, tid, timeout, out, quiet=as_json)
         status = result.status
         report = result.report
+        segments = _published(client, status, report)
         if as_json:
-            _print_json(_result_json(status, report, failure.kind if failure else None))
+            _print_json(_result_json(status, report, failure.kind if failure else None, segments))
         else:
-            out.print(_summary(status, report))
+            out.print(_summary(status, report, segments))
         if failure is not None:
             raise typer.Exit(EXIT_TASK_FAILED)
+
+
+def _attached_note(done: Submission) -> str:
+    """One line saying the submit queued nothing new, and how to run the spec again."""
+    st = done.existing
+    facts = [st.state] if st is not None else []
+    if st is not None and st.created_time:
+        facts.append(f"created {st.created_time}")
+    if st is not None and st.duration >= 0:
+        facts.append(f"ran {st.duration / 1000:.1f}s")
+    state = f" ({', '.join(facts)})" if facts else ""
+    again = (
+        f"use --attempt {done.next_attempt} to run it again"
+        if done.next_attempt is not None
+        else "use another --id to run it again"
+    )
+    return f"attached to existing task {done.task_id}{state}; {again}"
 
 
 def _wait_with_progress(
@@ -251,7 +365,8 @@ def list_tasks(
     if as_json:
         _print_json([st.to_wire() for st in found])
     else:
-        _out().print(_status_table(found))
+        out = _out()
+        out.print(_status_table(found, out.width))
 
 
 @task_app.command()
@@ -262,7 +377,7 @@ def status(task_id: TaskId, url: Url = DEFAULT_URL, as_json: AsJson = False) -> 
     if as_json:
         _print_json(st.to_wire())
     else:
-        _out().print(_status_table([st]))
+        _out().print(_status_lines(st))
 
 
 @task_app.command()
@@ -325,8 +440,15 @@ def logs(
 
 @task_app.command()
 def kill(task_id: TaskId, url: Url = DEFAULT_URL, as_json: AsJson = False) -> None:
-    """Shut a task down."""
+    """Shut a task down (a finished task is left as it is, and says so)."""
     with _session(url) as client:
+        before = client.status(task_id)
+        if before.is_terminal:
+            if as_json:
+                _print_json({"task": task_id, "alreadyFinished": True, "statusCode": str(before.status_code)})
+            else:
+                _out().print(f"task {task_id} had already finished ({before.state}); nothing to shut down")
+            return
         tid = client.shutdown(task_id)
     _print_json({"task": tid}) if as_json else _out().print(f"shutdown requested for {tid}")
 
@@ -371,10 +493,38 @@ def datasource_segments(datasource: DataSourceArg, url: Url = DEFAULT_URL, as_js
     if as_json:
         _print_json([seg.to_wire() for seg in found])
         return
-    table = Table("interval", "version", "partition", "size", "dimensions", "metrics", title=datasource)
+    out = _out()
+    out.print(segments_table(datasource, found, out.width))
+
+
+def segments_table(datasource: str, found: list[DataSegment], width: int) -> Table:
+    """A data source's segments, one line each at ``width``; interval and partition always whole
+    (whole-day intervals written ``2015-09-12/2015-09-13`` below 120 columns)."""
+    rows = []
     for seg in found:
-        part = seg.shard_spec.get("partitionNum", "")
         dims = seg.dimensions if isinstance(seg.dimensions, str) else ",".join(seg.dimensions)
         mets = seg.metrics if isinstance(seg.metrics, str) else ",".join(seg.metrics)
-        table.add_row(seg.interval, seg.version, str(part), f"{seg.size:,}", dims, mets)
-    _out().print(table)
+        part = seg.shard_spec.get("partitionNum", "")
+        rows.append(
+            {
+                "interval": _short_interval(seg.interval) if width < 120 else seg.interval,
+                "version": seg.version,
+                "partition": str(part),
+                "size": f"{seg.size:,}",
+                "dimensions": dims,
+                "metrics": mets,
+            }
+        )
+    names = ["interval", "partition", "size", "version", "metrics", "dimensions"]
+    table = _fit_table(names, rows, width, whole=("interval", "partition"))
+    table.title = f"{datasource}: {len(found)} segment{'s' * (len(found) != 1)}"
+    return table
+
+
+def _short_interval(interval: str) -> str:
+    """``2015-09-12/2015-09-13`` for whole UTC days (still ISO-8601), else the interval as given."""
+    midnight = "T00:00:00.000Z"
+    start, _, end = interval.partition("/")
+    if start.endswith(midnight) and end.endswith(midnight):
+        return f"{start.removesuffix(midnight)}/{end.removesuffix(midnight)}"
+    return interval

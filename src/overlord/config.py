@@ -9,6 +9,7 @@ Environment variables use Druid's container convention: ``druid_worker_capacity`
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -140,6 +141,19 @@ class Settings:
     action_retry_ms: int = field(default=180_000, metadata={"prop": "overlord.peon.actionRetryPeriod"})
     leader_lease_ms: int = field(default=10_000, metadata={"prop": "overlord.leader.leaseDuration"})
     leader_renew_ms: int = field(default=2_000, metadata={"prop": "overlord.leader.renewPeriod"})
+    sql_timeout_ms: int = field(default=300_000, metadata={"prop": "druid.server.http.defaultQueryTimeout"})
+    sql_max_rows: int = field(default=500_000, metadata={"prop": "overlord.sql.maxResultRows"})
+    sql_threads: int = field(default=2, metadata={"prop": "overlord.sql.threads"})
+    storage_bucket: str | None = field(default=None, metadata={"prop": "druid.storage.bucket"})
+    storage_base_key: str = field(default="", metadata={"prop": "druid.storage.baseKey"})
+    logs_s3_bucket: str | None = field(default=None, metadata={"prop": "druid.indexer.logs.s3Bucket"})
+    logs_s3_prefix: str = field(default="", metadata={"prop": "druid.indexer.logs.s3Prefix"})
+    s3_endpoint_url: str | None = field(default=None, metadata={"prop": "druid.s3.endpoint.url"})
+    s3_signing_region: str | None = field(default=None, metadata={"prop": "druid.s3.endpoint.signingRegion"})
+    s3_path_style: bool = field(default=False, metadata={"prop": "druid.s3.enablePathStyleAccess"})
+    dask_scheduler: str = field(default="", metadata={"prop": "overlord.runner.dask.scheduler"})
+    dask_base_task_dir: str = field(default="", metadata={"prop": "overlord.runner.dask.baseTaskDir"})
+    dask_gate_timeout_ms: int = field(default=600_000, metadata={"prop": "overlord.runner.dask.gateTimeout"})
 
     @property
     def deep_storage_dir(self) -> Path:
@@ -203,6 +217,19 @@ _CONVERTERS: dict[str, Callable[[Any], Any]] = {
     "action_retry_ms": parse_duration_ms,
     "leader_lease_ms": parse_duration_ms,
     "leader_renew_ms": parse_duration_ms,
+    "sql_timeout_ms": parse_duration_ms,
+    "sql_max_rows": int,
+    "sql_threads": int,
+    "storage_bucket": str,
+    "storage_base_key": str,
+    "logs_s3_bucket": str,
+    "logs_s3_prefix": str,
+    "s3_endpoint_url": str,
+    "s3_signing_region": str,
+    "s3_path_style": _parse_bool,
+    "dask_scheduler": str,
+    "dask_base_task_dir": str,
+    "dask_gate_timeout_ms": parse_duration_ms,
 }
 _PROP_TO_FIELD: dict[str, str] = {str(f.metadata["prop"]): f.name for f in fields(Settings)}
 _ENV_ALIASES = {
@@ -240,22 +267,100 @@ def _apply(values: dict[str, object], name: str, raw: object, source: str) -> No
         raise ConfigError(f"Invalid value [{raw}] for {source}: {exc}") from None
 
 
+# Druid values this service cannot honour: the property is ignored with a warning saying what is
+# used instead, so a runtime.properties written for a Druid Overlord starts the service as is.
+_DRUID_ONLY_VALUES: dict[str, tuple[frozenset[str], str]] = {
+    "druid.indexer.runner.type": (frozenset({"remote", "httpremote"}), "peons run on this machine (local)"),
+    "druid.storage.type": (
+        frozenset({"s3", "hdfs", "google", "azure", "cassandra", "c*", "cloudfiles", "noop"}),
+        "segments go to a local folder (local)",
+    ),
+    "druid.indexer.logs.type": (
+        frozenset({"s3", "hdfs", "google", "azure", "noop", "switching"}),
+        "task logs go to a local folder (file)",
+    ),
+}
+_ALIASES = {"druid.port": "druid.plaintextPort"}  # Druid's name before plaintextPort
+_CONNECTOR = "druid.metadata.storage.connector."
+
+
+def _jdbc_url(props: Mapping[str, str], warn: Callable[[str], None]) -> str | None:
+    """Druid's metadata connection as a SQLAlchemy URL: PostgreSQL's JDBC URL translated (with
+    the connector's user and password), Derby and MySQL ignored for the embedded SQLite store."""
+    uri = props.get(f"{_CONNECTOR}connectURI")
+    kind = props.get("druid.metadata.storage.type", "").lower()
+    if uri is None:
+        if kind not in ("", "postgresql"):
+            warn(f"druid.metadata.storage.type={kind} ignored: metadata is kept in SQLite in the data directory")
+        return None
+    m = re.fullmatch(r"jdbc:postgresql://([^/?;]+)/([^?;]+)(?:[?;].*)?", uri)
+    if m:
+        user, password = props.get(f"{_CONNECTOR}user"), props.get(f"{_CONNECTOR}password")
+        from urllib.parse import quote
+
+        auth = quote(user, safe="") + (f":{quote(password, safe='')}" if password else "") + "@" if user else ""
+        return f"postgresql://{auth}{m.group(1)}/{m.group(2)}"
+    if uri.startswith("jdbc:"):
+        warn(
+            f"{_CONNECTOR}connectURI={uri.split(';')[0]} ignored: only PostgreSQL is supported "
+            "(or the embedded SQLite store in the data directory, used instead)"
+        )
+        return None
+    return uri
+
+
+def druid_properties(
+    props: Mapping[str, str], source: object, warn: Callable[[str], None]
+) -> dict[str, tuple[str, object]]:
+    """The properties of a runtime.properties file that apply here, as ``field -> (property, value)``.
+
+    Druid properties that do not apply (other services', ZooKeeper, extensions, emitters, remote
+    runners, cloud storage) are ignored with one warning each; only a malformed value is an error,
+    and so is a name in this service's own ``overlord.`` namespace or one a letter or two away from a
+    known property, which is a typo (``druid.worker.capacityy``).
+    """
+    out: dict[str, tuple[str, object]] = {}
+    known = list(_PROP_TO_FIELD)
+    for prop, raw in props.items():
+        name = _PROP_TO_FIELD.get(_ALIASES.get(prop, prop))
+        if prop.startswith(_CONNECTOR) or prop == "druid.metadata.storage.type":
+            continue  # read together below
+        if name is None:
+            close = difflib.get_close_matches(prop, known, n=1, cutoff=0.9)
+            if prop.startswith("overlord.") or close:
+                hint = f"; did you mean [{close[0]}]?" if close else ""
+                raise ConfigError(f"{source}: unknown property [{prop}]{hint}")
+            warn(f"{prop} ignored: it does not apply to this service")
+            continue
+        ignored = _DRUID_ONLY_VALUES.get(prop)
+        if ignored is not None and raw.strip().lower() in ignored[0]:
+            warn(f"{prop}={raw} ignored: {ignored[1]}")
+            continue
+        out[name] = (prop, raw)
+    if any(p.startswith(_CONNECTOR) or p == "druid.metadata.storage.type" for p in props):
+        url = _jdbc_url(props, warn)
+        if url is not None:
+            out["metadata_url"] = (f"{_CONNECTOR}connectURI", url)
+    return out
+
+
 def load_settings(
     *,
     config_file: Path | None = None,
     environ: Mapping[str, str] | None = None,
     overrides: Mapping[str, object] | None = None,
+    warnings: list[str] | None = None,
 ) -> Settings:
-    """Build Settings from defaults, an optional properties file, the environment and flag overrides."""
+    """Build Settings from defaults, an optional properties file, the environment and flag overrides.
+
+    Properties of the file that do not apply here are ignored; each adds one line to ``warnings``
+    (the caller logs them once logging is set up).
+    """
     environ = os.environ if environ is None else environ
     values: dict[str, object] = {}
+    warned = warnings if warnings is not None else []
     if config_file is not None:
-        for prop, raw in read_properties(config_file).items():
-            name = _PROP_TO_FIELD.get(prop)
-            if name is None:
-                if prop.startswith(("druid.indexer", "druid.worker", "overlord.")):
-                    raise ConfigError(f"{config_file}: unknown property [{prop}]")
-                continue  # other Druid services' properties may share the file
+        for name, (prop, raw) in druid_properties(read_properties(config_file), config_file, warned.append).items():
             _apply(values, name, raw, f"{prop} in {config_file}")
     for prop, name in _PROP_TO_FIELD.items():
         env_key = prop.replace(".", "_")

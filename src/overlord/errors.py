@@ -19,7 +19,11 @@ The API layer turns these into Druid- or Elasticsearch-shaped bodies in one plac
     ├── LockError                      a lock could not be granted, was revoked or timed out
     ├── MetadataConflict        (409)  a publish's expected data-source metadata is stale; nothing written
     ├── IllegalTransition       (500)  the queue asked a task's state to make a move the state machine forbids
-    └── ConfigError                    a setting is invalid; the service refuses to start
+    ├── ConfigError                    a setting is invalid; the service refuses to start
+    ├── QueryTimeout            (504)  a SQL query ran past its timeout
+    ├── QueryCancelled          (500)  a SQL query was cancelled by id (Druid's CANCELED category)
+    └── ObjectStoreError               an S3 request failed; names the bucket and key (also an OSError)
+    (and under InvalidInput: SqlError (400) with SqlUnsupported, a feature of Druid SQL not run here)
 """
 
 from __future__ import annotations
@@ -168,3 +172,35 @@ class NotRunningYet(OverlordError):
     http_status = 503
     error_code = "serviceUnavailable"
     category = "RUNTIME_FAILURE"
+
+
+class SqlError(InvalidInput):
+    """The SQL query is invalid."""
+
+    def __init__(self, message: str | None = None, **context: object) -> None:
+        super().__init__(message, **{"sourceType": "sql", **context})
+
+
+class SqlUnsupported(SqlError):
+    """This SQL feature is not supported."""
+
+
+class QueryTimeout(OverlordError):
+    """Query did not complete within configured timeout period. You can increase query timeout or tune the
+    performance of query."""
+
+    http_status = 504
+    error_code = "timeout"
+    category = "TIMEOUT"
+
+
+class QueryCancelled(OverlordError):
+    """Query was cancelled."""
+
+    http_status = 500
+    error_code = "canceled"
+    category = "CANCELED"
+
+
+class ObjectStoreError(OverlordError, OSError):
+    """An object store request failed."""

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import fcntl
 import gc
 import logging
 import os
 import socket
+import threading
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 import overlord.tasks  # noqa: F401  (registers the built-in task types)
 from overlord import __version__
@@ -28,7 +30,7 @@ from overlord.core.queue import QueueConfig, TaskQueue
 from overlord.core.retention import LogRetention, RetentionResult
 from overlord.core.task import Location, SubmitContext, TaskRecord
 from overlord.core.task_actions import TaskActionHandler
-from overlord.errors import ConfigError
+from overlord.errors import ConfigError, ObjectStoreError
 from overlord.isotime import Interval
 from overlord.listing_pool import ListingPool
 from overlord.runner.local import LocalTaskRunner
@@ -38,8 +40,13 @@ from overlord.storage.config_audit import ConfigStore
 from overlord.storage.deep_storage import FsDeepStorage
 from overlord.storage.leader_lease import SqlLeaseStore, install_fence
 from overlord.storage.metadata import MetadataStore
+from overlord.storage.s3 import S3Location
 from overlord.storage.segment_store import SqlSegmentStore
 from overlord.storage.task_logs import FsTaskLogs
+from overlord.storage.uris import open_deep_storage, open_task_logs
+
+if TYPE_CHECKING:
+    from overlord.sql.engine import SqlEngine
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +101,9 @@ class Service:
         self._runner_factory = runner_factory
         self.leadership = self._leadership()
         self._build_leader_parts()
+        self.started_ms = clock.now_ms()
+        self._sql: SqlEngine | None = None
+        self._sql_lock = threading.Lock()
         self.compaction_configs = CompactionConfigs(self.store)
         self.configs = ConfigStore(self.store)  # type: ignore[arg-type]
         self.retention = LogRetention(self.store, self.task_logs, clock, settings.logs_kill_duration_to_retain_ms)
@@ -186,20 +196,76 @@ class Service:
 
     # -- implementations, picked by Druid's property names ----------------------------------------
 
+    @property
+    def sql(self) -> SqlEngine:
+        """The SQL engine, built on first use (off the event loop, see api.sql): DuckDB and sqlglot stay
+        out of start-up."""
+        if self._sql is None:
+            with self._sql_lock:
+                if self._sql is None:
+                    from overlord.sql.engine import SqlEngine
+
+                    s = self.settings
+                    self._sql = SqlEngine(
+                        self.segments, self.deep_storage, max_rows=s.sql_max_rows, threads=s.sql_threads
+                    )
+        return self._sql
+
+    @property
+    def sql_started(self) -> bool:
+        return self._sql is not None
+
     def _task_logs(self) -> TaskLogs:
+        if self.settings.logs_type == "s3":
+            return open_task_logs(self._checked_s3("druid.indexer.logs.s3Bucket", self._task_logs_uri()))
         if self.settings.logs_type != "file":
-            raise ConfigError(f"druid.indexer.logs.type [{self.settings.logs_type}] is not supported; use [file]")
+            raise ConfigError(f"druid.indexer.logs.type [{self.settings.logs_type}] is not supported; use file or s3")
         return FsTaskLogs.from_uri(self.settings.effective_task_logs_dir.resolve())
 
     def _deep_storage(self) -> DeepStorage:
+        if self.settings.storage_type == "s3":
+            return open_deep_storage(self._checked_s3("druid.storage.bucket", self._deep_storage_uri()))
         if self.settings.storage_type != "local":
-            raise ConfigError(f"druid.storage.type [{self.settings.storage_type}] is not supported; use [local]")
+            raise ConfigError(f"druid.storage.type [{self.settings.storage_type}] is not supported; use local or s3")
         return FsDeepStorage.from_uri(f"file://{self.settings.deep_storage_dir.resolve()}")
+
+    def _s3_location(self, bucket_prop: str, bucket: str | None, prefix: str) -> S3Location:
+        s = self.settings
+        if not bucket:
+            raise ConfigError(f"{bucket_prop} must be set for S3 storage")
+        endpoint = s.s3_endpoint_url
+        if endpoint and "://" not in endpoint:
+            endpoint = f"https://{endpoint}"  # Druid's druid.s3.protocol default
+        return S3Location(bucket, prefix, endpoint, s.s3_signing_region, s.s3_path_style)
+
+    def _deep_storage_uri(self) -> str:
+        """What the peon rebuilds its deep storage from: endpoint and bucket, never credentials."""
+        s = self.settings
+        if s.storage_type == "s3":
+            return self._s3_location("druid.storage.bucket", s.storage_bucket, s.storage_base_key).uri
+        return f"file://{s.deep_storage_dir.resolve()}"
+
+    def _task_logs_uri(self) -> str:
+        s = self.settings
+        if s.logs_type == "s3":
+            return self._s3_location("druid.indexer.logs.s3Bucket", s.logs_s3_bucket, s.logs_s3_prefix).uri
+        return str(s.effective_task_logs_dir.resolve())
+
+    @staticmethod
+    def _checked_s3(bucket_prop: str, uri: str) -> str:
+        """Reach the bucket once at start-up, so a wrong bucket, credentials or endpoint stops the service."""
+        try:
+            S3Location.from_uri(uri).check()
+        except ObjectStoreError as exc:
+            raise ConfigError(f"{bucket_prop}: {exc.message}") from None
+        return uri
 
     def _runner(self) -> TaskRunner:
         s = self.settings
+        if s.runner_type == "dask":
+            return self._dask_runner()
         if s.runner_type != "local":
-            raise ConfigError(f"druid.indexer.runner.type [{s.runner_type}] is not supported; use [local]")
+            raise ConfigError(f"druid.indexer.runner.type [{s.runner_type}] is not supported; use [local] or [dask]")
         return LocalTaskRunner(
             capacity=s.worker_capacity,
             base_task_dirs=[Path(p) for p in s.effective_base_task_dirs],
@@ -213,13 +279,36 @@ class Service:
             log_max_bytes=s.log_max_bytes,
         )
 
+    def _dask_runner(self) -> TaskRunner:
+        """Peons on a Dask cluster; they reach this Overlord by its advertised URL (the extra ``overlord[dask]``)."""
+        s = self.settings
+        if not s.dask_scheduler:
+            raise ConfigError("druid.indexer.runner.type [dask] needs overlord.runner.dask.scheduler=tcp://host:port")
+        try:
+            from overlord.runner.dask import DaskTaskRunner
+        except ImportError as exc:
+            raise ConfigError(f"The dask runner needs Dask: pip install 'overlord[dask]' ({exc})") from None
+        return DaskTaskRunner(
+            scheduler=s.dask_scheduler,
+            runtime=dataclasses.replace(self.peon_runtime(), overlord_url=self.advertised_url),
+            clock=self.clock,
+            shutdown_grace_ms=s.shutdown_grace_ms,
+            on_exit=lambda exit_: self.queue.on_runner_exit(exit_),
+            base_task_dir=s.dask_base_task_dir,
+            gate_timeout_ms=s.dask_gate_timeout_ms,
+        )
+
+    def runner_health(self) -> str | None:
+        """Why the runner cannot run tasks now (the Dask scheduler unreachable, no usable worker); None if it can."""
+        return self.runner.health()
+
     def peon_runtime(self) -> PeonRuntime:
         """Settings a task needs inside its peon (the peon reads no config of its own)."""
         s = self.settings
         return PeonRuntime(
             overlord_url=f"http://{'127.0.0.1' if s.host in ('0.0.0.0', '') else s.host}:{s.port}",
-            deep_storage=f"file://{s.deep_storage_dir.resolve()}",
-            task_logs=str(s.effective_task_logs_dir.resolve()),
+            deep_storage=self._deep_storage_uri(),
+            task_logs=self._task_logs_uri(),
             allowed_input_dirs=tuple(str(p.resolve()) for p in s.effective_allowed_input_dirs),
             store_empty_columns=s.store_empty_columns,
             action_retry_s=s.action_retry_ms / 1000,
@@ -285,6 +374,8 @@ class Service:
                     self.queue.fail_on_stop(rec)
         await self.leadership.release()
         self.listings.close()
+        if self._sql is not None:
+            self._sql.close()
         self.store.close()
         self._lock_file.close()
 
@@ -349,8 +440,8 @@ class Service:
     def _on_task_complete(self, done: TaskRecord) -> None:
         """Forget the live report; remove a parallel task's staging area once it and its sub-tasks ended."""
         self.live_reports.pop(done.id, None)
-        parent = done.id if done.type == "index_parallel" else None
-        if parent is None and done.type == "single_phase_sub_task":
+        parent = done.id if done.type in ("index_parallel", "query_controller") else None
+        if parent is None and done.type in ("single_phase_sub_task", "query_worker"):
             stored = self.store.get_task(done.id, with_payload=True)
             parent = (stored.payload or {}).get("supervisorTaskId") if stored is not None else None
         if not isinstance(parent, str) or parent in self.queue.active:

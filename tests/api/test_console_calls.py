@@ -429,14 +429,18 @@ async def test_console_writes_are_accepted_and_seen_by_the_reads(tmp_path: Path)
         assert simple[0]["properties"]["segments"]["count"] == 2  # every segment back in use
 
 
-async def test_the_console_finds_no_sql_and_no_native_queries_here(tmp_path: Path) -> None:
-    """helpers/capabilities.ts: SQL must answer (another branch adds it) or say 404/405; a 4xx/5xx of another
-    kind makes the console give up. The native query probe must fail, or the console expects a Router."""
+async def test_the_console_enters_its_full_mode(tmp_path: Path) -> None:
+    """helpers/capabilities.ts: SQL answers, so the console believes it talks to a Router and needs the
+    management proxy (/proxy/enabled) for its Coordinator and Overlord views, and the MSQ task engine."""
     async with inprocess_service(tmp_path) as o:
         probe = {"query": "SELECT 1337", "context": {"timeout": 15000}}
-        assert (await o.http.post("/druid/v2/sql?capabilities", json=probe)).status_code in (200, 404, 405)
-        native = {"queryType": "dataSourceMetadata", "dataSource": "__web_console_probe__"}
-        assert (await o.http.post("/druid/v2?capabilities", json=native)).status_code in (404, 405)
+        r = await o.http.post("/druid/v2/sql?capabilities", json=probe)
+        assert r.status_code == 200 and r.json() == [{"EXPR$0": 1337}]
+        assert (await o.http.get("/proxy/enabled?capabilities")).status_code == 200
+        assert (await o.http.get("/druid/v2/sql/task/enabled?capabilities")).json() == {"enabled": True}
+        for prefix, path in (("/proxy/overlord", f"{O}/tasks"), ("/proxy/coordinator", f"{C}/isLeader")):
+            direct, proxied = await o.http.get(path), await o.http.get(prefix + path)
+            assert (proxied.status_code, proxied.json()) == (direct.status_code, direct.json())
 
 
 async def test_console_refusals_name_the_field(tmp_path: Path) -> None:

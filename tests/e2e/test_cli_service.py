@@ -76,7 +76,7 @@ def test_submit_then_inspect_a_task(svc: ServiceProcess, ds: str, tmp_path: Path
     task_id = submitted.out.strip()
     assert task_id.startswith(f"noop_{ds}_")
     again = cli("task", "submit", spec, "--json", url=svc.url)  # idempotent: attaches to the same task
-    assert again.code == 0 and json.loads(again.out) == {"task": task_id}
+    assert again.code == 0 and json.loads(again.out) == {"task": task_id, "attached": True}
     svc.wait_for(task_id)
 
     # independent read-only commands, run side by side to keep the suite quick

@@ -1,4 +1,8 @@
-"""One contract for every DeepStorage: a local folder through pyarrow.fs, and the in-memory twin."""
+"""One contract for every DeepStorage: a local folder through pyarrow.fs, S3 (moto), and the in-memory twin.
+
+Load specs differ in shape (``path`` for files, ``bucket`` and ``key`` for S3): the tests reach a
+spec's location through ``where`` and point a spec elsewhere with ``at``.
+"""
 
 from __future__ import annotations
 
@@ -17,11 +21,28 @@ from overlord.storage.deep_storage import FsDeepStorage
 from overlord.testing import InMemoryDeepStorage
 
 
-@pytest.fixture(params=["fs", "memory"])
+@pytest.fixture(params=["fs", "memory", "s3"])
 def storage(request: pytest.FixtureRequest, tmp_path: Path) -> DeepStorage:
     if request.param == "fs":
         return FsDeepStorage.from_uri(f"file://{tmp_path / 'deep'}")
+    if request.param == "s3":
+        from overlord.storage.s3 import S3Location
+        from overlord.storage.s3_deep_storage import S3DeepStorage
+
+        server = request.getfixturevalue("s3_env")
+        bucket = server.new_bucket()
+        return S3DeepStorage(S3Location(bucket, "druid/segments", server.endpoint, "us-east-1", path_style=True))
     return InMemoryDeepStorage()
+
+
+def where(spec: dict[str, Any]) -> str:
+    """A load spec's location: a file path, or an S3 object key."""
+    return spec["key"] if spec["type"] == "s3_zip" else spec["path"]
+
+
+def at(spec: dict[str, Any], location: Any) -> dict[str, Any]:
+    """The same kind of load spec, pointing at ``location`` instead."""
+    return {**spec, "key" if spec["type"] == "s3_zip" else "path": location}
 
 
 def parquet_bytes(n: int) -> bytes:
@@ -45,7 +66,7 @@ def test_write_from_stream_and_path_reads_back(storage: DeepStorage, tmp_path: P
     local.write_bytes(parquet_bytes(5))
     from_path = storage.write("ds/2020/v1/1/index.parquet", str(local))
     assert from_stream["type"] == from_path["type"] and from_stream != from_path
-    assert from_stream["path"].endswith("ds/2020/v1/0/index.parquet")
+    assert where(from_stream).endswith("ds/2020/v1/0/index.parquet")
     with storage.open(from_stream) as f:
         assert pq.read_table(f).column("x").to_pylist() == [0, 1, 2]
     with storage.open(from_path) as f:
@@ -65,14 +86,14 @@ def test_write_replaces_and_large_files_survive(storage: DeepStorage) -> None:
 def test_copy_makes_an_independent_file_and_refuses_outside_sources(storage: DeepStorage, tmp_path: Path) -> None:
     staged = storage.write("_staging/p/s/0/index.parquet", io.BytesIO(parquet_bytes(4)))
     final = storage.copy(staged, "ds/2020/v1/0/index.parquet")
-    assert final["path"].endswith("ds/2020/v1/0/index.parquet") and storage.contains(final)
+    assert where(final).endswith("ds/2020/v1/0/index.parquet") and storage.contains(final)
     storage.delete_prefix("_staging/p")  # the staged copy goes; the final one stays whole
     with storage.open(final) as f:
         assert pq.read_table(f).num_rows == 4
     outside = tmp_path / "outside.parquet"
     outside.write_bytes(b"secret")
     with pytest.raises(InvalidInput):
-        storage.copy({"type": final["type"], "path": str(outside)}, "ds/stolen")
+        storage.copy(at(final, str(outside)), "ds/stolen")
     assert storage.list("ds") == [final]
 
 
@@ -96,7 +117,7 @@ def test_delete_prefix_removes_only_that_prefix(storage: DeepStorage) -> None:
     staged = [storage.write(f"_staging/parent/sub{i}/seg/{j}", io.BytesIO(b"s")) for i in range(2) for j in range(3)]
     other = storage.write("_staging/parent2/sub0/seg", io.BytesIO(b"o"))
     published = storage.write("ds/seg", io.BytesIO(b"p"))
-    assert sorted(s["path"] for s in storage.list("_staging/parent")) == sorted(s["path"] for s in staged)
+    assert sorted(map(where, storage.list("_staging/parent"))) == sorted(map(where, staged))
     assert storage.delete_prefix("_staging/parent") == 6
     assert storage.list("_staging/parent") == []
     assert storage.delete_prefix("_staging/parent") == 0
@@ -107,7 +128,7 @@ def test_delete_prefix_removes_only_that_prefix(storage: DeepStorage) -> None:
 def test_list_is_sorted_and_empty_for_unknown_prefix(storage: DeepStorage) -> None:
     for name in ("c", "a", "b/x"):
         storage.write(f"p/{name}", io.BytesIO(name.encode()))
-    assert [s["path"].rsplit("/p/", 1)[1] for s in storage.list("p")] == ["a", "b/x", "c"]
+    assert [where(s).rsplit("/p/", 1)[1] for s in storage.list("p")] == ["a", "b/x", "c"]
     assert storage.list("nothing/here") == []
 
 
@@ -123,24 +144,28 @@ def test_keys_that_leave_the_base_are_refused(storage: DeepStorage, key: str) ->
 
 def test_contains_refuses_outside_paths_wrong_types_and_dotdot(storage: DeepStorage) -> None:
     spec = storage.write("ds/seg/index.parquet", io.BytesIO(b"x"))
-    base = spec["path"][: -len("/ds/seg/index.parquet")]
+    base = where(spec)[: -len("/ds/seg/index.parquet")]
     refused: list[Any] = [
-        {**spec, "path": "/etc/passwd"},
-        {**spec, "path": base},
-        {**spec, "path": base + "-sibling/ds/seg/index.parquet"},
-        {**spec, "path": spec["path"] + "/../../../../../etc/passwd"},
-        {**spec, "path": base + "/../etc/passwd"},
-        {**spec, "path": "ds/seg/index.parquet"},
+        at(spec, "/etc/passwd"),
+        at(spec, base),
+        at(spec, base + "-sibling/ds/seg/index.parquet"),
+        at(spec, where(spec) + "/../../../../../etc/passwd"),
+        at(spec, base + "/../etc/passwd"),
+        at(spec, "ds/seg/index.parquet"),
         {**spec, "type": "hdfs"},
-        {**spec, "path": 42},
+        at(spec, 42),
         {"type": spec["type"]},
-        {**spec, "path": ""},
+        at(spec, ""),
         None,
         "s3://bucket/x",
         [spec],
     ]
+    if spec["type"] == "s3_zip":  # S3 keys are literal: a dot segment is refused, not resolved
+        refused += [{**spec, "bucket": "other-bucket"}, at(spec, base + "/ds/other/../seg/index.parquet")]
+        refused += [at(spec, base + "//ds/seg/index.parquet"), at(spec, base + "/./ds/seg/index.parquet")]
+    else:
+        assert storage.contains(at(spec, base + "/ds/other/../seg/index.parquet"))
     assert storage.contains(spec)
-    assert storage.contains({**spec, "path": base + "/ds/other/../seg/index.parquet"})
     for bad in refused:
         assert not storage.contains(bad), bad
         with pytest.raises(InvalidInput):

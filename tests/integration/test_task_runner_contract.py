@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,7 @@ from overlord.runner.local import LocalTaskRunner
 from overlord.runner.toolbox import PeonRuntime
 from overlord.storage.task_logs import FsTaskLogs
 from overlord.testing.runner import InMemoryTaskRunner
+from tests.dask_cluster import DaskCluster, require_distributed
 
 pytestmark = pytest.mark.anyio
 NOOP = "overlord.tasks.noop:run"
@@ -59,20 +60,41 @@ class Env:
                 await asyncio.sleep(0.01)
 
 
-@pytest.fixture(params=["local", "memory"])
+@pytest.fixture(scope="module")
+def dask_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaskCluster]:
+    """One Dask worker with 2 slots: the same capacity as the other runners here."""
+    cluster = DaskCluster(tmp_path_factory.mktemp("dask"), workers=1, slots=2)
+    try:
+        yield cluster.start()
+    finally:
+        cluster.stop()
+
+
+def _runtime(tmp_path: Path) -> PeonRuntime:
+    return PeonRuntime(
+        overlord_url="http://127.0.0.1:9",  # nothing listens: the peon falls back on its status file
+        deep_storage=f"file://{tmp_path / 'deep'}",
+        task_logs=str(tmp_path / "logs"),
+        action_retry_s=0.2,
+    )
+
+
+@pytest.fixture(params=["local", "memory", "dask"])
 async def env(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Env]:
     exits: list[RunnerExit] = []
     runner: TaskRunner
     if request.param == "memory":
         runner = InMemoryTaskRunner(2, on_exit=exits.append, end_on_shutdown=True)
+    elif request.param == "dask":
+        require_distributed()
+        from overlord.runner.dask import DaskTaskRunner
+
+        cluster: DaskCluster = request.getfixturevalue("dask_cluster")
+        runner = DaskTaskRunner(scheduler=cluster.address, runtime=_runtime(tmp_path), clock=SYSTEM_CLOCK,
+                                shutdown_grace_ms=2000, on_exit=exits.append)  # fmt: skip
     else:
         logs = tmp_path / "logs"
-        runtime = PeonRuntime(
-            overlord_url="http://127.0.0.1:9",  # nothing listens: the peon falls back on its status file
-            deep_storage=f"file://{tmp_path / 'deep'}",
-            task_logs=str(logs),
-            action_retry_s=0.2,
-        )
+        runtime = _runtime(tmp_path)
         runner = LocalTaskRunner(
             capacity=2, base_task_dirs=[tmp_path / "task"], base_task_dir_size=None,
             task_logs=FsTaskLogs.from_uri(logs), location=Location("127.0.0.1", 8090), runtime=runtime,
@@ -91,8 +113,9 @@ async def test_capacity_slots_and_workers(env: Env) -> None:
     handle = r.launch(env.spec("a", 60_000))
     assert isinstance(handle, str) and handle
     assert (r.used_slots(), r.free_slot_count(), r.running_ids()) == (1, 1, {"a"})
-    [worker] = r.workers()
-    assert worker.capacity == 2 and worker.running == ["a"]
+    async with asyncio.timeout(30):  # a cluster runner learns where the task went on its next look
+        while [(w.capacity, w.running) for w in r.workers()] != [(2, ["a"])]:
+            await asyncio.sleep(0.05)
     r.abort("a")
 
 
@@ -161,15 +184,19 @@ async def test_a_running_tasks_log_is_readable_from_any_offset(env: Env) -> None
     if env.memory:
         assert isinstance(env.runner, InMemoryTaskRunner)
         env.runner.running["l"].log.extend(b"noop task[l] log line 3 of 3\n")
+
+    def read(offset: int) -> bytes | None:  # off the event loop, as the API reads it (a cluster runner blocks)
+        chunks = env.runner.read_log("l", offset)
+        return None if chunks is None else b"".join(chunks)
+
     async with asyncio.timeout(30):
         while True:
-            chunks = env.runner.read_log("l", 0)
-            assert chunks is not None
-            text = b"".join(chunks)
+            text = await asyncio.to_thread(read, 0)
+            assert text is not None
             if b"log line 3 of 3" in text:
                 break
             await asyncio.sleep(0.02)
-    tail = b"".join(env.runner.read_log("l", -10) or [])
+    tail = await asyncio.to_thread(read, -10)
     assert tail == text[-10:]
     env.runner.shutdown("l", "done")
     await env.exit_of("l")

@@ -66,3 +66,57 @@ def test_directory_size(tmp_path):
     (tmp_path / "g").write_bytes(b"y" * 10)
     assert directory_size(tmp_path) == 110
     assert directory_size(tmp_path / "missing") == 0
+
+
+DRUID_OVERLORD_PROPERTIES = Path(__file__).parents[1] / "data" / "druid" / "overlord-runtime.properties"
+
+
+def test_druids_overlord_runtime_properties_apply_or_warn_once_each() -> None:
+    warnings: list[str] = []
+    s = load_settings(config_file=DRUID_OVERLORD_PROPERTIES, environ={}, warnings=warnings)
+    assert (s.host, s.port, s.runner_type, s.metadata_url) == ("localhost", 8081, "local", None)
+    assert s.storage_directory == Path("var/druid/segments") and s.task_logs_dir == Path("var/druid/indexing-logs")
+    ignored = [w.split("=")[0].split(" ")[0] for w in warnings]
+    assert len(ignored) == len(set(ignored))  # one warning each
+    assert "druid.zk.service.host" in ignored and "druid.extensions.loadList" in ignored
+    assert any(
+        w.startswith("druid.indexer.runner.type=httpRemote ignored: peons run on this machine") for w in warnings
+    )
+    assert any("connectURI=jdbc:derby://localhost:1527/var/druid/metadata.db ignored" in w for w in warnings)
+    assert not any(
+        p.startswith(("druid.host", "druid.plaintextPort", "druid.storage.", "druid.indexer.logs.")) for p in ignored
+    )
+
+
+def test_druid_property_forms(tmp_path: Path) -> None:
+    props = tmp_path / "runtime.properties"
+    props.write_text(
+        "druid.port=8095\n"
+        "druid.metadata.storage.type=postgresql\n"
+        "druid.metadata.storage.connector.connectURI=jdbc:postgresql://db.example.com:5432/druid\n"
+        "druid.metadata.storage.connector.user=druid\n"
+        "druid.metadata.storage.connector.password=p@ss\n"
+        "druid.storage.type=s3\n"
+        "druid.storage.bucket=b\n"
+    )
+    warnings: list[str] = []
+    s = load_settings(config_file=props, environ={}, warnings=warnings)
+    assert s.port == 8095
+    assert s.metadata_url == "postgresql://druid:p%40ss@db.example.com:5432/druid"
+    assert s.storage_type == "local"
+    assert warnings == [
+        "druid.storage.type=s3 ignored: segments go to a local folder (local)",
+        "druid.storage.bucket ignored: it does not apply to this service",
+    ]
+
+
+def test_only_malformed_values_and_typos_are_errors(tmp_path: Path) -> None:
+    props = tmp_path / "runtime.properties"
+    props.write_text("druid.zk.service.host=zk\ndruid.worker.capacity=many\n")
+    with pytest.raises(ConfigError, match=r"Invalid value \[many\] for druid.worker.capacity"):
+        load_settings(config_file=props, environ={})
+    props.write_text("overlord.log.formatt=json\n")
+    with pytest.raises(
+        ConfigError, match=r"unknown property \[overlord.log.formatt\]; did you mean \[overlord.log.format\]"
+    ):
+        load_settings(config_file=props, environ={})

@@ -21,12 +21,15 @@ from overlord.api import (
     druid_tasks,
     lookups,
     peon_reports,
+    router_proxy,
+    sql_task,
     supervisors,
     task_actions,
     task_locks,
     worker_chat,
     worker_config,
 )
+from overlord.api import sql as sql_api
 from overlord.api.elasticsearch import tasks as es_tasks
 from overlord.api.elasticsearch.errors import EsError, es_aware, es_error_handler
 from overlord.api.elasticsearch.middleware import EsCompatMiddleware
@@ -38,12 +41,23 @@ from overlord.api.errors import (
 )
 from overlord.api.leader_redirect import LeaderRedirectMiddleware
 from overlord.api.request_limits import RequestLimitsMiddleware
+from overlord.api.router_proxy import RouterProxyMiddleware
 from overlord.errors import OverlordError
 from overlord.service import Service
 
 
 async def health(request: Request) -> Response:
     return JSONResponse(True)
+
+
+async def ready(request: Request) -> Response:
+    """Readiness, beside Druid's liveness ``/status/health``: 503 with the reason while tasks cannot run
+    (the Dask scheduler unreachable, no usable worker), so a load balancer or an operator can tell."""
+    svc: Service = request.app.state.service
+    reason = svc.runner_health()
+    if reason is not None:
+        return JSONResponse({"ready": False, "reason": reason}, status_code=503)
+    return JSONResponse({"ready": True})
 
 
 async def status(request: Request) -> Response:
@@ -74,7 +88,11 @@ def create_app(service: Service) -> Starlette:
         *druid_status.routes(),
         *compaction_config.routes(),
         *worker_chat.routes(),
+        *sql_task.routes(),  # before the SQL query API: /druid/v2/sql/task is not a query id
+        *sql_api.routes(),
+        *router_proxy.routes(),
         Route("/status/health", health, methods=["GET"]),
+        Route("/status/ready", ready, methods=["GET"]),
         Route("/status", status, methods=["GET"]),
         *es_tasks.routes(),
     ]
@@ -82,6 +100,7 @@ def create_app(service: Service) -> Starlette:
         routes=routes,
         lifespan=lifespan,
         middleware=[  # outermost first: the ES headers go on the limits' refusals too
+            Middleware(RouterProxyMiddleware),
             Middleware(EsCompatMiddleware),
             Middleware(LeaderRedirectMiddleware, service=service),  # a follower sends the API to the leader
             Middleware(RequestLimitsMiddleware, max_body_bytes=service.settings.max_request_body_bytes),

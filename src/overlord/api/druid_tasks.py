@@ -372,6 +372,7 @@ async def get_workers(request: Request) -> Response:
                 "runningTasks": info.running,
                 "lastCompletedTaskTime": format_ms(info.last_completed_ms) if info.last_completed_ms else None,
                 "blacklistedUntil": None,
+                **({"unusableBecause": info.problem} if info.problem else {}),
             }
             for info in svc.runner.workers()
         ]

@@ -32,6 +32,7 @@ from overlord.client.idempotency import deterministic_task_id, is_same_spec, spe
 from overlord.client.models import (
     DataSegment,
     RunnerState,
+    Submission,
     TaskLocation,
     TaskReport,
     TaskState,
@@ -79,6 +80,7 @@ __all__ = [
     "ServiceUnavailable",
     "SpecMismatchError",
     "SpecValidationError",
+    "Submission",
     "TaskAlreadyExists",
     "TaskFailedError",
     "TaskLocation",

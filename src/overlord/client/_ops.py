@@ -33,6 +33,7 @@ from overlord.client.classify import suggest_max_num_concurrent_sub_tasks as _su
 from overlord.client.idempotency import deterministic_task_id, is_same_spec
 from overlord.client.models import (
     DataSegment,
+    Submission,
     TaskReport,
     TaskStatus,
     WaitResult,
@@ -221,7 +222,24 @@ def submit(
     The id is ``task_id``, else the spec's ``id``, else derived from the spec's content. If the
     service already has that id (say our first answer was lost), this returns the id: a derived id
     proves the same content; a chosen id is checked against the stored spec, and a different one
-    raises ``SpecMismatchError``.
+    raises ``SpecMismatchError``. ``submission`` also says whether it attached.
+    """
+    outcome = yield from submission(ctx, spec, task_id=task_id, attempt=attempt, validate=validate)
+    return outcome.task_id
+
+
+def submission(
+    ctx: Context,
+    spec: _Spec | Mapping[str, Any],
+    *,
+    task_id: str | None = None,
+    attempt: int = 0,
+    validate: bool = True,
+) -> Op[Submission]:
+    """``submit``, answering whether a new task was queued or an existing one was attached to.
+
+    When it attached through a derived id, ``next_attempt`` is the first ``attempt`` whose id the
+    service does not know yet: pass it to run the same spec again.
     """
     body = to_druid(spec, validate=validate)
     derived = deterministic_task_id(body, attempt)
@@ -234,7 +252,7 @@ def submit(
         answer = response.json()
         got = answer.get("task", tid) if isinstance(answer, dict) else tid
         log.info("submitted task %s", got, extra=extra)
-        return str(got)
+        return Submission(task_id=str(got), attached=False)
     error = error_for(request, response)
     if not isinstance(error, errors.TaskAlreadyExists):
         raise error
@@ -251,7 +269,24 @@ def submit(
             path=request.path,
         )
     log.info("attached to existing task %s", tid, extra={**extra, "action": "attach"})
-    return tid
+    existing = yield from status(ctx, tid)
+    rerun = None
+    if tid == derived:
+        rerun = attempt + 1
+        while rerun < attempt + _MAX_ATTEMPT_PROBES and (yield from _exists(ctx, deterministic_task_id(body, rerun))):
+            rerun += 1
+    return Submission(task_id=tid, attached=True, existing=existing, next_attempt=rerun)
+
+
+_MAX_ATTEMPT_PROBES = 20
+
+
+def _exists(ctx: Context, task_id: str) -> Op[bool]:
+    try:
+        yield from status(ctx, task_id)
+    except errors.NotFoundError:
+        return False
+    return True
 
 
 def _stored_payload(ctx: Context, task_id: str) -> Op[dict[str, Any] | None]:

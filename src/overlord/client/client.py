@@ -16,7 +16,7 @@ from typing import Any, Self
 
 import httpx
 
-from overlord.client import _ops
+from overlord.client import _ops, _sql_ops
 from overlord.client import reconcile as _reconcile
 from overlord.client._protocol import Context, StructuralHook
 from overlord.client._transport import AsyncMethod, AsyncStreamMethod, SyncMethod, SyncStreamMethod
@@ -30,6 +30,12 @@ DEFAULT_URL = "http://127.0.0.1:8090"
 def default_url() -> str:
     """``OVERLORD_URL`` if set, else the local default port."""
     return os.environ.get("OVERLORD_URL") or DEFAULT_URL
+
+
+def normalize_url(url: str) -> str:
+    """``localhost:8090`` means ``http://localhost:8090``: a URL without a scheme gets ``http://``."""
+    url = url.strip().rstrip("/")
+    return url if "://" in url else f"http://{url}"
 
 
 def _context(
@@ -75,7 +81,7 @@ class _Settings:
         rng: RandomSource,
         on_structural_failure: StructuralHook | None,
     ) -> None:
-        self.url = (url or default_url()).rstrip("/")
+        self.url = normalize_url(url or default_url())
         self._ctx = _context(retry, wait_policy, breaker, clock, rng, on_structural_failure)
 
     @property
@@ -139,6 +145,7 @@ class Client(_Settings):
         self.close()
 
     submit = SyncMethod(_ops.submit)
+    submission = SyncMethod(_ops.submission)
     status = SyncMethod(_ops.status)
     statuses = SyncMethod(_ops.statuses)
     tasks = SyncMethod(_ops.tasks)
@@ -164,6 +171,9 @@ class Client(_Settings):
     submit_and_wait = SyncMethod(_ops.submit_and_wait)
     wait_many = SyncMethod(_ops.wait_many)
     reconcile = SyncMethod(_reconcile.reconcile)
+    sql = SyncMethod(_sql_ops.sql)
+    cancel_sql = SyncMethod(_sql_ops.cancel_sql)
+    sql_task = SyncMethod(_sql_ops.sql_task)
 
     def reconciler(
         self,
@@ -221,6 +231,7 @@ class AsyncClient(_Settings):
         await self.aclose()
 
     submit = AsyncMethod(_ops.submit)
+    submission = AsyncMethod(_ops.submission)
     status = AsyncMethod(_ops.status)
     statuses = AsyncMethod(_ops.statuses)
     tasks = AsyncMethod(_ops.tasks)
@@ -246,6 +257,9 @@ class AsyncClient(_Settings):
     submit_and_wait = AsyncMethod(_ops.submit_and_wait)
     wait_many = AsyncMethod(_ops.wait_many)
     reconcile = AsyncMethod(_reconcile.reconcile)
+    sql = AsyncMethod(_sql_ops.sql)
+    cancel_sql = AsyncMethod(_sql_ops.cancel_sql)
+    sql_task = AsyncMethod(_sql_ops.sql_task)
 
     def reconciler(
         self,

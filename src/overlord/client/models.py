@@ -175,3 +175,16 @@ def parse_status(body: Any) -> TaskStatus:
         inner.setdefault("id", body.get("task"))
         return TaskStatus.model_validate(inner)
     return TaskStatus.model_validate(body)
+
+
+class Submission(BaseModel):
+    """What a submit did: queued a new task, or attached to the one that already had the id."""
+
+    model_config = ConfigDict(frozen=True)
+
+    task_id: str
+    attached: bool = False
+    existing: TaskStatus | None = None
+    """The attached task's status at the time of the submit."""
+    next_attempt: int | None = None
+    """The ``attempt`` that gives the same spec a new id (only for derived ids)."""

@@ -1,9 +1,14 @@
-"""Typed task specs (index_parallel, compact, kill) that validate in the caller's process.
+"""Typed task specs (index_parallel, compact, kill) and local validation by the server's own rules.
 
-A spec error found here names the field (``spec.dataSchema.granularitySpec.intervals[0]``) before
-anything is sent, instead of failing minutes later in a peon. Models take snake_case in Python or
-Druid's camelCase JSON, forbid unknown fields, and ``to_druid()`` writes Druid's JSON (camelCase,
-no nulls).
+One spec model serves server and client: a spec is checked here by the very validator the
+Overlord runs at submit (the task type's ``validate``, imported lazily so importing the client
+stays light), so the client accepts exactly what the server accepts and an error names the field
+(``spec.dataSchema.granularitySpec.intervals[0]``) before anything is sent. Only the check that
+input paths lie in the service's ``allowedDirs`` is left to the service, which alone knows them.
+
+The pydantic models are builders for Python callers: they take snake_case or Druid's camelCase,
+pass any other Druid field through as written (the server's rules judge it), and ``to_druid()``
+writes Druid's JSON (camelCase, no nulls).
 """
 
 from __future__ import annotations
@@ -25,12 +30,12 @@ from pydantic.alias_generators import to_camel
 
 from overlord.client.errors import SpecValidationError
 from overlord.core import granularity
-from overlord.errors import InvalidInput
+from overlord.errors import ForbiddenPath, InvalidInput
 from overlord.isotime import Interval
 
 
 class _Spec(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="allow")
 
     def to_druid(self) -> dict[str, Any]:
         """Druid's JSON: camelCase keys, None left out."""
@@ -62,7 +67,7 @@ IntervalText = Annotated[str, AfterValidator(_check_interval)]
 class TimestampSpec(_Spec):
     column: str = "timestamp"
     format: str = "auto"
-    missing_value: str | None = None
+    missing_value: str | int | None = None
 
 
 class DimensionSchema(_Spec):
@@ -168,8 +173,8 @@ class LocalInputSource(_Spec):
 
     @model_validator(mode="after")
     def _where(self) -> LocalInputSource:
-        if not self.files and not (self.base_dir and self.filter):
-            raise ValueError("give baseDir and filter, or files")
+        if not self.files and not self.base_dir:
+            raise ValueError("give baseDir (and a filter, default *), or files")
         return self
 
 
@@ -213,8 +218,11 @@ class TsvInputFormat(_DelimitedInputFormat):
 InputFormat = Annotated[JsonInputFormat | CsvInputFormat | TsvInputFormat, Field(discriminator="type")]
 
 
+IndexType = Literal["index_parallel", "index"]
+
+
 class IoConfig(_Spec):
-    type: Literal["index_parallel"] = "index_parallel"
+    type: IndexType = "index_parallel"
     input_source: InputSource
     input_format: InputFormat | None = None
     append_to_existing: bool | None = None
@@ -248,8 +256,17 @@ PartitionsSpec = Annotated[DynamicPartitionsSpec | HashedPartitionsSpec, Field(d
 
 
 class TuningConfig(_Spec):
-    type: Literal["index_parallel"] = "index_parallel"
+    """Druid's tuningConfig; the legacy top-level partitioning fields are accepted as the server does."""
+
+    type: IndexType = "index_parallel"
     partitions_spec: PartitionsSpec | None = None
+    max_rows_per_segment: int | None = Field(default=None, gt=0)
+    max_total_rows: int | None = Field(default=None, gt=0)
+    num_shards: int | None = Field(default=None, gt=0)
+    partition_dimensions: list[str] | None = None
+    index_spec: dict[str, Any] | None = None
+    index_spec_for_intermediate_persists: dict[str, Any] | None = None
+    split_hint_spec: dict[str, Any] | None = None
     max_num_concurrent_sub_tasks: int | None = Field(default=None, ge=1)
     max_rows_in_memory: int | None = Field(default=None, gt=0)
     max_bytes_in_memory: int | None = None
@@ -258,15 +275,6 @@ class TuningConfig(_Spec):
     log_parse_exceptions: bool | None = None
     force_guaranteed_rollup: bool | None = None
     max_retry: int | None = Field(default=None, ge=0)
-
-    @model_validator(mode="after")
-    def _rollup_needs_hash(self) -> TuningConfig:
-        hashed = isinstance(self.partitions_spec, HashedPartitionsSpec)
-        if hashed and not self.force_guaranteed_rollup:
-            raise ValueError("hashed partitionsSpec needs forceGuaranteedRollup: true")
-        if self.force_guaranteed_rollup and isinstance(self.partitions_spec, DynamicPartitionsSpec):
-            raise ValueError("forceGuaranteedRollup needs a hashed partitionsSpec, not dynamic")
-        return self
 
 
 # --- tasks ------------------------------------------------------------------------------------
@@ -277,15 +285,11 @@ class IngestionSpec(_Spec):
     io_config: IoConfig
     tuning_config: TuningConfig | None = None
 
-    @model_validator(mode="after")
-    def _perfect_rollup_replaces(self) -> IngestionSpec:
-        if self.tuning_config and self.tuning_config.force_guaranteed_rollup and self.io_config.append_to_existing:
-            raise ValueError("appendToExisting cannot be used with forceGuaranteedRollup")
-        return self
-
 
 class IndexParallelTask(_Spec):
-    type: Literal["index_parallel"] = "index_parallel"
+    """A native batch task: ``index_parallel`` (the default) or the single-process ``index``."""
+
+    type: IndexType = "index_parallel"
     id: str | None = None
     spec: IngestionSpec
     context: dict[str, Any] | None = None
@@ -330,8 +334,8 @@ class CompactTask(_Spec):
 
     @model_validator(mode="after")
     def _one_interval(self) -> CompactTask:
-        if (self.interval is None) == (self.io_config is None):
-            raise ValueError("give exactly one of interval or ioConfig.inputSpec")
+        if self.interval is None and self.io_config is None:
+            raise ValueError("give interval or ioConfig.inputSpec")
         return self
 
 
@@ -349,8 +353,9 @@ class KillTask(_Spec):
 
 
 TaskSpec = Annotated[IndexParallelTask | CompactTask | KillTask, Field(discriminator="type")]
-KNOWN_TYPES = frozenset({"index_parallel", "compact", "kill"})
+KNOWN_TYPES = frozenset({"index_parallel", "index", "compact", "kill"})
 _UNION_TAGS = KNOWN_TYPES | {"json", "csv", "tsv", "local", "inline", "dynamic", "hashed"}
+SKIP_HINT = "checked locally by the service's own rules; to send it anyway: validate=False, or --no-validate on the CLI"
 _ADAPTER: TypeAdapter[IndexParallelTask | CompactTask | KillTask] = TypeAdapter(TaskSpec)
 
 
@@ -373,20 +378,46 @@ def _format(exc: ValidationError) -> tuple[str, str]:
     return where, "Invalid task spec: " + "; ".join(lines)
 
 
+def check_spec(spec: Mapping[str, Any]) -> None:
+    """Run the server's submit-time validation of this task type here; ``SpecValidationError`` names the field.
+
+    Types the service does not know are left to it. Input paths are checked against allowed
+    directories only by the service (``allowedDirs`` is its setting), and so is a
+    ``taskLockTimeout`` against its HTTP idle timeout.
+    """
+    import copy
+    from pathlib import Path
+
+    import overlord.tasks  # noqa: F401  # registers every task type's server-side validator
+    from overlord.core.task import SubmitContext, registered_types
+
+    task_type = registered_types().get(str(spec.get("type")))
+    if task_type is None or task_type.validate is None:
+        return
+    everywhere = SubmitContext(allowed_input_dirs=[Path("/")], http_max_idle_time_ms=0)
+    try:
+        task_type.validate(copy.deepcopy(dict(spec)), everywhere)
+    except ForbiddenPath:
+        return  # a path question only the service can answer (its allowedDirs, its working directory)
+    except InvalidInput as exc:
+        field = exc.context.get("field")
+        field = field if isinstance(field, str) else None
+        raise SpecValidationError(f"Invalid task spec: {exc.message} ({SKIP_HINT})", field=field) from None
+
+
 def parse_spec(spec: Mapping[str, Any]) -> IndexParallelTask | CompactTask | KillTask:
-    """Validate a Druid JSON spec of a known type; ``SpecValidationError`` names the first bad field."""
+    """Validate a Druid JSON spec of a known type by the server's rules, then build its typed model."""
+    check_spec(spec)
     try:
         return _ADAPTER.validate_python(dict(spec))
     except ValidationError as exc:
         where, message = _format(exc)
-        raise SpecValidationError(message, field=where) from None
+        raise SpecValidationError(f"{message} ({SKIP_HINT})", field=where) from None
 
 
 def to_druid(spec: _Spec | Mapping[str, Any], *, validate: bool = True) -> dict[str, Any]:
-    """Druid JSON for a model or a dict; a dict of a known type is validated, then sent as written."""
-    if isinstance(spec, _Spec):
-        return spec.to_druid()
-    data = dict(spec)
-    if validate and data.get("type") in KNOWN_TYPES:
-        parse_spec(data)
+    """Druid JSON for a model or a dict (sent as written), checked by the server's rules unless ``validate=False``."""
+    data = spec.to_druid() if isinstance(spec, _Spec) else dict(spec)
+    if validate:
+        check_spec(data)
     return data

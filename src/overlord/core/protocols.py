@@ -166,6 +166,7 @@ class WorkerInfo:
     capacity: int
     running: list[str] = field(default_factory=list)
     last_completed_ms: int | None = None
+    problem: str | None = None  # why a cluster worker takes no tasks (no slots resource, package missing)
 
 
 @runtime_checkable
@@ -208,6 +209,9 @@ class TaskRunner(Protocol):
     def running_ids(self) -> set[str]: ...
 
     def workers(self) -> list[WorkerInfo]: ...
+
+    def health(self) -> str | None:
+        """Why this runner cannot run tasks now (its cluster unreachable, no usable worker); None when it can."""
 
     def command(self, task_id: str, command: dict[str, Any]) -> bool:
         """Deliver a command to a running task wherever it runs; False if it is not running here."""

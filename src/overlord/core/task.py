@@ -145,8 +145,6 @@ KNOWN_UNSUPPORTED = (
     "index_realtime_appenderator",
     "index_kafka",
     "index_kinesis",
-    "query_controller",
-    "query_worker",
     "archive",
     "move",
     "restore",

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from overlord.errors import ForbiddenPath, InvalidSpec
+from overlord.errors import ForbiddenPath, InvalidSpec, TaskFailure
 from overlord.ingest.spec import IndexSpec, InlineInputSource, LocalInputSource
 
 CHUNK_BYTES = 8 << 20
@@ -134,7 +134,9 @@ def list_input_splits(spec: IndexSpec) -> list[InputSplit]:
 
     ``filter`` matches file names anywhere below ``baseDir`` (Druid's wildcard filter); a pattern
     with a ``/`` matches the path relative to ``baseDir``. Symlinks pointing outside are refused;
-    the walk never descends into a data directory (``DATA_DIR_MARKER``) below ``baseDir``.
+    the walk never descends into a data directory (``DATA_DIR_MARKER``) below ``baseDir``. A
+    ``baseDir`` that does not exist, a ``filter`` that matches nothing or a missing entry of ``files``
+    fails the task (``TaskFailure`` naming the resolved path) rather than ingesting 0 rows.
     """
     src = spec.io_config.input_source
     if isinstance(src, InlineInputSource):
@@ -143,10 +145,18 @@ def list_input_splits(spec: IndexSpec) -> list[InputSplit]:
     roots = spec.allowed_dirs
     found: dict[Path, None] = {}
     for i, f in enumerate(src.files):
-        found[check_readable(f, roots, f"spec.ioConfig.inputSource.files[{i}]")] = None
+        real = check_readable(f, roots, f"spec.ioConfig.inputSource.files[{i}]")
+        if not real.exists() or real.is_dir():  # a pipe is fine: it is read as a stream
+            what = "is a directory, not a file" if real.is_dir() else "no such file"
+            raise TaskFailure(f"spec.ioConfig.inputSource.files[{i}]: {what} '{real}'{_RELATIVE_NOTE}")
+        found[real] = None
     if src.base_dir is not None:
         base = check_readable(src.base_dir, roots, "spec.ioConfig.inputSource.baseDir")
         pattern = src.filter or "*"
+        if not base.is_dir():
+            what = "is not a directory" if base.exists() else "does not exist"
+            raise TaskFailure(f"spec.ioConfig.inputSource.baseDir: directory '{base}' {what}{_RELATIVE_NOTE}")
+        before = len(found)
         matched: list[Path] = []
         for dirpath, dirs, names in os.walk(base, followlinks=False):
             if DATA_DIR_MARKER in names:
@@ -168,7 +178,14 @@ def list_input_splits(spec: IndexSpec) -> list[InputSplit]:
             _check(real, roots, "spec.ioConfig.inputSource.baseDir")
             if real.is_file():
                 found[real] = None
+        if len(found) == before:
+            raise TaskFailure(
+                f"spec.ioConfig.inputSource.filter: '{pattern}' matches no file under '{base}'{_RELATIVE_NOTE}"
+            )
     return [InputSplit(path=p) for p in found]
+
+
+_RELATIVE_NOTE = " (a relative path is resolved against the directory the Overlord service was started in)"
 
 
 def split_evenly(splits: list[InputSplit], parts: int) -> list[list[InputSplit]]:

@@ -47,6 +47,7 @@ from overlord.runner.toolbox import (
     read_json,
     write_json_atomic,
 )
+from overlord.storage.uris import preload_modules
 
 log = logging.getLogger(__name__)
 
@@ -178,7 +179,7 @@ class LocalTaskRunner:
         self._loop = asyncio.get_running_loop()
         for slot in self.slots:
             slot.base_dir.mkdir(parents=True, exist_ok=True)
-        self._ctx.set_forkserver_preload(PRELOAD)
+        self._ctx.set_forkserver_preload(PRELOAD + preload_modules(self.runtime.deep_storage, self.runtime.task_logs))
         await self._loop.run_in_executor(None, multiprocessing.forkserver.ensure_running)
         self._monitor = asyncio.create_task(self._monitor_loop(), name="runner-monitor")
 
@@ -219,6 +220,9 @@ class LocalTaskRunner:
     def _free_slot(self) -> Slot | None:
         used = {p.slot.index for p in self.running.values()}
         return next((s for s in self.slots if s.index not in used), None)
+
+    def health(self) -> str | None:
+        return None  # the slots are this machine's own
 
     def workers(self) -> list[WorkerInfo]:
         return [

@@ -42,8 +42,7 @@ from overlord.runner.toolbox import (
     read_json,
     write_json_atomic,
 )
-from overlord.storage.deep_storage import FsDeepStorage
-from overlord.storage.task_logs import FsTaskLogs
+from overlord.storage.uris import open_deep_storage, open_task_logs
 from overlord.tasks.action_client import ActionClient
 
 PEON_API = "/druid/indexer/v1/peon"  # peon-only endpoints (token required); see api/peon_reports.py
@@ -171,7 +170,7 @@ def _push_own_log(task_id: str, task_dir: Path, runtime: PeonRuntime) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     try:
-        logs = FsTaskLogs.from_uri(runtime.task_logs)
+        logs = open_task_logs(runtime.task_logs)
         with capped_log(task_dir / LOG_FILE, runtime.log_max_bytes) as source:
             logs.push_log(task_id, source)
         (task_dir / LOG_PUSHED_FILE).touch()
@@ -213,7 +212,7 @@ def run_peon(task_dir_str: str, gate: Connection | None = None) -> None:
             payload=spec["payload"],
             task_dir=task_dir,
             runtime=runtime,
-            deep_storage=FsDeepStorage.from_uri(runtime.deep_storage),
+            deep_storage=open_deep_storage(runtime.deep_storage),
             reports=HttpReportSink(client, task_dir),
             commands=commands,
             log=logging.getLogger(f"overlord.task.{spec['payload'].get('type', 'unknown')}"),

@@ -1,3 +1,3 @@
 """Task types. Importing this package registers every built-in type with the registry."""
 
-from overlord.tasks import compact, index, kill, legacy, noop, parallel  # noqa: F401
+from overlord.tasks import compact, index, kill, legacy, noop, parallel, query_controller, query_worker  # noqa: F401

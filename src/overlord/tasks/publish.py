@@ -94,7 +94,8 @@ class FinalSegment:
 def granularity_json(g: Granularity) -> Any:
     """Granularity as the Overlord's ``segmentAllocate`` reads it (Druid's simple names or a period)."""
     if g.name.startswith("duration:"):
-        return {"type": "duration", "duration": g.fixed_ms}
+        out: dict[str, Any] = {"type": "duration", "duration": g.fixed_ms}
+        return {**out, "origin": format_ms(g.origin_ms)} if g.origin_ms else out
     if g.name.upper().startswith("P"):
         return {"type": "period", "period": g.name, "origin": format_ms(g.origin_ms) if g.origin_ms else None}
     return g.name.upper()
@@ -102,7 +103,8 @@ def granularity_json(g: Granularity) -> Any:
 
 def descriptor_from_json(d: dict[str, Any]) -> SegmentDescriptor:
     """Rebuild a descriptor from segment JSON (a sub-task's pushed-segments report); ``path`` is informational."""
-    rel = str((d.get("loadSpec") or {}).get("path") or "")
+    spec = d.get("loadSpec") or {}
+    rel = str(spec.get("path") or spec.get("key") or "")
     text = d["interval"]
     iv = ETERNITY if text == interval_text(ETERNITY) else Interval.parse(text)
 
@@ -218,8 +220,10 @@ def publish(
     *,
     log: logging.Logger,
     extra_json: Callable[[FinalSegment], dict[str, Any]] | None = None,
+    segments_to_be_dropped: list[dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
-    """Write the files to deep storage and record all segments in one transaction (all or nothing)."""
+    """Write the files to deep storage and record all segments in one transaction (all or nothing);
+    ``segments_to_be_dropped`` (a REPLACE's old segments) are marked unused in the same transaction."""
     written: list[LoadSpec] = []
     try:
         for f in finals:
@@ -232,8 +236,8 @@ def publish(
         segments = [
             f.to_json(spec, extra_json(f) if extra_json else None) for f, spec in zip(finals, written, strict=True)
         ]
-        if segments:
-            client.segment_transactional_insert(segments)
+        if segments or segments_to_be_dropped:
+            client.segment_transactional_insert(segments, segments_to_be_dropped)
     except BaseException:
         for spec in written:
             with contextlib.suppress(Exception):

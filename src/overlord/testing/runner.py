@@ -33,6 +33,7 @@ class InMemoryTaskRunner:
         self.shutdowns: dict[str, str] = {}
         self.survivors: set[str] = set()  # ids ``adopt`` finds alive (set by a test before a "restart")
         self._launches = 0
+        self.unhealthy: str | None = None  # a test sets a reason to act as a cluster runner that lost its cluster
 
     def resize(self, capacity: int) -> None:
         self._capacity = capacity
@@ -55,6 +56,9 @@ class InMemoryTaskRunner:
 
     def running_ids(self) -> set[str]:
         return set(self.running)
+
+    def health(self) -> str | None:
+        return self.unhealthy
 
     def workers(self) -> list[WorkerInfo]:
         return [WorkerInfo("memory", self._capacity, sorted(self.running))]

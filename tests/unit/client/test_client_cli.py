@@ -58,7 +58,7 @@ def test_submit_prints_the_id(spec_file: Path, fake: FakeOverlord) -> None:
     (tid,) = fake.tasks
     assert result.stdout.strip() == tid
     again = task("submit", str(spec_file), "--json")
-    assert json.loads(again.stdout) == {"task": tid} and len(fake.tasks) == 1
+    assert json.loads(again.stdout) == {"task": tid, "attached": True} and len(fake.tasks) == 1
 
 
 def test_submit_wait_shows_progress_and_summary(spec_file: Path, fake: FakeOverlord) -> None:
@@ -201,3 +201,27 @@ def test_datasource_ls_and_segments(fake: FakeOverlord) -> None:
 def test_no_args_shows_help() -> None:
     result = task()
     assert "submit" in result.output and "kill-all" in result.output
+
+
+def test_resubmit_says_it_attached_and_how_to_rerun(spec_file: Path, fake: FakeOverlord) -> None:
+    first = task("submit", str(spec_file), "--wait")
+    assert first.exit_code == 0, first.output
+    (tid,) = fake.tasks
+    again = task("submit", str(spec_file))
+    assert again.exit_code == 0
+    assert again.stdout.strip() == tid  # stdout stays the id, for scripts
+    note = again.stderr.replace("\n", " ")
+    assert f"attached to existing task {tid} (SUCCESS, created " in note
+    assert "use --attempt 1 to run it again" in note
+    rerun = task("submit", str(spec_file), "--attempt", "1")
+    assert rerun.exit_code == 0 and rerun.stderr == "" and len(fake.tasks) == 2
+    # both ids taken: the next free attempt is suggested
+    third = task("submit", str(spec_file))
+    assert "use --attempt 2 to run it again" in third.stderr.replace("\n", " ")
+
+
+def test_resubmit_with_wait_flags_the_old_result(spec_file: Path, fake: FakeOverlord) -> None:
+    task("submit", str(spec_file), "--wait")
+    again = task("submit", str(spec_file), "--wait")
+    assert again.exit_code == 0
+    assert "attached to existing task" in again.stderr and "SUCCESS" in again.stdout

@@ -75,11 +75,11 @@ def test_index_parallel_serialises_to_druid_camel_case_without_nulls() -> None:
     assert parse_spec(out).to_druid() == out  # round trip
 
 
-def test_hashed_partitions_need_guaranteed_rollup() -> None:
+def test_hashed_partitions_as_the_server_takes_them() -> None:
     ok = _task(partitions_spec=HashedPartitionsSpec(num_shards=2), force_guaranteed_rollup=True).to_druid()
     assert ok["spec"]["tuningConfig"]["partitionsSpec"] == {"type": "hashed", "numShards": 2}
-    with pytest.raises(ValidationError, match="forceGuaranteedRollup"):
-        _task(partitions_spec=HashedPartitionsSpec(num_shards=2))
+    # the server does not require forceGuaranteedRollup with hashed partitions, so neither does the client
+    parse_spec(_task(partitions_spec=HashedPartitionsSpec(num_shards=2)).to_druid())
     with pytest.raises(ValidationError, match="not both"):
         HashedPartitionsSpec(num_shards=2, target_rows_per_segment=10)
 
@@ -97,7 +97,7 @@ def test_hashed_partitions_need_guaranteed_rollup() -> None:
             lambda s: s["spec"]["dataSchema"]["granularitySpec"].update(segmentGranularity="fortnight"),
             "spec.dataSchema.granularitySpec.segmentGranularity",
         ),
-        (lambda s: s["spec"]["ioConfig"]["inputFormat"].update(type="parquet"), "spec.ioConfig.inputFormat"),
+        (lambda s: s["spec"]["ioConfig"]["inputFormat"].update(type="parquet"), "spec.ioConfig.inputFormat.type"),
         (lambda s: s["spec"]["ioConfig"]["inputSource"].pop("data"), "spec.ioConfig.inputSource.data"),
         (
             lambda s: s["spec"]["tuningConfig"].update(maxNumConcurrentSubTasks=0),
@@ -116,8 +116,9 @@ def test_invalid_spec_error_names_the_field(mutate, field) -> None:  # type: ign
 
 
 def test_input_sources_and_formats_check_themselves() -> None:
-    with pytest.raises(ValidationError, match="baseDir and filter"):
-        LocalInputSource(base_dir="/x")
+    with pytest.raises(ValidationError, match="baseDir"):
+        LocalInputSource()
+    assert LocalInputSource(base_dir="/x").to_druid() == {"type": "local", "baseDir": "/x"}  # filter defaults to *
     assert LocalInputSource(files=["/a.json"]).to_druid() == {"type": "local", "files": ["/a.json"]}
     assert InlineInputSource(data="a,b").to_druid() == {"type": "inline", "data": "a,b"}
     with pytest.raises(ValidationError, match="columns"):
@@ -144,17 +145,8 @@ def test_compact_needs_exactly_one_interval_form() -> None:
         }
     )
     assert isinstance(by_io, CompactTask) and by_io.io_config is not None
-    with pytest.raises(SpecValidationError, match="exactly one"):
+    with pytest.raises(SpecValidationError, match=r"either interval or ioConfig\.inputSpec"):
         parse_spec({"type": "compact", "dataSource": "wiki"})
-    with pytest.raises(SpecValidationError, match="exactly one"):
-        parse_spec(
-            {
-                "type": "compact",
-                "dataSource": "wiki",
-                "interval": "2015/2016",
-                "ioConfig": {"type": "compact", "inputSpec": {"type": "interval", "interval": "2015/2016"}},
-            }
-        )
 
 
 def test_kill_spec() -> None:
@@ -170,8 +162,8 @@ def test_kill_spec() -> None:
 
 
 def test_to_druid_leaves_unknown_types_and_sends_dicts_as_written() -> None:
-    noop = {"type": "noop", "anything": 1}
-    assert to_druid(noop) == noop
+    custom = {"type": "my_extension_type", "anything": 1}  # a type the service may know; it judges
+    assert to_druid(custom) == custom
     spec = index_spec()
     assert to_druid(spec) == spec
 

@@ -231,8 +231,12 @@ class OverlordHarness:
         return httpx.Response(404, json={"error": f"no route {path}"})
 
     def submit(self, payload: dict[str, Any]) -> httpx.Response:
-        from overlord.tasks.index import run_sub_task
+        import importlib
 
+        from overlord.core.task import task_type_for
+
+        module, name = task_type_for(payload["type"]).run.split(":")
+        run_sub_task = getattr(importlib.import_module(module), name)
         task_id = payload["id"]
         self.payloads[task_id] = payload
         if self.fail_sub_task == task_id:

@@ -1,7 +1,9 @@
 """A pure ASGI middleware for what Elasticsearch clients check on every response.
 
-Every response gets ``X-Elastic-Product: Elasticsearch`` (the official client refuses a server
-without it) and the caller's ``X-Opaque-Id`` echoed, errors included. Requests using the clients'
+Every response of an Elasticsearch route (``/_...`` and the banner at ``/``; not the HTML home
+page a browser gets there, not Druid's routes) gets ``X-Elastic-Product: Elasticsearch`` (the
+official client refuses a server without it); every response echoes the caller's ``X-Opaque-Id``,
+errors included. Requests using the clients'
 ``application/vnd.elasticsearch+json; compatible-with=N`` media types are accepted for N in 7..9,
 and JSON answers on ES routes carry that media type back. Pure ASGI, not BaseHTTPMiddleware: it
 sits in front of the hot Druid status route, so it only scans headers and wraps ``send``.
@@ -35,7 +37,8 @@ class EsCompatMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        extra = [PRODUCT]
+        es_route = is_es_path(scope["path"])
+        extra = [PRODUCT] if es_route else []
         compat: bytes | None = None
         for name, value in scope["headers"]:
             if name == b"x-opaque-id":
@@ -55,15 +58,13 @@ class EsCompatMiddleware:
                         },
                     )
                     response = es_error_response(err)
-                    response.raw_headers.extend(extra)
+                    response.raw_headers.extend([PRODUCT, *(h for h in extra if h != PRODUCT)])
                     await response(scope, receive, send)
                     return
                 if name == b"accept":
                     compat = versions[0]
         es_json = (
-            b"application/vnd.elasticsearch+json;compatible-with=" + compat
-            if compat is not None and is_es_path(scope["path"])
-            else None
+            b"application/vnd.elasticsearch+json;compatible-with=" + compat if compat is not None and es_route else None
         )
         started = False
 
@@ -77,7 +78,8 @@ class EsCompatMiddleware:
                         (k, es_json) if k == b"content-type" and v.startswith(b"application/json") else (k, v)
                         for k, v in headers
                     ]
-                headers.extend(extra)
+                html = any(k == b"content-type" and v.startswith(b"text/html") for k, v in headers)
+                headers.extend(h for h in extra if not (html and h == PRODUCT))
                 message = {**message, "headers": headers}
             await send(message)
 

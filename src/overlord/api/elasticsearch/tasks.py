@@ -47,6 +47,7 @@ from overlord.api.elasticsearch.render import (
     list_body,
 )
 from overlord.api.elasticsearch.state import EsState, WaitOutcome, es_state, es_version_info
+from overlord.api.home import home_page, wants_home_page
 from overlord.core.task import RunnerState, StatusCode, TaskRecord
 from overlord.errors import TaskNotFound
 
@@ -420,10 +421,12 @@ async def cat_tasks(request: Request) -> Response:
 
 
 async def root(request: Request) -> Response:
-    """The cluster-info document Elasticsearch clients read when they connect."""
+    """The cluster-info document Elasticsearch clients read when they connect; a browser gets the home page."""
+    state = es_state(request.app)
+    if wants_home_page(request):
+        return home_page(request, node_name=state.node.name)
     params = _params(request)
     check_params(request.url.path, params, ())
-    state = es_state(request.app)
     body = {
         "name": state.node.name,
         "cluster_name": "overlord",
