@@ -210,10 +210,13 @@ def test_live_report_then_shutdown_stops_the_workers(svc: ServiceProcess, inputs
     release = threading.Event()
 
     def writer(path: Path) -> None:
-        with path.open("wb") as out:
-            out.write(day_rows("04", 5, 1).encode())
-            out.flush()
-            release.wait(30)
+        try:
+            with path.open("wb") as out:
+                out.write(day_rows("04", 5, 1).encode())
+                out.flush()
+                release.wait(30)
+        except BrokenPipeError:  # on a loaded machine the shutdown may kill the reading worker first
+            pass
 
     for f in fifos:
         os.mkfifo(f)
