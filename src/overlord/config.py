@@ -270,14 +270,17 @@ def _apply(values: dict[str, object], name: str, raw: object, source: str) -> No
 # Druid values this service cannot honour: the property is ignored with a warning saying what is
 # used instead, so a runtime.properties written for a Druid Overlord starts the service as is.
 _DRUID_ONLY_VALUES: dict[str, tuple[frozenset[str], str]] = {
-    "druid.indexer.runner.type": (frozenset({"remote", "httpremote"}), "peons run on this machine (local)"),
+    "druid.indexer.runner.type": (
+        frozenset({"remote", "httpremote"}),
+        "peons run on this machine (local); a cluster's workers need druid.indexer.runner.type=dask",
+    ),
     "druid.storage.type": (
-        frozenset({"s3", "hdfs", "google", "azure", "cassandra", "c*", "cloudfiles", "noop"}),
-        "segments go to a local folder (local)",
+        frozenset({"hdfs", "google", "azure", "cassandra", "c*", "cloudfiles", "noop"}),
+        "segments go to a local folder (local); s3 is supported too",
     ),
     "druid.indexer.logs.type": (
-        frozenset({"s3", "hdfs", "google", "azure", "noop", "switching"}),
-        "task logs go to a local folder (file)",
+        frozenset({"hdfs", "google", "azure", "noop", "switching"}),
+        "task logs go to a local folder (file); s3 is supported too",
     ),
 }
 _ALIASES = {"druid.port": "druid.plaintextPort"}  # Druid's name before plaintextPort

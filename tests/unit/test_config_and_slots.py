@@ -96,17 +96,20 @@ def test_druid_property_forms(tmp_path: Path) -> None:
         "druid.metadata.storage.connector.connectURI=jdbc:postgresql://db.example.com:5432/druid\n"
         "druid.metadata.storage.connector.user=druid\n"
         "druid.metadata.storage.connector.password=p@ss\n"
-        "druid.storage.type=s3\n"
-        "druid.storage.bucket=b\n"
+        "druid.storage.type=hdfs\n"
+        "druid.storage.storageDirectory=/druid/segments\n"
+        "druid.indexer.runner.type=httpRemote\n"
     )
     warnings: list[str] = []
     s = load_settings(config_file=props, environ={}, warnings=warnings)
     assert s.port == 8095
     assert s.metadata_url == "postgresql://druid:p%40ss@db.example.com:5432/druid"
     assert s.storage_type == "local"
+    assert s.runner_type == "local"
     assert warnings == [
-        "druid.storage.type=s3 ignored: segments go to a local folder (local)",
-        "druid.storage.bucket ignored: it does not apply to this service",
+        "druid.storage.type=hdfs ignored: segments go to a local folder (local); s3 is supported too",
+        "druid.indexer.runner.type=httpRemote ignored: peons run on this machine (local); "
+        "a cluster's workers need druid.indexer.runner.type=dask",
     ]
 
 
