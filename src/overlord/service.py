@@ -403,9 +403,10 @@ class Service:
 
     def _refresh_peon_runtime(self) -> None:
         """Peons launched from now on know the Overlords alive now: where to go if this one goes away."""
-        runner = self.runner
-        if isinstance(runner, LocalTaskRunner) and runner.runtime.overlord_urls != tuple(self.leadership.peer_urls):
-            runner.runtime = self.peon_runtime()
+        runner = self.runner  # the local and the Dask runner both hand peons a runtime
+        runtime = getattr(runner, "runtime", None)
+        if isinstance(runtime, PeonRuntime) and runtime.overlord_urls != tuple(self.leadership.peer_urls):
+            runner.runtime = self.peon_runtime()  # type: ignore[attr-defined]
 
     async def _compaction_tick(self) -> DutyResult:
         return self.run_compaction_duty()

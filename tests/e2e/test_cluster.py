@@ -71,6 +71,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, s3_server: MotoServer) -> 
         for o in overlords:
             o.start()
         assert is_leader(overlords[0]) and not is_leader(overlords[1])
+        time.sleep(2.5)  # one lease renewal: the leader knows its follower, so its peons can fall back to it
         wait_until(lambda: len(overlords[0].http.get(f"{API}/workers").json()) == 2, timeout=30)
         yield Cluster(base, dask, s3_server, deep, overlords)
     finally:

@@ -52,6 +52,7 @@ RECONNECT_S = 2.0
 START_WAIT_S = 5.0
 CONNECT_TIMEOUT_S = 3.0
 PEONS_TIMEOUT_S = 5.0
+STATE_TIMEOUT_S = 2.0  # reading a launch's state variable: a loaded scheduler can take more than 0.2 s
 RPC_TIMEOUT_S = 10.0
 SLOTS = "slots"
 
@@ -519,7 +520,7 @@ class DaskTaskRunner:
             launch.unseen_ticks = 0  # still waiting for a slot
             return
         try:
-            state = await Variable(dask_worker.state_name(launch.launch_id), client=client).get(timeout=0.2)
+            state = await Variable(dask_worker.state_name(launch.launch_id), client=client).get(timeout=STATE_TIMEOUT_S)
         except TimeoutError:
             state = None
         if isinstance(state, dict) and state.get("phase") not in ("gate", "running"):

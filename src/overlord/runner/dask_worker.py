@@ -38,7 +38,7 @@ from overlord import __version__
 from overlord.runner import dask_peon
 from overlord.runner.peon import LOG_PUSHED_FILE, capped_log
 from overlord.runner.toolbox import LOG_FILE, REPORT_FILE, STATUS_FILE, TASK_FILE, read_json, write_json_atomic
-from overlord.storage.task_logs import FsTaskLogs
+from overlord.storage.uris import open_task_logs
 
 GATE_POLL_S = 1.0
 STOP_POLL_S = 5.0
@@ -202,7 +202,7 @@ def push_leftovers(task_id: str, task_dir: Path, task_logs_uri: str, max_bytes: 
     if not task_logs_uri:
         return None
     try:
-        logs = FsTaskLogs.from_uri(task_logs_uri)
+        logs = open_task_logs(task_logs_uri)
         if not (task_dir / LOG_PUSHED_FILE).exists() and (task_dir / LOG_FILE).exists():
             with capped_log(task_dir / LOG_FILE, max_bytes) as source:
                 logs.push_log(task_id, source)
