@@ -186,7 +186,11 @@ def test_2_worker_killed_mid_ingestion_fails_its_tasks_only(cluster: Cluster) ->
             assert status["status"] == "FAILED" and victim_host in status["errorMsg"], status
         for pid in pids:
             wait_exited(pid, 5)
-        writers = [feed(fifo, fifo_rows(day)) for day, (fifo, t) in enumerate(zip(fifos, ids), 1) if t not in victims]
+        writers = [
+            feed(fifo, fifo_rows(day))
+            for day, (fifo, t) in enumerate(zip(fifos, ids, strict=True), 1)
+            if t not in victims
+        ]
         for task_id in set(ids) - victims:
             assert leader.wait_for(task_id, timeout=60)["status"] == "SUCCESS"
         for writer in writers:
