@@ -18,7 +18,8 @@ import re
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from functools import cached_property
+from typing import Any, NoReturn, Self
 from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 
 from overlord.errors import ConfigError, InvalidInput, ObjectStoreError
@@ -227,3 +228,25 @@ def delete_keys(client: Any, loc: S3Location, keys: list[str]) -> int:
                 key=first.get("Key"),
             )
     return len(keys)
+
+
+class S3Objects:
+    """What S3 deep storage and S3 task logs share: a location, and a client made on first use (a peon
+    whose task never touches storage never pays for one)."""
+
+    def __init__(self, location: S3Location, client: Any = None) -> None:
+        self.location = location
+        if client is not None:
+            self.__dict__["_client"] = client
+
+    @cached_property
+    def _client(self) -> Any:
+        return self.location.lazy_client()
+
+    @classmethod
+    def from_uri(cls, uri: str) -> Self:
+        return cls(S3Location.from_uri(uri))
+
+    @property
+    def uri(self) -> str:
+        return self.location.uri

@@ -11,41 +11,25 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from functools import cached_property
 from typing import Any, BinaryIO, cast
 
 from overlord.core.protocols import LoadSpec
 from overlord.errors import InvalidInput
 from overlord.storage.deep_storage import COPY_CHUNK, clean_key
-from overlord.storage.s3 import S3Location, clean_object_key, delete_keys, list_keys, s3_errors
+from overlord.storage.s3 import S3Location, S3Objects, clean_object_key, delete_keys, list_keys, s3_errors
 
 LOAD_SPEC_TYPE = "s3_zip"
 SPOOL_BYTES = 32 << 20  # an opened segment stays in memory up to this size, then spills to a temp file
 
 
-class S3DeepStorage:
+class S3DeepStorage(S3Objects):
     """Segment files as objects below a base key in one bucket."""
 
     load_spec_type = LOAD_SPEC_TYPE
 
     def __init__(self, location: S3Location, client: Any = None) -> None:
-        self.location = location
+        super().__init__(location, client)
         self.bucket = location.bucket
-        if client is not None:
-            self.__dict__["_client"] = client
-
-    @cached_property
-    def _client(self) -> Any:
-        """Made on first use: a peon whose task never touches storage never pays for a client."""
-        return self.location.lazy_client()
-
-    @classmethod
-    def from_uri(cls, uri: str) -> S3DeepStorage:
-        return cls(S3Location.from_uri(uri))
-
-    @property
-    def uri(self) -> str:
-        return self.location.uri
 
     # -- keys and load specs -----------------------------------------------------------------------
 

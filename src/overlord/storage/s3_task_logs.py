@@ -9,36 +9,17 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterator
-from functools import cached_property
 from typing import Any, BinaryIO
 
-from overlord.storage.s3 import S3Location, delete_keys, error_code, list_keys, s3_errors
+from overlord.storage.s3 import S3Objects, delete_keys, error_code, list_keys, s3_errors
 from overlord.storage.task_logs import READ_CHUNK, check_task_id
 
 LOG_NAME = "log"
 REPORT_NAME = "report.json"
 
 
-class S3TaskLogs:
+class S3TaskLogs(S3Objects):
     """Pushed task logs and reports as objects below ``s3Prefix``."""
-
-    def __init__(self, location: S3Location, client: Any = None) -> None:
-        self.location = location
-        if client is not None:
-            self.__dict__["_client"] = client
-
-    @cached_property
-    def _client(self) -> Any:
-        """Made on first use: a peon whose task never touches storage never pays for a client."""
-        return self.location.lazy_client()
-
-    @classmethod
-    def from_uri(cls, uri: str) -> S3TaskLogs:
-        return cls(S3Location.from_uri(uri))
-
-    @property
-    def uri(self) -> str:
-        return self.location.uri
 
     def _key(self, task_id: str, name: str) -> str:
         check_task_id(task_id)
