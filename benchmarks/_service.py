@@ -95,5 +95,5 @@ def processed_rows(report: dict[str, Any]) -> int:
     """Rows processed, from an ingestion report of either shape: a single task's ``buildSegments`` or
     a parallel supervisor's ``totals`` (Druid's two shapes)."""
     stats = report["ingestionStatsAndErrors"]["payload"]["rowStats"]
-    phase = stats.get("totals") or stats.get("buildSegments") or {}
-    return int(phase.get("processed", 0))
+    phases = stats.get("totals", stats)  # the parallel shape nests the phases under "totals"
+    return int(phases.get("buildSegments", {}).get("processed", 0))

@@ -71,7 +71,8 @@ def main() -> None:
 
             def ours(q: str = query) -> object:
                 r = client.post("/druid/v2/sql", json={"query": q, "resultFormat": "array"})
-                r.raise_for_status()
+                if r.status_code != 200:
+                    raise SystemExit(f"/druid/v2/sql answered {r.status_code}: {r.text}")
                 return r.json()
 
             def reference(q: str = query) -> object:

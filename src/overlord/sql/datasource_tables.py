@@ -98,10 +98,10 @@ class DeepStorageFiles(AbstractFileSystem):  # type: ignore[misc]
             raise FileNotFoundError(path)
         return spec
 
-    def _open(self, path: str, mode: str = "rb", **kwargs: Any) -> BinaryIO:
+    def _open(self, path: str, mode: str = "rb", **kwargs: Any) -> SharedSegmentFile:
         if "r" not in mode:
             raise PermissionError(f"{path} is read-only")
-        return self.deep_storage.open(self._spec(path))
+        return SharedSegmentFile(self.deep_storage.open(self._spec(path)))
 
     def info(self, path: str, **kwargs: Any) -> dict[str, Any]:
         key = self._key(path)
@@ -119,6 +119,71 @@ class DeepStorageFiles(AbstractFileSystem):  # type: ignore[misc]
 
     def ls(self, path: str, detail: bool = True, **kwargs: Any) -> list[Any]:
         return [self.info(path)] if detail else [path]
+
+
+class SharedSegmentFile:
+    """One opened segment file that DuckDB's scan threads share: each thread keeps its own position.
+
+    DuckDB reads a file it scans in parallel through one handle, as ``seek`` then ``read`` from each
+    thread; with one shared position two threads interleaving those calls read each other's bytes
+    (a 1M-row scan failed on "invalid UTF8"). Positions are per thread, and reads are positional
+    (``read_at``) when the file offers them.
+    """
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self._raw = raw
+        self._lock = threading.Lock()
+        self._local = threading.local()
+        self._size = raw.seek(0, 2)
+        self._read_at = getattr(raw, "read_at", None)
+
+    def _pos(self) -> int:
+        return getattr(self._local, "pos", 0)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        base = {0: 0, 1: self._pos(), 2: self._size}[whence]
+        self._local.pos = max(0, base + offset)
+        return self._local.pos
+
+    def tell(self) -> int:
+        return self._pos()
+
+    def read(self, size: int = -1) -> bytes:
+        pos = self._pos()
+        if size is None or size < 0:
+            size = self._size - pos
+        size = max(0, min(size, self._size - pos))
+        if self._read_at is not None:
+            data = bytes(self._read_at(size, pos))
+        else:
+            with self._lock:
+                self._raw.seek(pos)
+                data = self._raw.read(size)
+        self._local.pos = pos + len(data)
+        return data
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    def close(self) -> None:
+        self._raw.close()
+
+    @property
+    def closed(self) -> bool:
+        return bool(getattr(self._raw, "closed", False))
+
+    def __enter__(self) -> SharedSegmentFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 @dataclass(frozen=True)
