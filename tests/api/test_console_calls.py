@@ -394,28 +394,29 @@ async def console_fixture(o: InProcess) -> Fixture:
     return Fixture(o, names)
 
 
+async def failed_calls(fx: Fixture, calls: list[Call]) -> str:
+    """Every call made, and what each failed on (one line each), so one run shows all the gaps."""
+    failures = []
+    for c in calls:
+        try:
+            await fx.call(c)
+        except AssertionError as e:
+            failures.append(str(e))
+    return "\n".join(failures)
+
+
 async def test_console_reads_answer_with_the_fields_the_console_reads(tmp_path: Path) -> None:
     async with inprocess_service(tmp_path, capacity=1) as o:
         fx = await console_fixture(o)
-        failures = []
-        for c in READS:
-            try:
-                await fx.call(c)
-            except AssertionError as e:
-                failures.append(str(e))
-        assert not failures, "\n".join(failures)
+        failures = await failed_calls(fx, READS)
+        assert not failures, failures
 
 
 async def test_console_writes_are_accepted_and_seen_by_the_reads(tmp_path: Path) -> None:
     async with inprocess_service(tmp_path, capacity=1) as o:
         fx = await console_fixture(o)
-        failures = []
-        for c in WRITES:
-            try:
-                await fx.call(c)
-            except AssertionError as e:
-                failures.append(str(e))
-        assert not failures, "\n".join(failures)
+        failures = await failed_calls(fx, WRITES)
+        assert not failures, failures
         rules = (await o.http.get(f"{C}/rules")).json()
         assert rules["wiki"] == [{"type": "loadForever", "tieredReplicants": {"_default_tier": 2}}]
         (record,) = (await o.http.get(f"{C}/rules/wiki/history?count=200")).json()
