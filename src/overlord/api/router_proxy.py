@@ -30,8 +30,8 @@ class RouterProxyMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            path: str = scope["path"]
+        path: str = scope.get("path", "")
+        if path.startswith("/proxy/") and scope["type"] == "http":
             for prefix in _PROXY_PREFIXES:
                 if path.startswith(prefix):
                     rest = path[len(prefix) - 1 :]

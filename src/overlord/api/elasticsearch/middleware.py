@@ -63,6 +63,9 @@ class EsCompatMiddleware:
                     return
                 if name == b"accept":
                     compat = versions[0]
+        if not extra:  # a Druid route without X-Opaque-Id: no header to add or rewrite
+            await self._plain(scope, receive, send)
+            return
         es_json = (
             b"application/vnd.elasticsearch+json;compatible-with=" + compat if compat is not None and es_route else None
         )
@@ -92,3 +95,21 @@ class EsCompatMiddleware:
                 raise
             response = await _unexpected(Request(scope), exc)
             await response(scope, receive, send_with_headers)
+
+    async def _plain(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The common case (every Druid poll): headers untouched, so ``send`` is only watched for the
+        start of the response; an unexpected error is still answered here, in the same shape."""
+        started = False
+
+        async def watched(message: Message) -> None:
+            nonlocal started
+            started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watched)
+        except Exception as exc:
+            if started:
+                raise
+            response = await _unexpected(Request(scope), exc)
+            await response(scope, receive, send)
