@@ -38,6 +38,15 @@ def wait_up(url: str, path: str = "/status/health", timeout: float = 60) -> None
     raise RuntimeError(f"{url} did not come up")
 
 
+SERVICE_PIDS: dict[str, int] = {}  # url -> pid of each service running_service started (CPU accounting)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process (all its threads) has used so far, from /proc (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @contextlib.contextmanager
 def running_service(
     data_dir: Path, *, capacity: int = 2, cwd: Path | None = None, env: dict[str, str] | None = None
@@ -53,6 +62,7 @@ def running_service(
             env={**os.environ, "PYTHONPATH": str(ROOT / "src"), **(env or {})},
         )  # fmt: skip
         url = f"http://127.0.0.1:{port}"
+        SERVICE_PIDS[url] = proc.pid
         try:
             wait_up(url)
             yield url
