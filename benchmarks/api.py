@@ -158,7 +158,8 @@ def main() -> None:
         ref = bare_reference(status_paths, args.connections, args.seconds, work)
         with running_service(data_dir) as url:
             pid = SERVICE_PIDS[url]
-            r1_cold = load(url, status_paths, args.connections, 0, work, pid)  # each task once: every read hits the store
+            # each task once: every read hits the store
+            r1_cold = load(url, status_paths, args.connections, 0, work, pid)
             r1 = load(url, status_paths, args.connections, args.seconds, work, pid)  # steady polling
         if args.status_only:
             print_status(r1, r1_cold, ref, args.connections)

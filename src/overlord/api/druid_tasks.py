@@ -414,7 +414,8 @@ async def is_leader(request: Request) -> Response:
 def routes() -> list[Route]:
     p = PREFIX
     return [
-        Route(f"{p}/task/{{task_id}}/status", TaskStatusEndpoint(), methods=["GET"]),  # hottest first: routes match in order
+        # hottest first: routes match in order
+        Route(f"{p}/task/{{task_id}}/status", TaskStatusEndpoint(), methods=["GET"]),
         Route(f"{p}/task", submit_task, methods=["POST"]),
         Route(f"{p}/tasks", get_tasks, methods=["GET"]),
         Route(f"{p}/waitingTasks", _state_listing("waiting"), methods=["GET"]),
