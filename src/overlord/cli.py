@@ -73,6 +73,7 @@ def start(
     from overlord.api.app import create_app
     from overlord.config import load_settings
     from overlord.errors import ConfigError
+    from overlord.http_protocol import CoalescingHttpToolsProtocol
     from overlord.listen import PortInUse, bind_listening_socket
     from overlord.log_format import configure_logging
     from overlord.service import Service
@@ -113,7 +114,8 @@ def start(
         host=settings.host,
         port=settings.port,
         loop="uvloop",
-        http="httptools",
+        http=CoalescingHttpToolsProtocol,  # httptools, one send() per small response
+        ws="none",
         log_level=log_level.lower(),
         log_config=None,  # uvicorn's records go through the handler above, in the same format
         access_log=False,

@@ -1,0 +1,119 @@
+"""``GET /task/{id}/status``, the hottest route, served by a plain ASGI endpoint: the same body, headers
+and errors as every other route (Druid's shape, X-Opaque-Id, the proxy prefix, a 500 in Druid's shape)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from overlord.core.task import RunnerState, StatusCode, TaskRecord
+from tests.api.inprocess import API, inprocess_service
+
+pytestmark = pytest.mark.anyio
+
+STATUS_KEYS = [
+    "id", "groupId", "type", "createdTime", "queueInsertionTime", "statusCode", "status",
+    "runnerStatusCode", "duration", "location", "dataSource", "errorMsg",
+]  # fmt: skip
+
+
+def _completed(task_id: str, **changes: Any) -> TaskRecord:
+    return TaskRecord(
+        id=task_id,
+        group_id=task_id,
+        type="noop",
+        datasource="wiki",
+        created_ms=1_687_554_448_226,
+        queue_insertion_ms=1_687_554_448_227,
+        status_code=StatusCode.FAILED,
+        runner_state=RunnerState.NONE,
+        duration=42,
+        error_msg="boom",
+        payload={"type": "noop", "id": task_id},
+    ).with_(**changes)
+
+
+async def test_a_stored_task_is_read_once_then_served_from_its_rendered_bytes(tmp_path: Path) -> None:
+    async with inprocess_service(tmp_path) as ov:
+        ov.service.store.bulk_insert_tasks([_completed("t_done")])
+        r = await ov.http.get(f"{API}/task/t_done/status")
+        assert r.status_code == 200
+        assert r.headers["content-type"] == "application/json"
+        assert int(r.headers["content-length"]) == len(r.content)
+        body = r.json()
+        assert body["task"] == "t_done" and list(body["status"]) == STATUS_KEYS
+        assert body["status"] | {"location": None} == {
+            "id": "t_done", "groupId": "t_done", "type": "noop", "createdTime": "2023-06-23T21:07:28.226Z",
+            "queueInsertionTime": "2023-06-23T21:07:28.227Z", "statusCode": "FAILED", "status": "FAILED",
+            "runnerStatusCode": "NONE", "duration": 42, "location": None, "dataSource": "wiki", "errorMsg": "boom",
+        }  # fmt: skip
+        assert body["status"]["location"] == {"host": None, "port": -1, "tlsPort": -1}
+        assert ov.service.status_cache.get("t_done") == r.content
+        again = await ov.http.get(f"{API}/task/t_done/status")
+        assert again.content == r.content
+
+
+async def test_a_task_with_a_location_keeps_it(tmp_path: Path) -> None:
+    from overlord.core.task import Location
+
+    async with inprocess_service(tmp_path) as ov:
+        rec = _completed("t_loc", location=Location("peon.test", 8100, -1), headers={"X-Opaque-Id": "o"})
+        ov.service.store.bulk_insert_tasks([rec])
+        assert ov.service.store.get_task("t_loc") == rec.with_(payload=None)
+        r = await ov.http.get(f"{API}/task/t_loc/status")
+        assert r.json()["status"]["location"] == {"host": "peon.test", "port": 8100, "tlsPort": -1}
+
+
+async def test_an_active_task_is_answered_from_the_queue_and_not_kept(tmp_path: Path) -> None:
+    async with inprocess_service(tmp_path) as ov:
+        task_id = await ov.holder()
+        r = await ov.http.get(f"{API}/task/{task_id}/status")
+        assert r.status_code == 200 and r.json()["status"]["statusCode"] == "RUNNING"
+        assert r.headers["content-type"] == "application/json"
+        assert ov.service.status_cache.get(task_id) is None
+
+
+async def test_an_unknown_task_is_a_404_in_druids_shape_with_the_id(tmp_path: Path) -> None:
+    async with inprocess_service(tmp_path) as ov:
+        r = await ov.http.get(f"{API}/task/nope/status", headers={"X-Opaque-Id": "op-1"})
+        assert r.status_code == 404
+        assert r.headers["x-opaque-id"] == "op-1"
+        assert r.json() == {
+            "task": "nope", "status": None, "error": "druidException", "errorCode": "notFound", "persona": "USER",
+            "category": "NOT_FOUND", "errorMessage": "Cannot find any task with id: [nope]",
+            "message": "Cannot find any task with id: [nope]", "context": {"taskId": "nope"},
+        }  # fmt: skip
+
+
+async def test_opaque_id_and_the_routers_proxy_prefix_reach_the_status_route(tmp_path: Path) -> None:
+    async with inprocess_service(tmp_path) as ov:
+        ov.service.store.bulk_insert_tasks([_completed("t_p")])
+        r = await ov.http.get(f"/proxy/overlord{API}/task/t_p/status", headers={"X-Opaque-Id": "abc"})
+        assert r.status_code == 200 and r.json()["task"] == "t_p"
+        assert r.headers["x-opaque-id"] == "abc"
+        assert "x-elastic-product" not in r.headers
+
+
+async def test_a_control_character_in_the_id_is_refused_before_the_store(tmp_path: Path) -> None:
+    async with inprocess_service(tmp_path) as ov:
+        r = await ov.http.get(f"{API}/task/a%00b/status")
+        assert r.status_code == 400 and r.json()["error"] == "druidException"
+
+
+@pytest.mark.parametrize("opaque", [None, "op-9"])
+async def test_a_store_failure_is_a_500_in_druids_shape(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, opaque: str | None
+) -> None:
+    async with inprocess_service(tmp_path) as ov:
+
+        def broken(task_id: str, *, with_payload: bool = False) -> TaskRecord | None:
+            raise RuntimeError("disk on fire")
+
+        monkeypatch.setattr(ov.service.store, "get_task", broken)
+        headers = {"X-Opaque-Id": opaque} if opaque else {}
+        r = await ov.http.get(f"{API}/task/t_x/status", headers=headers)
+        assert r.status_code == 500
+        assert r.json()["errorMessage"] == "Internal error: RuntimeError: disk on fire"
+        assert r.headers.get("x-opaque-id") == opaque
