@@ -207,7 +207,8 @@ class MetadataStore:
     def __init__(self, engine: Engine, read_engine: Engine | None = None) -> None:
         self.engine = engine
         self.read_engine = read_engine or engine  # listings: any thread, never the writer's connection
-        self._reader: Any = None
+        self._reader: Any = None  # the pool's connection, returned on close
+        self._reader_driver: Any = None  # its sqlite3 / psycopg connection, whose execute() skips the pool's wrapper
         self._reader_lock = threading.Lock()
         by_id = tasks.c.id == sa.bindparam("id")
         self._get_sql_status = self._positional_sql(sa.select(*_STATUS_COLUMNS).where(by_id))
@@ -291,10 +292,10 @@ class MetadataStore:
     def _read_one(self, sql: str, param: object) -> Sequence[Any] | None:
         if self._reader is None:
             self._reader = self.read_engine.raw_connection()
+            self._reader_driver = self._reader.driver_connection
             if self.engine.dialect.name == "postgresql":
-                self._reader.driver_connection.autocommit = True  # type: ignore[union-attr]
-        # The driver's own connection (sqlite3, psycopg): its execute() skips the pool wrapper's cursor.
-        cur = self._reader.driver_connection.execute(sql, (param,))  # type: ignore[union-attr]
+                self._reader_driver.autocommit = True
+        cur = self._reader_driver.execute(sql, (param,))
         try:
             return cur.fetchone()  # type: ignore[no-any-return]
         finally:
@@ -305,6 +306,7 @@ class MetadataStore:
             with contextlib.suppress(Exception):
                 self._reader.invalidate() if self.engine.dialect.name == "postgresql" else self._reader.close()
             self._reader = None
+            self._reader_driver = None
 
     def get_task_by_number(self, number: int, *, with_payload: bool = False) -> TaskRecord | None:
         cols = _ALL_COLUMNS if with_payload else _STATUS_COLUMNS
