@@ -10,8 +10,10 @@ Two cases, each against its own DuckDB anchor on the same files:
 The service runs in a subprocess with capacity 3. The machine is shared, so every round runs each
 anchor right before the tasks it is compared with, and a ratio is our time over the anchor's time
 of the same round; ``--repeat`` rounds (default 2) are run and each ratio's median is printed with
-the rounds' values. Also printed: rows/s and the tasks' peak memory (the peons log their own
-ru_maxrss as ``peak RSS bytes[...]``; target < 1 GiB). Goal: every ratio <= 1.0.
+the rounds' values. The CPU ratio (CPU seconds the peons logged as ``CPU seconds[...]``, summed over
+a task and its sub-tasks, over DuckDB's CPU seconds for its query) is printed too: on a loaded machine
+it moves far less than wall time. Also printed: rows/s and the tasks' peak memory (the peons log their
+own ru_maxrss as ``peak RSS bytes[...]``; target < 1 GiB). Goal: every ratio <= 1.0.
 
 The rows are written as two files of 500,000 rows (so two sub-tasks have a split each) under
 benchmarks/data/ (git-ignored), once; later runs reuse them.
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import resource
 import shutil
 import statistics
 import sys
@@ -88,17 +91,20 @@ def spec(ds: str, files: list[Path], workers: int, rollup: bool = False) -> dict
     }
 
 
-def peak_rss(client: httpx.Client, task_ids: list[str]) -> int:
-    peak = 0
+def resources(client: httpx.Client, task_ids: list[str]) -> tuple[int, float]:
+    """(peak RSS over the peons, CPU seconds they used together), from what they logged."""
+    peak, cpu = 0, 0.0
     for tid in task_ids:
         log = client.get(f"{API}/task/{tid}/log").text
         for m in re.finditer(r"peak RSS bytes\[(\d+)\]", log):
             peak = max(peak, int(m.group(1)))
-    return peak
+        for m in re.finditer(r"CPU seconds\[([\d.]+)\]", log):
+            cpu += float(m.group(1))
+    return peak, cpu
 
 
-def run_task(client: httpx.Client, body: dict, report: bool = True) -> tuple[float, int, int]:
-    """(seconds from submit to SUCCESS, processed rows, peak RSS over the task and its sub-tasks)."""
+def run_task(client: httpx.Client, body: dict, report: bool = True) -> tuple[float, int, int, float]:
+    """(seconds from submit to SUCCESS, processed rows, peak RSS and CPU seconds of the task and its sub-tasks)."""
     t0 = time.perf_counter()
     r = client.post(f"{API}/task", json=body)
     r.raise_for_status()
@@ -112,18 +118,23 @@ def run_task(client: httpx.Client, body: dict, report: bool = True) -> tuple[flo
     if st["statusCode"] != "SUCCESS":
         raise SystemExit(f"task {tid} failed: {st.get('errorMsg')}")
     if not report:
-        return elapsed, 0, 0
+        return elapsed, 0, 0, 0.0
     report = client.get(f"{API}/task/{tid}/reports").json()
     processed = processed_rows(report)
     subs = [t["id"] for t in client.get(f"{API}/tasks").json() if t.get("groupId") == tid and t["id"] != tid]
-    return elapsed, processed, peak_rss(client, [tid, *subs])
+    return elapsed, processed, *resources(client, [tid, *subs])
 
 
 def _ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def duckdb_time(files: list[Path], out: Path, rollup: bool = False) -> float:
+def _cpu() -> float:
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
+
+
+def duckdb_time(files: list[Path], out: Path, rollup: bool = False) -> tuple[float, float]:
     """DuckDB's own JSON -> Parquet (partitioned by day), or the same rows rolled up by hour."""
     import duckdb
 
@@ -142,11 +153,11 @@ def duckdb_time(files: list[Path], out: Path, rollup: bool = False) -> float:
         )
     else:
         query = f"SELECT *, {day} FROM {source}"
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), _cpu()
     con.execute(f"COPY ({query}) TO '{out}' (FORMAT PARQUET, PARTITION_BY (day))")
-    elapsed = time.perf_counter() - t0
+    elapsed, cpu = time.perf_counter() - t0, _cpu() - c0
     con.close()
-    return elapsed
+    return elapsed, cpu
 
 
 CASES = [  # (label, rollup, maxNumConcurrentSubTasks)
@@ -166,6 +177,7 @@ def main() -> None:
     files = make_files(args.rows)
     rows = args.rows
     ratios: dict[str, list[float]] = {label: [] for label, _, _ in CASES}
+    cpu_ratios: dict[str, list[float]] = {label: [] for label, _, _ in CASES}
     anchors: dict[bool, list[float]] = {False: [], True: []}
     seen: dict[str, tuple[float, int]] = {}
     with (
@@ -178,20 +190,22 @@ def main() -> None:
         n = 0
         for rnd in range(args.repeat):
             for rollup in (False, True):
-                duck = duckdb_time(files, Path(tmp) / "duck", rollup)
+                duck, duck_cpu = duckdb_time(files, Path(tmp) / "duck", rollup)
                 anchors[rollup].append(duck)
                 for label, r, workers in CASES:
                     if r != rollup:
                         continue
                     n += 1
-                    elapsed, processed, rss = run_task(client, spec(f"bench_{n}", files, workers, rollup))
+                    elapsed, processed, rss, cpu = run_task(client, spec(f"bench_{n}", files, workers, rollup))
                     assert processed == rows, f"processed {processed} != {rows}"
                     ratios[label].append(elapsed / duck)
+                    cpu_ratios[label].append(cpu / duck_cpu)
                     best = seen.get(label)
                     seen[label] = (min(elapsed, best[0]) if best else elapsed, max(rss, best[1]) if best else rss)
                     print(
                         f"round {rnd + 1} {label}: {elapsed:6.2f} s, DuckDB {duck:6.2f} s, "
-                        f"ratio {elapsed / duck:5.2f}x, peak RSS {rss / 2**20:,.0f} MiB",
+                        f"ratio {elapsed / duck:5.2f}x; CPU {cpu:6.2f} s, DuckDB {duck_cpu:6.2f} s, "
+                        f"ratio {cpu / duck_cpu:5.2f}x; peak RSS {rss / 2**20:,.0f} MiB",
                         flush=True,
                     )
     print(f"rows: {rows:,} in {len(files)} files ({sum(f.stat().st_size for f in files) / 1e6:.0f} MB)")
@@ -201,6 +215,7 @@ def main() -> None:
         print(
             f"index_parallel, {label}: best {best:6.2f} s {rows / best:10,.0f} rows/s  "
             f"ratio to DuckDB median {statistics.median(ratios[label]):5.2f}x (rounds: {values})  "
+            f"CPU ratio median {statistics.median(cpu_ratios[label]):5.2f}x  "
             f"peak RSS {rss / 2**20:,.0f} MiB"
         )
     for rollup, label in ((False, "COPY ... PARTITION_BY day"), (True, "GROUP BY hour ... PARTITION_BY day")):
