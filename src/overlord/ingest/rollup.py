@@ -54,11 +54,6 @@ def _rank(key: np.ndarray, bound: int) -> tuple[np.ndarray, int]:
 
 def dense_codes(col: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, int]:
     """Codes 0..k-1 such that equal values (nulls included) get equal codes."""
-    t = col.type
-    if isinstance(col, pa.ChunkedArray) and col.num_chunks > 1 and (pa.types.is_string(t) or pa.types.is_binary(t)):
-        shared = _shared_dictionary_codes(col)
-        if shared is not None:
-            return shared
     arr = _plain(col)
     if (pa.types.is_integer(arr.type) or pa.types.is_floating(arr.type)) and arr.null_count == 0:
         vals = arr.to_numpy(zero_copy_only=False)
@@ -73,21 +68,6 @@ def dense_codes(col: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, int]:
     enc = arr.dictionary_encode(null_encoding="encode")
     idx = enc.indices.to_numpy(zero_copy_only=False).astype(np.int64)
     return idx, max(len(enc.dictionary), 1)
-
-
-def _shared_dictionary_codes(col: pa.ChunkedArray) -> tuple[np.ndarray, int] | None:
-    """Encode chunk by chunk without first copying the values together; the hash kernel shares one
-    dictionary across the chunks (checked: None when it did not), so codes equal the combined ones."""
-    enc = col.dictionary_encode(null_encoding="encode")
-    last = enc.chunk(enc.num_chunks - 1).dictionary
-
-    def where(d: pa.Array) -> list[tuple[int, int] | None]:
-        return [None if b is None else (b.address, b.size) for b in d.buffers()]
-
-    if any(len(ch.dictionary) != len(last) or where(ch.dictionary) != where(last) for ch in enc.chunks):
-        return None
-    idx = np.concatenate([ch.indices.to_numpy(zero_copy_only=False) for ch in enc.chunks]).astype(np.int64)
-    return idx, max(len(last), 1)
 
 
 def group_ids(table: pa.Table, keys: list[str]) -> tuple[np.ndarray, int]:

@@ -51,14 +51,3 @@ def test_group_ids_stop_early_when_every_row_is_distinct() -> None:
     gid, g = rollup.group_ids(table, ["__time", "d"])
     assert g == 3
     assert gid.tolist() == [2, 0, 1]
-
-
-def test_chunked_string_columns_get_the_codes_of_the_combined_column() -> None:
-    chunks = [["b", "a", None], ["c", "a", "b"], [None, "d"]]
-    col = pa.chunked_array([pa.array(c, pa.string()) for c in chunks])
-    codes, k = rollup.dense_codes(col)
-    want, want_k = rollup.dense_codes(col.combine_chunks())
-    assert (codes.tolist(), k) == (want.tolist(), want_k) == ([0, 1, 2, 3, 1, 0, 2, 4], 5)
-    table = pa.table({"__time": pa.chunked_array([[1, 1, 1], [1, 1, 1], [1, 1]]), "d": col})
-    gid, g = rollup.group_ids(table, ["__time", "d"])
-    assert (gid.tolist(), g) == ([0, 1, 2, 3, 1, 0, 2, 4], 5)
