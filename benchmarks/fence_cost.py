@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 import os
 import statistics
 import sys
@@ -65,8 +66,9 @@ async def in_process(url: str, tmp: Path, *, fenced: bool) -> AsyncIterator[http
     """The app and service on ``url`` in this process, leading; the fence replaced by a no-op when not ``fenced``."""
     settings = load_settings(
         environ={},
-        overrides={"data_dir": tmp / "var", "worker_capacity": 1, "start_dir": tmp, "metadata_url": url},
-    )
+        overrides={"data_dir": tmp / "var", "worker_capacity": 1, "start_dir": tmp, "metadata_url": url,
+                   "leader_lease_ms": 60_000},  # a renewal held up by the load on a shared machine must not depose it
+    )  # fmt: skip
     original = service_module.install_fence
     if not fenced:
         service_module.install_fence = lambda *args, **kwargs: None  # type: ignore[assignment]
@@ -157,6 +159,7 @@ def main() -> None:
         "--pg", default=os.environ.get("OVERLORD_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
     )
     args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     admin = sa.create_engine(
         sa.make_url(args.pg.replace("postgresql://", "postgresql+psycopg://", 1)), isolation_level="AUTOCOMMIT"
     )
