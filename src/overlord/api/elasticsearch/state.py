@@ -190,15 +190,13 @@ class EsState:
         self._worker_ids.update(n.id for n in workers)
         return Cluster(self.node, tuple(workers), placement)
 
-    def knows_node(self, node_id: str) -> bool:
-        """Whether a task id's node part names this Overlord or a worker it has listed. Task ids are always
-        handed out with this Overlord's node id; a worker's id, put together from a listing grouped by node,
-        names the same task (the number alone identifies it)."""
-        return (
-            node_id == self.node.id
-            or node_id in self._worker_ids
-            or any(n.id == node_id for n in self.cluster().workers)
-        )
+    def knows_node(self, node_id: str, *, refresh: bool = True) -> bool:
+        """Whether a task id's node part names this Overlord or a worker it has listed (``refresh``: or lists
+        now). Task ids are always handed out with this Overlord's node id; a worker's id, put together from a
+        listing grouped by node, names the same task (the number alone identifies it)."""
+        if node_id == self.node.id or node_id in self._worker_ids:
+            return True
+        return refresh and any(n.id == node_id for n in self.cluster().workers)
 
     def number_of(self, task_id: str) -> int:
         """The task's stable ES number (a hash), memoised because listings ask for it on every request."""

@@ -132,7 +132,7 @@ class Selection:
         if self.actions and not simple_match(self.actions, action_for(rec.type)):
             return False
         if self.parent is not None:
-            if rec.group_id == rec.id or not state.knows_node(self.parent.node):
+            if rec.group_id == rec.id or not state.knows_node(self.parent.node, refresh=False):
                 return False
             if state.number_of(rec.group_id) != self.parent.number:
                 return False
