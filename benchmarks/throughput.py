@@ -32,7 +32,7 @@ from typing import Any
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _service import running_service  # noqa: E402
+from _service import running_service
 
 API = "/druid/indexer/v1"
 NOOP = {"type": "noop", "runTime": 0}

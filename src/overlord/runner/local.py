@@ -36,7 +36,7 @@ from overlord import failpoints
 from overlord.clock import Clock
 from overlord.core.protocols import ExitListener, LaunchSpec, RunnerExit, TaskLogs, WorkerInfo
 from overlord.core.task import Location
-from overlord.runner.peon import LOG_PUSHED_FILE, PID_FILE, STARTED_FILE, capped_log, run_peon
+from overlord.runner.peon import LOG_PUSHED_FILE, PID_FILE, STARTED_FILE, STATUS_BY_FILE, capped_log, run_peon
 from overlord.runner.slots import Slot, allocate_slots, directory_size
 from overlord.runner.toolbox import (
     LOG_FILE,
@@ -179,7 +179,8 @@ class LocalTaskRunner:
         self._loop = asyncio.get_running_loop()
         for slot in self.slots:
             slot.base_dir.mkdir(parents=True, exist_ok=True)
-        self._ctx.set_forkserver_preload(PRELOAD + preload_modules(self.runtime.deep_storage, self.runtime.task_logs))
+        preload = PRELOAD + preload_modules(self.runtime.deep_storage, self.runtime.task_logs)
+        self._ctx.set_forkserver_preload([*preload, "overlord.runner.gc_freeze"])
         await self._loop.run_in_executor(None, multiprocessing.forkserver.ensure_running)
         self._monitor = asyncio.create_task(self._monitor_loop(), name="runner-monitor")
 
@@ -249,7 +250,13 @@ class LocalTaskRunner:
         (task_dir / LOG_FILE).touch()  # GET /log answers from the moment the task is RUNNING
         write_json_atomic(
             task_dir / TASK_FILE,
-            {"id": spec.task_id, "payload": spec.payload, "run": spec.run, "runtime": self.runtime.to_json()},
+            {
+                "id": spec.task_id,
+                "payload": spec.payload,
+                "run": spec.run,
+                "runtime": self.runtime.to_json(),
+                STATUS_BY_FILE: True,
+            },
         )
         gate, peon_end = self._ctx.Pipe(duplex=True)
         process = self._ctx.Process(target=run_peon, args=(str(task_dir), peon_end), name=f"peon-{spec.task_id}")
