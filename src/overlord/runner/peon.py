@@ -191,13 +191,27 @@ def _push_own_log(task_id: str, task_dir: Path, runtime: PeonRuntime) -> None:
         logging.getLogger("overlord.peon").warning("Could not push the task log: %s", exc)
 
 
-def run_peon(task_dir_str: str, gate: Connection | None = None) -> None:
-    """Entry point of the peon process (a multiprocessing target)."""
-    task_dir = Path(task_dir_str)
+def _wait_for_task(gate: Connection) -> str | None:
+    """A spare peon's task directory, once the runner gives it one; None if the runner let it go."""
+    try:
+        message = gate.recv()
+    except (EOFError, OSError, ShutdownRequested):
+        return None
+    return str(message["taskDir"]) if isinstance(message, dict) and message.get("taskDir") else None
+
+
+def run_peon(task_dir_str: str | None, gate: Connection | None = None) -> None:
+    """Entry point of the peon process (a multiprocessing target). Without a task directory it is a
+    spare (see runner/spares.py): it waits on its gate for one, and exits if the gate closes first."""
     with contextlib.suppress(OSError):  # already a group leader
         os.setsid()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C on the service must not kill tasks
     signal.signal(signal.SIGTERM, _on_sigterm)
+    if task_dir_str is None:
+        task_dir_str = _wait_for_task(gate) if gate is not None else None
+        if task_dir_str is None:
+            return
+    task_dir = Path(task_dir_str)
     _redirect_output(task_dir / LOG_FILE)
     _configure_logging()
     log = logging.getLogger("overlord.peon")
