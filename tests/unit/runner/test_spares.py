@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from tests.conftest import wait_exited
 
 from overlord.clock import SYSTEM_CLOCK
 from overlord.core.protocols import LaunchSpec, RunnerExit
@@ -18,7 +19,6 @@ from overlord.runner.local import LocalTaskRunner
 from overlord.runner.spares import pool_size
 from overlord.runner.toolbox import PeonRuntime
 from overlord.storage.task_logs import FsTaskLogs
-from tests.conftest import wait_exited
 
 pytestmark = pytest.mark.anyio
 
