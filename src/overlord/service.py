@@ -296,6 +296,7 @@ class Service:
             on_exit=lambda exit_: self.queue.on_runner_exit(exit_),
             base_task_dir=s.dask_base_task_dir,
             gate_timeout_ms=s.dask_gate_timeout_ms,
+            on_placed=lambda task_id, location: self.queue.on_runner_placed(task_id, location),
         )
 
     def runner_health(self) -> str | None:

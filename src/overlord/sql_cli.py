@@ -18,7 +18,6 @@ from rich.table import Table
 
 from overlord import client_cli
 from overlord.client.client import DEFAULT_URL
-from overlord.sql.dialect import is_ingestion
 
 FORMATS = ("table", "csv", "json")
 
@@ -75,6 +74,8 @@ def sql(
     ctx = _context(context or [])
     out = client_cli._out()
     with client_cli._session(url) as client:
+        from overlord.sql.dialect import is_ingestion  # sqlglot loads only when a query is sent
+
         if is_ingestion(text):
             task_id = client.sql_task(text, context=ctx)
             as_json = fmt == "json"

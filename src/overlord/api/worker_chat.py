@@ -1,7 +1,8 @@
 """The peon's chat endpoints (``/druid/worker/v1/chat/{taskId}/...``), served by the Overlord.
 
-Tasks' ``location`` points at this service, so these answer for every running task from the live
-report its peon keeps in its task directory.
+Local tasks' ``location`` points at this service (a Dask task's names its worker with port -1,
+Druid's "nothing serves here"), so these answer for every running task from the live report its
+peon keeps in its task directory or posts to the Overlord.
 """
 
 from __future__ import annotations

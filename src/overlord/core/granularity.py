@@ -14,12 +14,13 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from overlord.errors import InvalidGranularity
 from overlord.isotime import Interval, format_ms, parse_instant_ms
+
+if TYPE_CHECKING:  # numpy loads only where month buckets are computed: the CLI never pays for it
+    import numpy as np
 
 _SECOND = 1000
 _MINUTE = 60 * _SECOND
@@ -92,6 +93,8 @@ class Granularity:
             return MIN_MS
         if self.fixed_ms:
             return (ms - self.origin_ms) // self.fixed_ms * self.fixed_ms + self.origin_ms
+        import numpy as np
+
         month = int(np.array(ms, dtype="datetime64[ms]").astype("datetime64[M]").astype(np.int64))
         month = month // self.months * self.months
         return int(np.array(month, dtype="datetime64[M]").astype("datetime64[ms]").astype(np.int64))
@@ -104,6 +107,8 @@ class Granularity:
             return MAX_MS
         if self.fixed_ms:
             return start_ms + self.fixed_ms
+        import numpy as np
+
         month = int(np.array(start_ms, dtype="datetime64[ms]").astype("datetime64[M]").astype(np.int64))
         return int(np.array(month + self.months, dtype="datetime64[M]").astype("datetime64[ms]").astype(np.int64))
 
@@ -122,6 +127,8 @@ class Granularity:
 
     def truncate_array(self, ms: np.ndarray) -> np.ndarray:
         """Vectorised ``truncate`` over an int64 array."""
+        import numpy as np
+
         if self.is_none:
             return ms
         if self.is_all:

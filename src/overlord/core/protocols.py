@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Protocol, runtime_checkable
 
 from overlord.core.data_segment import DataSegment, PendingSegment
-from overlord.core.task import TaskRecord
+from overlord.core.task import Location, TaskRecord
 from overlord.isotime import Interval
 
 LoadSpec = dict[str, Any]
@@ -167,6 +167,8 @@ class WorkerInfo:
     running: list[str] = field(default_factory=list)
     last_completed_ms: int | None = None
     problem: str | None = None  # why a cluster worker takes no tasks (no slots resource, package missing)
+    address: str | None = None  # a cluster worker's own address (``tcp://ip:port``); None: this service's slots
+    name: str | None = None  # a cluster worker's name, as its cluster calls it
 
 
 @runtime_checkable
@@ -221,6 +223,8 @@ class TaskRunner(Protocol):
 
 
 ExitListener = Callable[[RunnerExit], None]
+PlacementListener = Callable[[str, Location], None]
+"""Told by a cluster runner where a running task's peon landed (a worker the scheduler chose after the launch)."""
 
 
 # -- deep storage and task logs ------------------------------------------------------------------

@@ -328,6 +328,19 @@ class TaskQueue:
         """A peon's final status; the task completes with it when its process ends."""
         self._reported[task_id] = (success, error_msg)
 
+    def on_runner_placed(self, task_id: str, location: Location) -> None:
+        """A cluster runner learned which worker runs the task's peon: the running task's location says so."""
+        rec = self.active.get(task_id)
+        if rec is None or rec.runner_state is not RunnerState.RUNNING or rec.location == location:
+            return
+        placed = rec.with_(location=location)
+        try:
+            self._save(placed, "location")
+        except Exception as exc:
+            log.warning("Could not record where task[%s] runs (%s)", task_id, exc, extra={"task_id": task_id})
+            return
+        self.active[task_id] = placed
+
     def _requeue(self, rec: TaskRecord, why: str | None) -> None:
         """A launch that was recorded but never released did no work: it goes back to WAITING (to take its
         locks again: the restart released them) and is launched again, instead of failing a task that

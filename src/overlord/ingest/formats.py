@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 from dataclasses import dataclass, field
+from typing import TypeAlias
 
 import numpy as np
 import orjson
@@ -45,11 +46,21 @@ class RawBatch:
         return self.lines[self.position(i)].decode("utf-8", "replace").rstrip("\r")
 
 
-def _data_lines(chunk: bytes) -> list[bytes]:
-    return [ln for ln in chunk.split(b"\n") if ln.strip()]
+Chunk: TypeAlias = bytes | pa.Buffer  # a line-aligned piece of input (``sources.iter_buffers`` reads buffers)
 
 
-def _newline_rows(chunk: bytes) -> int:
+def _as_bytes(chunk: Chunk) -> bytes:
+    return chunk.to_pybytes() if isinstance(chunk, pa.Buffer) else chunk
+
+
+def _data_lines(chunk: Chunk) -> list[bytes]:
+    return [ln for ln in _as_bytes(chunk).split(b"\n") if ln.strip()]
+
+
+def _newline_rows(chunk: Chunk) -> int:
+    if isinstance(chunk, pa.Buffer):
+        data = np.frombuffer(chunk, dtype=np.uint8)
+        return int(np.count_nonzero(data == 0x0A)) + (0 if not len(data) or data[-1] == 0x0A else 1)
     return chunk.count(b"\n") + (0 if chunk.endswith(b"\n") or not chunk else 1)
 
 
@@ -92,17 +103,18 @@ class JsonParser:
     def __init__(self, fmt: InputFormat) -> None:
         self.fmt = fmt
 
-    def parse(self, chunk: bytes, first: bool) -> RawBatch:
+    def parse(self, chunk: Chunk, first: bool) -> RawBatch:
         table = None
+        buf = chunk if isinstance(chunk, pa.Buffer) else pa.py_buffer(chunk)
         try:
-            table = pajson.read_json(pa.py_buffer(chunk), read_options=pajson.ReadOptions(block_size=_BLOCK))
+            table = pajson.read_json(buf, read_options=pajson.ReadOptions(block_size=_BLOCK))
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
             table = None
         if table is not None and table.num_rows == _newline_rows(chunk):
             return RawBatch(table, len(chunk), lines=_LazyLines(chunk))  # type: ignore[arg-type]
         return self._exact(chunk)
 
-    def _exact(self, chunk: bytes) -> RawBatch:
+    def _exact(self, chunk: Chunk) -> RawBatch:
         lines = _data_lines(chunk)
         rows: list[dict[str, object]] = []
         keep: list[int] = []
@@ -124,7 +136,7 @@ class JsonParser:
 class _LazyLines:
     """Splits the chunk into data lines only if some row's raw text is actually needed."""
 
-    def __init__(self, chunk: bytes) -> None:
+    def __init__(self, chunk: Chunk) -> None:
         self._chunk = chunk
         self._lines: list[bytes] | None = None
 
@@ -163,7 +175,8 @@ class DelimitedParser:
                 self.columns = [n.strip() for n in names]
         return chunk[pos:], pos
 
-    def parse(self, chunk: bytes, first: bool) -> RawBatch:
+    def parse(self, chunk: Chunk, first: bool) -> RawBatch:
+        chunk = _as_bytes(chunk)
         if first:
             chunk, _dropped = self._strip_header(chunk)
         if not self.columns:

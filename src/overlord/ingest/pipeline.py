@@ -41,7 +41,7 @@ from overlord.ingest.rowstats import (
     RowStats,
 )
 from overlord.ingest.segment_files import ETERNITY, SegmentDescriptor
-from overlord.ingest.sources import CHUNK_BYTES, InputSplit, checked_splits, iter_chunks, list_input_splits, open_split
+from overlord.ingest.sources import CHUNK_BYTES, InputSplit, checked_splits, iter_buffers, list_input_splits, open_split
 from overlord.ingest.spec import DynamicPartitions, HashedPartitions, IndexSpec
 from overlord.isotime import Interval
 
@@ -135,13 +135,13 @@ def _prefetch(it: Iterator[Any], depth: int) -> Iterator[Any]:
 
 def _chunks(
     spec: IndexSpec, splits: list[InputSplit], chunk_bytes: int, log: logging.Logger
-) -> Iterator[tuple[Any, bytes, bool]]:
+) -> Iterator[tuple[Any, pa.Buffer, bool]]:
     for split in splits:
         log.info("Reading input %s", split.name)
         parser = make_parser(spec.io_config.input_format)
         with open_split(split) as stream:
             first = True
-            for chunk in iter_chunks(stream, chunk_bytes):
+            for chunk in iter_buffers(stream, chunk_bytes):
                 yield parser, chunk, first
                 first = False
 

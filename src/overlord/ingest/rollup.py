@@ -35,13 +35,34 @@ def _plain(col: pa.ChunkedArray | pa.Array) -> pa.Array:
     return col
 
 
+def _rank(key: np.ndarray, bound: int) -> tuple[np.ndarray, int]:
+    """``np.unique(key, return_inverse=True)`` for ``0 <= key < bound``: (rank of each value, distinct count).
+
+    When ``bound`` is not much larger than the array a presence table and its running sum rank in
+    linear time; otherwise it sorts. Both give the same ranks (ascending order of the values).
+    """
+    if len(key) == 0:
+        return key.astype(np.int64), 0
+    if bound <= max(4 * len(key), 1 << 16):
+        present = np.zeros(bound, dtype=bool)
+        present[key] = True
+        rank = np.cumsum(present, dtype=np.int64)
+        return rank[key] - 1, int(rank[-1])
+    uniq, inv = np.unique(key, return_inverse=True)
+    return inv.reshape(-1).astype(np.int64), len(uniq)
+
+
 def dense_codes(col: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, int]:
     """Codes 0..k-1 such that equal values (nulls included) get equal codes."""
     arr = _plain(col)
     if (pa.types.is_integer(arr.type) or pa.types.is_floating(arr.type)) and arr.null_count == 0:
         vals = arr.to_numpy(zero_copy_only=False)
+        if pa.types.is_integer(arr.type) and len(vals):
+            lo, hi = int(vals.min()), int(vals.max())
+            if hi - lo < 4 * len(vals):
+                return _rank(vals.astype(np.int64) - lo, hi - lo + 1)
         uniq, inv = np.unique(vals, return_inverse=True)
-        return inv.astype(np.int64), len(uniq)
+        return inv.reshape(-1).astype(np.int64), len(uniq)
     if pa.types.is_null(arr.type):
         return np.zeros(len(arr), dtype=np.int64), 1
     enc = arr.dictionary_encode(null_encoding="encode")
@@ -50,24 +71,25 @@ def dense_codes(col: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, int]:
 
 
 def group_ids(table: pa.Table, keys: list[str]) -> tuple[np.ndarray, int]:
-    """(group id per row in 0..g-1, g). Stops early once every row is its own group."""
+    """(group id per row in 0..g-1, g). Stops early once every row is its own group.
+
+    Group ids follow the ascending order of the combined key (time first), so the rolled-up rows
+    come out in that order.
+    """
     n = table.num_rows
     key = np.zeros(n, dtype=np.int64)
     card = 1
     for name in keys:
         codes, k = dense_codes(table.column(name))
         if card * k >= 2**62:
-            uniq, key = np.unique(key, return_inverse=True)
-            card = len(uniq)
+            key, card = _rank(key, card)
         key = key * k + codes
         card *= k
         if card >= n or name == keys[0]:
-            uniq, key = np.unique(key, return_inverse=True)
-            card = len(uniq)
+            key, card = _rank(key, card)
             if card == n:
-                return key.astype(np.int64), n
-    uniq, key = np.unique(key, return_inverse=True)
-    return key.astype(np.int64), len(uniq)
+                return key, n
+    return _rank(key, card)
 
 
 def rollup(table: pa.Table, dims: list[str], metrics: tuple[MetricSpec, ...]) -> pa.Table:

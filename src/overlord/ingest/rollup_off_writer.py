@@ -123,7 +123,7 @@ class ChunkStreams:
                 j += 1
             group = pending[i:j]
             i = j
-            table = (group[0] if len(group) == 1 else pa.concat_tables(group)).combine_chunks()
+            table = group[0] if len(group) == 1 else pa.concat_tables(group)  # chunked: no copy
             table = _sorted_by_time(table)
             table = table.set_column(0, TIME, table.column(TIME).cast(TIME_TYPE))
             piece = bk.parts[-1].pieces[-1] if bk.writer is not None else None

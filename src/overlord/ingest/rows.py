@@ -187,11 +187,12 @@ class RowProcessor:
         out: dict[str, pa.Array] = {}
         errors: np.ndarray | None = None
         err_cols: list[tuple[str, str, np.ndarray]] = []
+        present = set(table.column_names)
 
         def source(name: str) -> pa.Array:
             if name in extra:
                 return extra[name]
-            if name in table.column_names:
+            if name in present:
                 return table.column(name)
             return pa.nulls(n, pa.string())
 
@@ -201,7 +202,7 @@ class RowProcessor:
             out[name] = arr
             if err.any():
                 errors = err if errors is None else (errors | err)
-                if src_name in table.column_names:
+                if src_name in present:
                     err_cols.append((name, src_name, err))
 
         if self.explicit:

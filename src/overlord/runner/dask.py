@@ -20,6 +20,9 @@ outlives this Overlord's client. The peon itself is a real process on the worker
 - The scheduler unreachable (at start or later): the API keeps serving, capacity is 0, tasks stay
   PENDING, ``health()`` says why, and the runner reconnects every few seconds.
 - ``read_log`` reads a running peon's log from its worker in chunks through ``Client.run``.
+- Placement: the scheduler picks the worker after the launch; once a peon is seen on a worker,
+  ``on_placed`` gets the task's location there (the worker's host; port -1, Druid's "not served", since a
+  peon serves no HTTP: the Overlord answers its chat endpoints).
 """
 
 from __future__ import annotations
@@ -38,9 +41,11 @@ from typing import Any
 import orjson
 from distributed import Client, Event, Future, Variable, fire_and_forget
 from distributed.client import FutureCancelledError
+from distributed.comm.addressing import get_address_host
 
 from overlord.clock import Clock
-from overlord.core.protocols import ExitListener, LaunchSpec, RunnerExit, WorkerInfo
+from overlord.core.protocols import ExitListener, LaunchSpec, PlacementListener, RunnerExit, WorkerInfo
+from overlord.core.task import Location
 from overlord.runner import dask_worker
 from overlord.runner.local import describe_exit
 from overlord.runner.toolbox import PeonRuntime
@@ -58,6 +63,12 @@ SLOTS = "slots"
 
 
 RESUBMIT = re.compile(r"-r\d+$")
+
+
+def worker_location(address: str) -> Location:
+    """A task's Druid location on the worker at ``address`` (``tcp://host:port``): the worker's host, and no
+    port (-1, as Druid writes a port nothing listens on) because the peon serves nothing there."""
+    return Location(get_address_host(address), -1, -1)
 
 
 def launch_part(key: Any) -> str:
@@ -92,6 +103,7 @@ class ClusterWorker:
     address: str
     host: str
     slots: int
+    name: str = ""
     problem: str | None = None  # why it takes no tasks
     last_completed_ms: int | None = None
 
@@ -109,12 +121,14 @@ class DaskTaskRunner:
         on_exit: ExitListener,
         base_task_dir: str = "",
         gate_timeout_ms: int = 600_000,
+        on_placed: PlacementListener | None = None,
     ) -> None:
         self.scheduler = scheduler
         self.runtime = runtime
         self.clock = clock
         self.grace_s = shutdown_grace_ms / 1000
         self.on_exit = on_exit
+        self.on_placed = on_placed
         self.base_task_dir = base_task_dir
         self.gate_timeout_s = gate_timeout_ms / 1000
         self.running: dict[str, DaskLaunch] = {}
@@ -183,6 +197,8 @@ class DaskTaskRunner:
                 running=sorted(on.get(address, [])),
                 last_completed_ms=w.last_completed_ms,
                 problem=w.problem,
+                address=address,
+                name=w.name or address,
             )
             for address, w in sorted(self.cluster.items())
         ]
@@ -323,7 +339,7 @@ class DaskTaskRunner:
                                 address)  # fmt: skip
                     await client.run(dask_worker.kill_launch, launch_id, workers=[address], on_error="return")
                     continue
-                launch.worker = address
+                self._placed(launch, address)
                 if launch.adopted and info.get("phase") == "gate":  # recorded, never released: did no work
                     self.running.pop(launch.task_id, None)
                     await Variable(dask_worker.gate_name(launch_id), client=client).set({"abort": True})
@@ -479,7 +495,8 @@ class DaskTaskRunner:
                 continue
             address = peons.get(launch.launch_id) if peons is not None else launch.worker
             if address is not None:
-                launch.worker, launch.unseen_ticks, launch.submit_args = address, 0, ()
+                launch.unseen_ticks, launch.submit_args = 0, ()
+                self._placed(launch, address)
                 if launch.pending_commands:
                     self._spawn(self._deliver_commands(launch))
             elif launch.adopted and peons is not None:
@@ -496,6 +513,13 @@ class DaskTaskRunner:
             else f"Dask scheduler {self.scheduler} has no usable workers"
             + ("" if not self.cluster else ": " + "; ".join(f"{w.address}: {w.problem}" for w in self.cluster.values()))
         )
+
+    def _placed(self, launch: DaskLaunch, address: str) -> None:
+        """The launch's peon runs on ``address``: the first time it is seen there (or after a restart), the
+        task's location moves to that worker."""
+        seen, launch.worker = launch.worker, address
+        if self.on_placed is not None and seen != address and self.running.get(launch.task_id) is launch:
+            self.on_placed(launch.task_id, worker_location(address))
 
     async def _peons(self, client: Client) -> dict[str, str] | None:
         """Launch id -> address of every peon the usable workers run now (the scheduler's ``processing`` also
@@ -544,6 +568,7 @@ class DaskTaskRunner:
             slots = int((info.get("resources") or {}).get(SLOTS, 0))
             threads = int(info.get("nthreads") or 0)
             host = address.split("://", 1)[-1]
+            name = str(info.get("name") if info.get("name") is not None else address)
             answer = probes.get(address)
             problem: str | None = None
             if slots < 1:
@@ -554,7 +579,7 @@ class DaskTaskRunner:
                 log.warning("Dask worker %s has %d slots but %d threads: it runs %d tasks at once", address, slots,
                             threads, threads)  # fmt: skip
                 slots = threads
-            self.cluster[address] = ClusterWorker(address, host, slots, problem)
+            self.cluster[address] = ClusterWorker(address, host, slots, name, problem)
             if problem is None:
                 log.info("Dask worker %s joined with %d task slots", address, slots)
             else:

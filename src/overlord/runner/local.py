@@ -36,8 +36,9 @@ from overlord import failpoints
 from overlord.clock import Clock
 from overlord.core.protocols import ExitListener, LaunchSpec, RunnerExit, TaskLogs, WorkerInfo
 from overlord.core.task import Location
-from overlord.runner.peon import LOG_PUSHED_FILE, PID_FILE, STARTED_FILE, capped_log, run_peon
+from overlord.runner.peon import LOG_PUSHED_FILE, PID_FILE, STARTED_FILE, STATUS_BY_FILE, capped_log
 from overlord.runner.slots import Slot, allocate_slots, directory_size
+from overlord.runner.spares import PeonProcess, SparePool, fork_peon, pool_size, process_start_marker
 from overlord.runner.toolbox import (
     LOG_FILE,
     REPORT_FILE,
@@ -55,18 +56,6 @@ POLL_INTERVAL_S = 0.5
 DONE_PREFIX = ".done-"  # a finished task's directory, renamed while its log is pushed and it is removed
 # "__main__" first: otherwise every forked peon re-imports the main module (the CLI, ~0.4 s of imports).
 PRELOAD = ["__main__", "overlord.cli", "overlord.runner.peon", "overlord.tasks"]
-
-
-def process_start_marker(pid: int) -> str | None:
-    """The kernel's start time of ``pid`` (field 22 of /proc/pid/stat), to tell a reused pid apart."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat[stat.rindex(")") + 2 :].split()
-    if fields[0] == "Z":  # a zombie has finished its work
-        return None
-    return fields[19]
 
 
 def is_same_process_alive(pid: int, marker: str | None) -> bool:
@@ -170,6 +159,7 @@ class LocalTaskRunner:
         self.last_completed_ms: int | None = None
         self._pending_pushes: dict[str, _PendingPush] = {}
         self._ctx = multiprocessing.get_context("forkserver")
+        self._spares = SparePool(self._ctx, pool_size(capacity))
         self._loop: asyncio.AbstractEventLoop | None = None
         self._monitor: asyncio.Task[None] | None = None
 
@@ -179,12 +169,15 @@ class LocalTaskRunner:
         self._loop = asyncio.get_running_loop()
         for slot in self.slots:
             slot.base_dir.mkdir(parents=True, exist_ok=True)
-        self._ctx.set_forkserver_preload(PRELOAD + preload_modules(self.runtime.deep_storage, self.runtime.task_logs))
+        preload = PRELOAD + preload_modules(self.runtime.deep_storage, self.runtime.task_logs)
+        self._ctx.set_forkserver_preload([*preload, "overlord.runner.gc_freeze"])
         await self._loop.run_in_executor(None, multiprocessing.forkserver.ensure_running)
+        self._spares.start(self._loop)
         self._monitor = asyncio.create_task(self._monitor_loop(), name="runner-monitor")
 
     async def stop(self, *, kill_running: bool) -> None:
         """Stop monitoring; optionally end the running peons (else they keep running, detached)."""
+        self._spares.close()
         if self._monitor is not None:
             self._monitor.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -249,29 +242,29 @@ class LocalTaskRunner:
         (task_dir / LOG_FILE).touch()  # GET /log answers from the moment the task is RUNNING
         write_json_atomic(
             task_dir / TASK_FILE,
-            {"id": spec.task_id, "payload": spec.payload, "run": spec.run, "runtime": self.runtime.to_json()},
+            {
+                "id": spec.task_id,
+                "payload": spec.payload,
+                "run": spec.run,
+                "runtime": self.runtime.to_json(),
+                STATUS_BY_FILE: True,
+            },
         )
-        gate, peon_end = self._ctx.Pipe(duplex=True)
-        process = self._ctx.Process(target=run_peon, args=(str(task_dir), peon_end), name=f"peon-{spec.task_id}")
-        try:
-            process.start()
-        finally:
-            peon_end.close()
-        assert process.pid is not None
+        started = self._start_peon(task_dir, spec.task_id)
         peon = RunningPeon(
             task_id=spec.task_id,
             slot=slot,
             task_dir=task_dir,
-            pid=process.pid,
-            pid_start=process_start_marker(process.pid),
+            pid=started.pid,
+            pid_start=started.pid_start,
             started_monotonic=self.clock.monotonic(),
-            process=process,
-            gate=gate,
+            process=started.process,
+            gate=started.gate,
             token=spec.token,
         )
         (task_dir / PID_FILE).write_text(f"{peon.pid} {peon.pid_start or ''}")
         self.running[spec.task_id] = peon
-        self._loop.add_reader(process.sentinel, self._on_sentinel, spec.task_id)
+        self._loop.add_reader(started.process.sentinel, self._on_sentinel, spec.task_id)
         log.info(
             "Started peon pid %d for task[%s] in slot %d",
             peon.pid,
@@ -280,6 +273,17 @@ class LocalTaskRunner:
             extra={"task_id": spec.task_id},
         )
         return peon.handle()
+
+    def _start_peon(self, task_dir: Path, task_id: str) -> PeonProcess:
+        """A spare given the task's directory, else a peon forked for it now."""
+        while (spare := self._spares.take()) is not None:
+            try:
+                spare.gate.send({"taskDir": str(task_dir)})
+            except OSError:  # it ended meanwhile
+                self._spares.discard(spare)
+                continue
+            return spare
+        return fork_peon(self._ctx, str(task_dir), f"peon-{task_id}")
 
     def release(self, task_id: str) -> None:
         peon = self.running.get(task_id)

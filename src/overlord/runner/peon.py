@@ -5,8 +5,9 @@ a peon is ready in milliseconds. It waits at its gate until the Overlord has rec
 (and hands it the task's token); it leads its own process group (a shutdown reaches anything it
 spawns) and writes everything it prints to its log file. It talks to the Overlord over HTTP only:
 task actions, live and completion reports, and its final status; when it ends it pushes its own
-log to task-log storage. ``status.json`` and ``report.json`` stay in the task directory as the
-local runner's fallback for a peon that could not reach the Overlord.
+log to task-log storage. ``status.json`` and ``report.json`` stay in the task directory: the local
+runner reads the status from there when the peon exits, so a peon it launched posts its status over
+HTTP only when that runner's Overlord has gone away meanwhile (its gate pipe closed).
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ PEON_API = "/druid/indexer/v1/peon"  # peon-only endpoints (token required); see
 PID_FILE = "peon.pid"  # "<pid> <start marker>": how the runner finds a peon that belongs to no task
 LOG_PUSHED_FILE = ".log-pushed"
 STARTED_FILE = ".started"  # the peon passed its launch gate: the task may have done work
+STATUS_BY_FILE = "statusByFile"  # in task.json: the launching runner reads status.json when the peon exits
 LOG_FORMAT = "%(asctime)s %(levelname)s [%(threadName)s] %(name)s - %(message)s"
 
 
@@ -119,12 +121,14 @@ def _wait_at_gate(gate: Connection | None) -> str | None:
     return str(message.get("token") or "") if isinstance(message, dict) else None
 
 
-def _listen_for_commands(gate: Connection, commands: queue.Queue[dict[str, Any]]) -> None:
-    """Commands from the runner, for the task to take from ``toolbox.commands``; ends at EOF."""
+def _listen_for_commands(gate: Connection, commands: queue.Queue[dict[str, Any]], closed: threading.Event) -> None:
+    """Commands from the runner, for the task to take from ``toolbox.commands``; ends at EOF (the
+    Overlord that launched this peon went away: ``closed`` is set)."""
     while True:
         try:
             message = gate.recv()
         except (EOFError, OSError):
+            closed.set()
             return
         if isinstance(message, dict) and isinstance(message.get("command"), dict):
             commands.put(message["command"])
@@ -156,6 +160,15 @@ class HttpReportSink:
             logging.getLogger("overlord.peon").warning("Could not post the completion report: %s", exc)
 
 
+def _write_status(task_dir: Path, status: dict[str, Any]) -> bool:
+    try:
+        write_json_atomic(task_dir / STATUS_FILE, status)
+    except OSError as exc:  # a full disk: the status still reaches the Overlord over HTTP
+        logging.getLogger("overlord.peon").warning("Could not write the status file: %s", exc)
+        return False
+    return True
+
+
 def _post_status(client: ActionClient, status: dict[str, Any]) -> None:
     try:
         client.request("POST", f"{PEON_API}/{client.task_id}/status", json=status).raise_for_status()
@@ -178,13 +191,27 @@ def _push_own_log(task_id: str, task_dir: Path, runtime: PeonRuntime) -> None:
         logging.getLogger("overlord.peon").warning("Could not push the task log: %s", exc)
 
 
-def run_peon(task_dir_str: str, gate: Connection | None = None) -> None:
-    """Entry point of the peon process (a multiprocessing target)."""
-    task_dir = Path(task_dir_str)
+def _wait_for_task(gate: Connection) -> str | None:
+    """A spare peon's task directory, once the runner gives it one; None if the runner let it go."""
+    try:
+        message = gate.recv()
+    except (EOFError, OSError, ShutdownRequested):
+        return None
+    return str(message["taskDir"]) if isinstance(message, dict) and message.get("taskDir") else None
+
+
+def run_peon(task_dir_str: str | None, gate: Connection | None = None) -> None:
+    """Entry point of the peon process (a multiprocessing target). Without a task directory it is a
+    spare (see runner/spares.py): it waits on its gate for one, and exits if the gate closes first."""
     with contextlib.suppress(OSError):  # already a group leader
         os.setsid()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C on the service must not kill tasks
     signal.signal(signal.SIGTERM, _on_sigterm)
+    if task_dir_str is None:
+        task_dir_str = _wait_for_task(gate) if gate is not None else None
+        if task_dir_str is None:
+            return
+    task_dir = Path(task_dir_str)
     _redirect_output(task_dir / LOG_FILE)
     _configure_logging()
     log = logging.getLogger("overlord.peon")
@@ -203,8 +230,11 @@ def run_peon(task_dir_str: str, gate: Connection | None = None) -> None:
     client = ActionClient(runtime.overlord_url or "http://127.0.0.1", task_id, token=token,
                           retry_for_s=runtime.action_retry_s, fallback_urls=runtime.overlord_urls)  # fmt: skip
     commands: queue.Queue[dict[str, Any]] = queue.Queue()
+    gate_closed = threading.Event()
     if gate is not None:
-        threading.Thread(target=_listen_for_commands, args=(gate, commands), daemon=True, name="commands").start()
+        threading.Thread(
+            target=_listen_for_commands, args=(gate, commands, gate_closed), daemon=True, name="commands"
+        ).start()
     result: TaskResult
     try:
         toolbox = TaskToolbox(
@@ -231,9 +261,11 @@ def run_peon(task_dir_str: str, gate: Connection | None = None) -> None:
     state = "SUCCESS" if result.success else "FAILED"
     log.info("Task[%s] finished with status[%s] in %d ms", task_id, state, duration)
     status = {"id": task_id, "status": state, "errorMsg": result.error_msg, "duration": duration}
-    write_json_atomic(task_dir / STATUS_FILE, status)
+    written = _write_status(task_dir, status)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the work is done: a shutdown now just ends the process
-    _post_status(client, status)
+    # a runner that reads status.json at the exit needs no HTTP call, as long as it is there to read it
+    if not (written and spec.get(STATUS_BY_FILE) and gate is not None and not gate_closed.is_set()):
+        _post_status(client, status)
     client.close()
     _push_own_log(task_id, task_dir, runtime)
     logging.shutdown()

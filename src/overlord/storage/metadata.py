@@ -174,6 +174,23 @@ def _record_values(rec: TaskRecord) -> dict[str, Any]:
     }
 
 
+_INSERT_TASK = tasks.insert()  # values as execute() parameters: compiled once, not per call as .values() would be
+_UPDATES: dict[frozenset[str], sa.Update] = {}
+
+
+def _update_statement(columns: frozenset[str]) -> sa.Update:
+    """One statement per set of columns written, with bound parameters, so SQLAlchemy compiles it once
+    (a task's writes use three sets: launch, requeue and completion)."""
+    stmt = _UPDATES.get(columns)
+    if stmt is None:
+        stmt = _UPDATES[columns] = (
+            tasks.update()
+            .where(tasks.c.id == sa.bindparam("_task_id"))
+            .values({name: sa.bindparam(name) for name in sorted(columns)})
+        )
+    return stmt
+
+
 def create_engine(url: str, *, readers: bool = False) -> Engine:
     """An engine tuned per backend; SQLite gets WAL and a single shared connection (``readers``: a small
     pool of read connections instead, for listings computed off the event loop; WAL lets them read
@@ -253,10 +270,9 @@ class MetadataStore:
 
     def insert_task(self, rec: TaskRecord) -> None:
         """Store a new task; a duplicate id raises AlreadyExists with Druid's message."""
-        values = _record_values(rec)
         try:
             with self.engine.begin() as conn:
-                conn.execute(tasks.insert().values(**values))
+                conn.execute(_INSERT_TASK, _record_values(rec))
         except IntegrityError:
             raise AlreadyExists(f"Task[{rec.id}] already exists", taskId=rec.id) from None
 
@@ -273,7 +289,7 @@ class MetadataStore:
             else:
                 values[key] = value
         with self.engine.begin() as conn:
-            conn.execute(tasks.update().where(tasks.c.id == task_id).values(**values))
+            conn.execute(_update_statement(frozenset(values)), {**values, "_task_id": task_id})
 
     def get_task(self, task_id: str, *, with_payload: bool = False) -> TaskRecord | None:
         """One task by id. The hottest read (status polls), so it skips SQLAlchemy's per-call work:

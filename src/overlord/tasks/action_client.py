@@ -119,16 +119,31 @@ class ActionClient:
         self.max_backoff_s = max_backoff_s
         self._sleep = sleep
         self._monotonic = monotonic
-        headers = {TOKEN_HEADER: token} if token else {}
-        self.http = httpx.Client(
-            base_url=base_url,
-            timeout=timeout_s,
-            transport=transport or self.default_transport or failover_transport(base_url, fallback_urls),
-            headers=headers,
-            follow_redirects=True,  # a follower Overlord answers 307 to the leader
-            # plain http never uses TLS; skipping the CA bundle saves 20-50 ms of every peon's start
-            verify=not base_url.startswith("http://"),
-        )
+        self._base_url = base_url
+        self._client_args: dict[str, Any] = {
+            "timeout": timeout_s,
+            "transport": transport or self.default_transport,
+            "headers": {TOKEN_HEADER: token} if token else {},
+            "fallback_urls": list(fallback_urls),
+        }
+        self._http: httpx.Client | None = None
+
+    @property
+    def http(self) -> httpx.Client:
+        """The HTTP client, built on first use: a task that never calls the Overlord (a noop run by the
+        local runner, which reads its status from a file) skips the ~5 ms an httpx client costs a peon."""
+        if self._http is None:
+            args, url = self._client_args, self._base_url
+            self._http = httpx.Client(
+                base_url=url,
+                timeout=args["timeout"],
+                transport=args["transport"] or failover_transport(url, args["fallback_urls"]),
+                headers=args["headers"],
+                follow_redirects=True,  # a follower Overlord answers 307 to the leader
+                # plain http never uses TLS; skipping the CA bundle saves 20-50 ms of every peon's start
+                verify=not url.startswith("http://"),
+            )
+        return self._http
 
     @classmethod
     def for_toolbox(cls, toolbox: Any, **kwargs: Any) -> ActionClient:
@@ -139,7 +154,8 @@ class ActionClient:
                    **kwargs)  # fmt: skip
 
     def close(self) -> None:
-        self.http.close()
+        if self._http is not None:
+            self._http.close()
 
     def __enter__(self) -> ActionClient:
         return self

@@ -9,6 +9,7 @@ specs; the parent publishes everything from those load specs.
 
 from __future__ import annotations
 
+import resource
 from pathlib import Path
 from typing import Any
 
@@ -168,6 +169,16 @@ def run_in_process(toolbox: TaskToolbox, spec: IndexSpec, splits: list[InputSpli
     return TaskResult.ok()
 
 
+def log_resources(toolbox: TaskToolbox) -> None:
+    """Log peak RSS and the CPU seconds this peon used (benchmarks grep ``CPU seconds[...]``).
+
+    A peon is a fresh process (forked), so its own rusage counts this task alone.
+    """
+    log_peak_memory(toolbox)
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    toolbox.log.info("Task[%s] CPU seconds[%.3f]", toolbox.task_id, ru.ru_utime + ru.ru_stime)
+
+
 def _summary(stats: dict[str, RowStats], segments: int) -> str:
     t = stats.get("buildSegments") or RowStats()
     return (
@@ -181,7 +192,7 @@ def run(toolbox: TaskToolbox) -> TaskResult:
     try:
         return run_in_process(toolbox, load_spec(toolbox))
     finally:
-        log_peak_memory(toolbox)
+        log_resources(toolbox)
 
 
 # ---- single_phase_sub_task --------------------------------------------------------------------
@@ -221,7 +232,7 @@ def run_sub_task(toolbox: TaskToolbox) -> TaskResult:
         toolbox.log.info("Pushed %s to deep storage [%s]", _summary(result.row_stats, len(pushed)), prefix)
         return TaskResult.ok()
     finally:
-        log_peak_memory(toolbox)
+        log_resources(toolbox)
 
 
 def push_segments(

@@ -31,12 +31,13 @@ from overlord.tasks.index import (
     SUB_TASK_TYPE,
     load_spec,
     lock_intervals,
+    log_resources,
     publish_staged,
     run_in_process,
     staging_prefix,
     validate,
 )
-from overlord.tasks.reporting import PARALLEL_SUBTASKS_REPORT, log_peak_memory, parallel_report, subtasks_report
+from overlord.tasks.reporting import PARALLEL_SUBTASKS_REPORT, parallel_report, subtasks_report
 
 POLL_INTERVAL_S = 0.05  # a bulk status call on loopback: cheap, and the parent publishes sooner
 LIVE_REPORT_INTERVAL_S = 1.0
@@ -345,7 +346,7 @@ def run(toolbox: TaskToolbox) -> TaskResult:
                 return run_parallel(toolbox, spec, splits)
         return run_in_process(toolbox, spec)
     finally:
-        log_peak_memory(toolbox)
+        log_resources(toolbox)
 
 
 INDEX_PARALLEL = register(

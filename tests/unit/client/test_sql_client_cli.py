@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from overlord import cli, client_cli
 from overlord.client import Client, errors
-from overlord.sql_cli import is_ingestion
+from overlord.sql.dialect import is_ingestion
 
 runner = CliRunner()
 ROWS = [["page", "c"], ["VARCHAR", "BIGINT"], ["A", 2], ["B", None]]

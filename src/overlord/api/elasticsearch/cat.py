@@ -61,7 +61,8 @@ def _columns(detailed: bool) -> tuple[Column, ...]:
 
 
 def _row(task: EsTask, node: NodeInfo, full_id: bool, detailed: bool) -> dict[str, Any]:
-    local = task.node == node.id
+    """``node``: this Overlord; the node columns name where the task runs (a cluster worker, or here)."""
+    where = task.runs_on or node
     row: dict[str, Any] = {
         "id": task.number,
         "action": task.action,
@@ -72,11 +73,11 @@ def _row(task: EsTask, node: NodeInfo, full_id: bool, detailed: bool) -> dict[st
         "timestamp": dt.datetime.fromtimestamp(task.start_ms / 1000, dt.UTC).strftime("%H:%M:%S"),
         "running_time_ns": task.running_ns,
         "running_time": Nanos(task.running_ns),
-        "node_id": task.node if full_id else task.node[:4],
-        "ip": node.ip if local else "-",
-        "port": node.port if local else "-",
-        "node": node.name if local else "-",
-        "version": ES_VERSION if local else "-",
+        "node_id": where.id if full_id else where.id[:4],
+        "ip": where.ip,
+        "port": where.port,
+        "node": where.name,
+        "version": ES_VERSION,
         "x_opaque_id": task.headers.get("X-Opaque-Id", "-"),
     }
     if detailed:

@@ -207,16 +207,20 @@ def validation_failed(*messages: str) -> EsError:
     return EsError(text, type="action_request_validation_exception")
 
 
-def node_selected(specs: list[str], *, node_id: str, name: str, host: str, ip: str, roles: Iterable[str]) -> bool:
-    """Elasticsearch's node specification, for the one node this service is: ``_all``, ``_local``,
-    ``_master``, ids, names, host names and addresses (with ``*`` wildcards), and ``role:true|false``."""
+def node_selected(
+    specs: list[str], *, node_id: str, name: str, host: str, ip: str, roles: Iterable[str], local: bool = True
+) -> bool:
+    """Elasticsearch's node specification for one node: ``_all``, ``_local`` and ``_master`` (this service,
+    ``local``), ids, names, host names and addresses (with ``*`` wildcards), and ``role:true|false``."""
     if not specs:
         return True
     selected = False
     role_set = set(roles)
     for spec in specs:
-        if spec in ("_all", "*", "_local", "_master"):
+        if spec in ("_all", "*"):
             selected = True
+        elif spec in ("_local", "_master"):
+            selected = selected or local
         elif ":" in spec:
             role, _, flag = spec.partition(":")
             if role in role_set:  # role:true adds the nodes with the role, role:false removes them

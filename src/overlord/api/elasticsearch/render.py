@@ -12,10 +12,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+from starlette.responses import Response
 
+from overlord.api.elasticsearch.errors import illegal_argument
 from overlord.api.elasticsearch.mapping import TASK_TYPE, TRANSPORT_TYPE, action_for
-from overlord.api.elasticsearch.params import TaskId, format_time_nanos, simple_match
-from overlord.api.elasticsearch.state import EsState, TransportTask
+from overlord.api.elasticsearch.params import TaskId, format_time_nanos, parse_bool, simple_match
+from overlord.api.elasticsearch.state import Cluster, EsState, NodeInfo, TransportTask
 from overlord.core.queue import USER_SHUTDOWN
 from overlord.core.task import RunnerState, TaskRecord
 
@@ -26,7 +28,11 @@ INHERITED_HEADERS = ("X-Opaque-Id", "traceparent")
 
 @dataclass
 class EsTask:
-    """One task as Elasticsearch describes it; ``druid_id`` is None for API requests."""
+    """One task as Elasticsearch describes it; ``druid_id`` is None for API requests.
+
+    ``node`` is the node part of its id, always this Overlord's: an id handed out keeps naming the task for
+    its whole life. ``runs_on`` is where it runs now (a cluster worker), which groups it by node; None is
+    this Overlord."""
 
     node: str
     number: int
@@ -41,6 +47,7 @@ class EsTask:
     description: str | None = None
     status: dict[str, Any] | None = None
     druid_id: str | None = None
+    runs_on: NodeInfo | None = None
 
     @property
     def task_id(self) -> str:
@@ -136,7 +143,12 @@ def from_record(
     detailed: bool,
     parent: TaskRecord | None = None,
     force_cancelled: bool = False,
+    cluster: Cluster | None = None,
 ) -> EsTask:
+    """``cluster``: the nodes a listing read once for all its tasks (read here when not given)."""
+    if cluster is None and rec.runner_state is RunnerState.RUNNING:
+        cluster = state.cluster()
+    runs_on = cluster.placement.get(rec.id) if cluster is not None else None
     end_ms = now_ms if rec.active else (rec.completed_ms or rec.created_ms + max(rec.duration, 0))
     if parent is None and rec.group_id != rec.id:
         parent = state.service.queue.active.get(rec.group_id)
@@ -152,6 +164,7 @@ def from_record(
         headers=headers_of(state, rec, parent),
         parent=parent_of(state, rec),
         druid_id=rec.id,
+        runs_on=runs_on,
     )
     if detailed:
         task.description = state.description_of(rec)
@@ -226,10 +239,10 @@ def list_body(
     else:
         nodes: dict[str, Any] = {}
         for t in tasks:
-            entry = nodes.get(t.node)
+            where = t.runs_on or state.node
+            entry = nodes.get(where.id)
             if entry is None:
-                info = state.node.to_json() if t.node == state.node.id else {}
-                entry = nodes[t.node] = {**info, "tasks": {}}
+                entry = nodes[where.id] = {**where.to_json(), "tasks": {}}
             entry["tasks"][t.task_id] = t.to_json(human)
         body["nodes"] = nodes
     return body
@@ -309,6 +322,17 @@ def apply_filter_path(body: Any, raw: str | None) -> Any:
     if excludes:
         body = _exclude(body, excludes)
     return body
+
+
+def json_response(params: Mapping[str, str], body: Any, status: int = 200) -> Response:
+    """JSON with Elasticsearch's response parameters applied: ``filter_path`` and ``pretty``."""
+    fmt = params.get("format")
+    if fmt is not None and fmt.lower() != "json":
+        raise illegal_argument(f"Unsupported format [{fmt}]: this API answers in [json]")
+    body = apply_filter_path(body, params.get("filter_path"))
+    pretty = parse_bool(params, "pretty")
+    content = orjson.dumps(body, option=orjson.OPT_INDENT_2) + b"\n" if pretty else orjson.dumps(body)
+    return Response(content, status, media_type="application/json")
 
 
 def tasks_in_order(tasks: Iterable[EsTask]) -> list[EsTask]:

@@ -1,5 +1,6 @@
 """What the Elasticsearch-compatible API keeps between requests: this node's identity, the API
-requests in flight (shown as short-lived transport tasks), and waiters for task completion.
+requests in flight (shown as short-lived transport tasks), and waiters for task completion; and the
+cluster's nodes as one request sees them (this Overlord, and each worker of a cluster runner).
 
 Nothing here is a second source of truth about tasks: the TaskQueue and the MetadataStore are.
 """
@@ -10,19 +11,21 @@ import asyncio
 import base64
 import contextlib
 import enum
+import hashlib
 import itertools
 import os
 import socket
 import time
 import uuid
 from asyncio import FIRST_COMPLETED
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from overlord import __version__
 from overlord.api.elasticsearch.mapping import describe
+from overlord.core.protocols import WorkerInfo
 from overlord.core.task import TaskRecord, task_number
 
 if TYPE_CHECKING:
@@ -33,6 +36,7 @@ if TYPE_CHECKING:
 # The Elasticsearch version this API answers as (its wire format and parameters), not Overlord's.
 ES_VERSION = "9.0.0"
 ROLES = ("ingest", "master")
+WORKER_ROLES = ("ingest",)
 NODE_ID_FILE = "node_id"
 
 
@@ -52,7 +56,8 @@ def load_node_id(data_dir: Path) -> str:
 
 @dataclass(frozen=True)
 class NodeInfo:
-    """This service as an Elasticsearch node (the one node that runs, or queues, every task)."""
+    """An Elasticsearch node: this service (which queues every task and runs them on the local runner), or
+    a worker of a cluster runner (which runs the tasks placed on it)."""
 
     id: str
     name: str
@@ -60,19 +65,68 @@ class NodeInfo:
     ip: str
     port: int
     roles: tuple[str, ...] = ROLES
+    attributes: tuple[tuple[str, str], ...] = ()
 
     @property
     def transport_address(self) -> str:
         return f"{self.ip}:{self.port}"
 
     def to_json(self) -> dict[str, object]:
-        return {
+        """The node fields of a task list grouped by node (ListTasksResponse: ``attributes`` only when set)."""
+        out: dict[str, object] = {
             "name": self.name,
             "transport_address": self.transport_address,
             "host": self.host,
             "ip": self.transport_address,
             "roles": list(self.roles),
         }
+        if self.attributes:
+            out["attributes"] = dict(self.attributes)
+        return out
+
+
+def worker_node_id(address: str) -> str:
+    """A cluster worker's node id, derived from its address: the same on every Overlord and after restarts
+    (22 url-safe characters, as Elasticsearch's ids are)."""
+    digest = hashlib.sha256(f"overlord-worker:{address}".encode()).digest()[:16]
+    return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+
+def split_address(address: str) -> tuple[str, int]:
+    """Host and port of a worker address such as ``tcp://10.0.0.5:38001`` or ``tls://[::1]:38001`` (port 0 if none)."""
+    hostport = address.split("://", 1)[-1]
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not port.isdigit() or (host.count(":") and not host.startswith("[")):
+        return hostport.strip("[]"), 0
+    return host.strip("[]"), int(port)
+
+
+def worker_node(worker: WorkerInfo) -> NodeInfo:
+    """A cluster worker as a node; its attributes carry its task slots, those in use and why it is unusable."""
+    assert worker.address is not None
+    host, port = split_address(worker.address)
+    attributes = [("slots", str(worker.capacity)), ("used_slots", str(len(worker.running)))]
+    if worker.problem:
+        attributes.append(("unusable_because", worker.problem))
+    return NodeInfo(worker_node_id(worker.address), worker.name or worker.address, host, host, port, WORKER_ROLES,
+                    tuple(attributes))  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """The nodes as one request sees them: this Overlord first, then each cluster worker, and which worker
+    runs which task. Waiting and pending tasks, and every task of the local runner, are on this Overlord."""
+
+    local: NodeInfo
+    workers: tuple[NodeInfo, ...] = ()
+    placement: Mapping[str, NodeInfo] = field(default_factory=dict)
+
+    @property
+    def nodes(self) -> tuple[NodeInfo, ...]:
+        return (self.local, *self.workers)
+
+    def node_of(self, task_id: str) -> NodeInfo:
+        return self.placement.get(task_id, self.local)
 
 
 def _node_info(svc: Service) -> NodeInfo:
@@ -119,6 +173,30 @@ class EsState:
     _numbers: dict[str, int] = field(default_factory=dict)
     _descriptions: dict[str, str] = field(default_factory=dict)
     _counter: Iterator[int] = field(default_factory=lambda: itertools.count(1))
+    _worker_ids: set[str] = field(default_factory=set)  # every worker node this process has listed
+
+    def cluster(self) -> Cluster:
+        """This Overlord and the runner's cluster workers now, with the tasks each one runs."""
+        workers: list[NodeInfo] = []
+        placement: dict[str, NodeInfo] = {}
+        for info in self.service.runner.workers():
+            if info.address is None:
+                continue  # this service's own slots: the tasks are on this node
+            node = worker_node(info)
+            workers.append(node)
+            placement.update(dict.fromkeys(info.running, node))
+        if len(self._worker_ids) > 10_000:
+            self._worker_ids.clear()
+        self._worker_ids.update(n.id for n in workers)
+        return Cluster(self.node, tuple(workers), placement)
+
+    def knows_node(self, node_id: str, *, refresh: bool = True) -> bool:
+        """Whether a task id's node part names this Overlord or a worker it has listed (``refresh``: or lists
+        now). Task ids are always handed out with this Overlord's node id; a worker's id, put together from a
+        listing grouped by node, names the same task (the number alone identifies it)."""
+        if node_id == self.node.id or node_id in self._worker_ids:
+            return True
+        return refresh and any(n.id == node_id for n in self.cluster().workers)
 
     def number_of(self, task_id: str) -> int:
         """The task's stable ES number (a hash), memoised because listings ask for it on every request."""

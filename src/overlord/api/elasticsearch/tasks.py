@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from overlord.api.elasticsearch import nodes
 from overlord.api.elasticsearch.cat import CAT_PARAMS, cat_table, help_text
 from overlord.api.elasticsearch.errors import EsError, illegal_argument, not_found
 from overlord.api.elasticsearch.mapping import action_for
@@ -39,14 +40,14 @@ from overlord.api.elasticsearch.render import (
     CANCEL_REASON,
     SHUTDOWN_PREFIX,
     EsTask,
-    apply_filter_path,
     from_record,
     from_transport,
     headers_of,
     is_cancelled,
+    json_response,
     list_body,
 )
-from overlord.api.elasticsearch.state import EsState, WaitOutcome, es_state, es_version_info
+from overlord.api.elasticsearch.state import Cluster, EsState, NodeInfo, WaitOutcome, es_state, es_version_info
 from overlord.api.home import home_page, wants_home_page
 from overlord.core.task import RunnerState, StatusCode, TaskRecord
 from overlord.errors import TaskNotFound
@@ -75,14 +76,7 @@ def _caller_headers(request: Request) -> dict[str, str]:
 
 
 def _json(request: Request, params: dict[str, str], body: Any, status: int = 200) -> Response:
-    """JSON with Elasticsearch's response parameters applied: ``filter_path`` and ``pretty``."""
-    fmt = params.get("format")
-    if fmt is not None and fmt.lower() != "json":
-        raise illegal_argument(f"Unsupported format [{fmt}]: this API answers in [json]")
-    body = apply_filter_path(body, params.get("filter_path"))
-    pretty = parse_bool(params, "pretty")
-    content = orjson.dumps(body, option=orjson.OPT_INDENT_2) + b"\n" if pretty else orjson.dumps(body)
-    return Response(content, status, media_type="application/json")
+    return json_response(params, body, status)
 
 
 def _timeout_s(params: dict[str, str]) -> float:
@@ -131,15 +125,14 @@ class Selection:
             opaque_ids=split_list(params.get("x_opaque_id")),
         )
 
-    def node_ok(self, state: EsState) -> bool:
-        n = state.node
-        return node_selected(self.nodes, node_id=n.id, name=n.name, host=n.host, ip=n.ip, roles=n.roles)
+    def node_ok(self, n: NodeInfo, *, local: bool) -> bool:
+        return node_selected(self.nodes, node_id=n.id, name=n.name, host=n.host, ip=n.ip, roles=n.roles, local=local)
 
     def matches(self, state: EsState, rec: TaskRecord) -> bool:
         if self.actions and not simple_match(self.actions, action_for(rec.type)):
             return False
         if self.parent is not None:
-            if rec.group_id == rec.id or self.parent.node != state.node.id:
+            if rec.group_id == rec.id or not state.knows_node(self.parent.node, refresh=False):
                 return False
             if state.number_of(rec.group_id) != self.parent.number:
                 return False
@@ -150,21 +143,25 @@ class Selection:
         return True
 
 
-def select_records(state: EsState, sel: Selection) -> list[TaskRecord]:
-    """Active Overlord tasks matching the selection; waiting and pending ones belong to this node."""
-    if not sel.node_ok(state):
-        return []
-    return [rec for rec in state.service.queue.active.values() if sel.matches(state, rec)]
+def select_records(state: EsState, sel: Selection, cluster: Cluster) -> list[TaskRecord]:
+    """Active Overlord tasks matching the selection, on the nodes it selects: a running task is on its cluster
+    worker, every other one on this Overlord."""
+    recs = [rec for rec in state.service.queue.active.values() if sel.matches(state, rec)]
+    if not sel.nodes:
+        return recs
+    chosen = {n.id for n in cluster.nodes if sel.node_ok(n, local=n is cluster.local)}
+    return [rec for rec in recs if cluster.node_of(rec.id).id in chosen]
 
 
 def select_tasks(state: EsState, sel: Selection, *, detailed: bool, transport: bool = True) -> list[EsTask]:
     now_ms = state.service.clock.now_ms()
     active = state.service.queue.active
+    cluster = state.cluster()
     tasks = [
-        from_record(state, rec, now_ms, detailed=detailed, parent=active.get(rec.group_id))
-        for rec in select_records(state, sel)
+        from_record(state, rec, now_ms, detailed=detailed, parent=active.get(rec.group_id), cluster=cluster)
+        for rec in select_records(state, sel, cluster)
     ]
-    if transport and sel.parent is None and sel.node_ok(state):
+    if transport and sel.parent is None and sel.node_ok(state.node, local=True):
         now_ns = time.monotonic_ns()
         for t in list(state.inflight.values()):
             if sel.actions and not simple_match(sel.actions, t.action):
@@ -288,12 +285,12 @@ async def get_task(request: Request) -> Response:
     timeout_s = _timeout_s(params)
     human = parse_bool(params, "human")
     with state.transport_task("cluster:monitor/task/get", _caller_headers(request)):
-        if tid.node != state.node.id:
+        if not state.knows_node(tid.node):
             raise not_found(
                 f"task [{tid}] belongs to the node [{tid.node}] which isn't part of the cluster "
                 "and there is no record of the task"
             )
-        transport = state.inflight.get(tid.number)
+        transport = state.inflight.get(tid.number) if tid.node == state.node.id else None
         rec = _find(state, tid)
         if rec is None and transport is not None:
             task = from_transport(state, transport, time.monotonic_ns(), detailed=True)
@@ -340,8 +337,9 @@ async def cancel_tasks(request: Request) -> Response:
     with state.transport_task("cluster:admin/tasks/cancel", _caller_headers(request)):
         targets: list[TaskRecord] = []
         if tid is not None:
-            rec = _find(state, tid) if tid.node == state.node.id else None
-            if tid.node != state.node.id:
+            known = state.knows_node(tid.node)
+            rec = _find(state, tid) if known else None
+            if not known:
                 failures.append(
                     failed_node(tid.node, EsError(f"No such node [{tid.node}]", type="no_such_node_exception"))
                 )
@@ -353,14 +351,16 @@ async def cancel_tasks(request: Request) -> Response:
                     missing = False
                 reason = f"task [{tid}] is missing" if missing else f"task [{tid}] doesn't support this operation"
                 failures.append(failed_node(state.node.id, not_found(reason)))
-        else:
-            targets = select_records(state, sel)
+        cluster = state.cluster()
+        if tid is None:
+            targets = select_records(state, sel, cluster)
         now_ms = state.service.clock.now_ms()
         active = state.service.queue.active
         snapshot: list[EsTask] = []
         for i, r in enumerate(targets, 1):
+            parent = active.get(r.group_id)
             snapshot.append(
-                from_record(state, r, now_ms, detailed=False, parent=active.get(r.group_id), force_cancelled=True)
+                from_record(state, r, now_ms, detailed=False, parent=parent, force_cancelled=True, cluster=cluster)
             )
             if i % CANCEL_BATCH == 0:
                 await asyncio.sleep(0)
@@ -439,6 +439,7 @@ async def root(request: Request) -> Response:
 
 def routes() -> list[Route]:
     return [
+        *nodes.routes(),
         Route("/", root, methods=["GET", "HEAD"]),
         Route("/_tasks", list_tasks, methods=["GET"]),
         Route("/_tasks/_cancel", cancel_tasks, methods=["POST"]),

@@ -1,0 +1,168 @@
+"""Spare peons: processes forked ahead of need, each waiting to be given one task.
+
+Forking a peon from the fork server blocks the launching thread until the fork server has forked
+(milliseconds, more on a busy machine). A spare is forked on a background thread while nothing waits
+for it; a launch then only hands it its task directory over its gate pipe. A spare serves one task
+and exits with it, so every task still has a process of its own. A spare whose pipe closes (the
+runner stopped, the Overlord died) exits without ever having had a task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import logging
+import multiprocessing.process
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from multiprocessing.context import ForkServerContext
+from pathlib import Path
+from typing import Any
+
+from overlord.runner.peon import run_peon
+
+log = logging.getLogger(__name__)
+
+MAX_SPARES = 8  # enough for a burst of launches; each spare is an idle process
+
+
+def pool_size(capacity: int) -> int:
+    """Two spares a slot (a slot's next task must not wait for a fork still under way), at most MAX_SPARES."""
+    return min(2 * capacity, MAX_SPARES)
+
+
+def process_start_marker(pid: int) -> str | None:
+    """The kernel's start time of ``pid`` (field 22 of /proc/pid/stat), to tell a reused pid apart."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2 :].split()
+    if fields[0] == "Z":  # a zombie has finished its work
+        return None
+    return fields[19]
+
+
+@dataclass
+class PeonProcess:
+    """A started peon: its process (for the exit sentinel), its gate pipe, pid and start marker."""
+
+    process: Any  # multiprocessing.Process
+    gate: Connection
+    pid: int
+    pid_start: str | None
+
+
+def fork_peon(ctx: ForkServerContext, task_dir: str | None, name: str) -> PeonProcess:
+    """Fork a peon through the fork server: for ``task_dir``, or a spare (None) that waits for one.
+
+    The process is taken out of multiprocessing's list of children: its owner reaps it through its
+    sentinel, and no other thread's ``Process.start()`` may poll it meanwhile (they would race to read
+    its exit code).
+    """
+    gate, peon_end = ctx.Pipe(duplex=True)
+    process = ctx.Process(target=run_peon, args=(task_dir, peon_end), name=name)
+    try:
+        process.start()
+    except BaseException:
+        gate.close()
+        raise
+    finally:
+        peon_end.close()
+    multiprocessing.process._children.discard(process)  # type: ignore[attr-defined]
+    assert process.pid is not None
+    return PeonProcess(process, gate, process.pid, process_start_marker(process.pid))
+
+
+class SparePool:
+    """Keeps up to ``size`` spares ready; forks them on one background thread."""
+
+    def __init__(self, ctx: ForkServerContext, size: int) -> None:
+        self.ctx = ctx
+        self.size = size
+        self.ready: list[PeonProcess] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="spare-peons")
+        self._forking = 0
+        self._closed = True
+        self._failed = False
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._closed = False
+        self._failed = False
+        self.refill()
+
+    def take(self) -> PeonProcess | None:
+        """A live spare, or None (then the caller forks one for the task itself)."""
+        while self.ready:
+            spare = self.ready.pop(0)
+            self._unwatch(spare)
+            if spare.process.is_alive():
+                self.refill()
+                return spare
+            self.discard(spare)
+        self._failed = False  # a launch without a spare: try forking spares again
+        self.refill()
+        return None
+
+    def refill(self) -> None:
+        if self._closed or self._failed or self._loop is None:
+            return
+        while len(self.ready) + self._forking < self.size:
+            self._forking += 1
+            future = self._loop.run_in_executor(self._pool, fork_peon, self.ctx, None, "peon-spare")
+            future.add_done_callback(self._forked)
+
+    def _forked(self, future: asyncio.Future[PeonProcess]) -> None:
+        self._forking -= 1
+        try:
+            spare = future.result()
+        except Exception as exc:
+            log.warning("Could not fork a spare peon (%s): peons are forked at launch meanwhile", exc)
+            self._failed = True
+            return
+        if self._closed:
+            self.discard(spare)
+            return
+        self.ready.append(spare)
+        assert self._loop is not None
+        self._loop.add_reader(spare.process.sentinel, self._died, spare)
+
+    def _died(self, spare: PeonProcess) -> None:
+        """A spare ended before it had a task (killed from outside): replace it."""
+        if spare in self.ready:
+            self.ready.remove(spare)
+            self._unwatch(spare)
+            self.discard(spare)
+            log.warning("Spare peon pid %d ended before it had a task", spare.pid)
+            self.refill()
+
+    def _unwatch(self, spare: PeonProcess) -> None:
+        if self._loop is not None:
+            self._loop.remove_reader(spare.process.sentinel)
+
+    def discard(self, spare: PeonProcess) -> None:
+        """Close the spare's gate (EOF: it exits on its own) and reap it once it has ended."""
+        spare.gate.close()
+        if not self._reap(spare) and self._loop is not None and not self._loop.is_closed():
+            self._loop.add_reader(spare.process.sentinel, self._reap, spare)
+
+    def _reap(self, spare: PeonProcess) -> bool:
+        with contextlib.suppress(ValueError, OSError):
+            spare.process.join(0)
+            if spare.process.exitcode is None:
+                return False
+            if self._loop is not None and not self._loop.is_closed():
+                self._loop.remove_reader(spare.process.sentinel)
+            spare.process.close()
+        return True
+
+    def close(self) -> None:
+        """Let every spare go (each exits at the EOF on its gate); forks under way are let go as they end."""
+        self._closed = True
+        for spare in self.ready:
+            self._unwatch(spare)
+            self.discard(spare)
+        self.ready.clear()

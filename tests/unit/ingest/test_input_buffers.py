@@ -1,0 +1,76 @@
+"""Reading input as Arrow buffers must cut exactly the chunks the bytes reader cuts."""
+
+from __future__ import annotations
+
+import io
+import random
+
+import pyarrow as pa
+import pytest
+
+from overlord.ingest import sources
+from overlord.ingest.formats import JsonParser, _newline_rows
+from overlord.ingest.spec import InputFormat
+
+
+class _Trickle(io.RawIOBase):
+    """A stream that hands out at most a few bytes per read, like a pipe."""
+
+    def __init__(self, data: bytes, seed: int) -> None:
+        self._data, self._pos, self._rng = data, 0, random.Random(seed)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: memoryview) -> int:  # type: ignore[override]
+        n = min(len(b), self._rng.randint(1, 7), len(self._data) - self._pos)
+        b[:n] = self._data[self._pos : self._pos + n]
+        self._pos += n
+        return n
+
+    def read(self, size: int = -1) -> bytes:
+        out = bytearray()
+        while size < 0 or len(out) < size:
+            buf = bytearray(size - len(out) if size >= 0 else 64)
+            n = self.readinto(memoryview(buf))
+            if not n:
+                break
+            out += buf[:n]
+        return bytes(out)
+
+
+def _text(rng: random.Random) -> bytes:
+    lines = [b"x" * rng.randint(0, 40) for _ in range(rng.randint(0, 60))]
+    tail = b"" if rng.random() < 0.3 else b"\n"
+    return b"\n".join(lines) + tail
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_buffers_cut_the_same_chunks_as_bytes(seed: int) -> None:
+    rng = random.Random(seed)
+    data = _text(rng)
+    size = rng.randint(1, 64)
+    want = list(sources.iter_chunks(io.BytesIO(data), size))
+    got = [b.to_pybytes() for b in sources.iter_buffers(io.BytesIO(data), size)]
+    assert got == want
+    trickled = [b.to_pybytes() for b in sources.iter_buffers(io.BufferedReader(_Trickle(data, seed)), size)]
+    assert trickled == want
+    for chunk in want:
+        assert _newline_rows(pa.py_buffer(chunk)) == _newline_rows(chunk)
+
+
+def test_a_line_longer_than_the_search_window_is_kept_whole() -> None:
+    long_line = b"y" * (3 * sources._TAIL) + b"\n"
+    data = b"a\n" + long_line + b"b"
+    got = [b.to_pybytes() for b in sources.iter_buffers(io.BytesIO(data), len(data) - 1)]
+    assert got == list(sources.iter_chunks(io.BytesIO(data), len(data) - 1))
+
+
+def test_json_parser_reads_a_buffer_like_bytes() -> None:
+    chunk = b'{"a": 1}\nnot json\n{"a": 2}\n'
+    parser = JsonParser(InputFormat(type="json"))
+    from_bytes = parser.parse(chunk, True)
+    from_buffer = parser.parse(pa.py_buffer(chunk), True)
+    assert from_buffer.table.equals(from_bytes.table)
+    assert from_buffer.bad == from_bytes.bad == [(1, "not json", "Unable to parse row [not json]")]
+    assert from_buffer.nbytes == len(chunk)
