@@ -32,7 +32,7 @@ from typing import Any
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _service import running_service
+from _service import running_service, stop_process
 
 API = "/druid/indexer/v1"
 NOOP = {"type": "noop", "runTime": 0}
@@ -178,11 +178,7 @@ def celery_worker(workdir: Path) -> Iterator[Any]:
         _celery_app.noop.delay().get(timeout=30)  # warm: the pool's processes are up
         yield _celery_app.noop
     finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc)
         log.close()
 
 

@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -156,3 +157,14 @@ class DaskCluster:
                 proc.wait(10)
         self.worker_procs.clear()
         self.scheduler_proc = None
+
+
+@contextlib.contextmanager
+def running_cluster(base: Path, workers: int = 2, slots: int = 2) -> Iterator[DaskCluster]:
+    """A started cluster for a test module's fixture, stopped on the way out."""
+    require_distributed()
+    cluster = DaskCluster(base, workers=workers, slots=slots)
+    try:
+        yield cluster.start()
+    finally:
+        cluster.stop()

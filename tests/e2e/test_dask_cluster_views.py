@@ -10,19 +10,15 @@ import pytest
 from elasticsearch import Elasticsearch
 from ingest_helpers import API, wait_until
 from tests.conftest import ServiceProcess
-from tests.dask_cluster import DaskCluster, require_distributed
+from tests.dask_cluster import DaskCluster, running_cluster
 
 pytestmark = pytest.mark.filterwarnings("ignore::elasticsearch.exceptions.GeneralAvailabilityWarning")
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaskCluster]:
-    require_distributed()
-    c = DaskCluster(tmp_path_factory.mktemp("dask"), workers=2, slots=2)
-    try:
-        yield c.start()
-    finally:
-        c.stop()
+    with running_cluster(tmp_path_factory.mktemp("dask"), workers=2) as c:
+        yield c
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from ingest_helpers import API, index_spec, payload_of, read_rows, run_task, segments, wait_until
 from tests.conftest import ServiceProcess, wait_exited
-from tests.dask_cluster import DaskCluster, require_distributed
+from tests.dask_cluster import DaskCluster, require_distributed, running_cluster
 
 from overlord.ingest import wikiticker
 
@@ -28,12 +28,8 @@ def dask_env(cluster: DaskCluster, **extra: str) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaskCluster]:
-    require_distributed()
-    c = DaskCluster(tmp_path_factory.mktemp("dask"), workers=2, slots=2)
-    try:
-        yield c.start()
-    finally:
-        c.stop()
+    with running_cluster(tmp_path_factory.mktemp("dask"), workers=2) as c:
+        yield c
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from overlord.clock import SYSTEM_CLOCK
 from overlord.core.protocols import LaunchSpec, RunnerExit
 from overlord.runner.toolbox import PeonRuntime
 from tests.conftest import free_port
-from tests.dask_cluster import DaskCluster, require_distributed
+from tests.dask_cluster import DaskCluster, require_distributed, running_cluster
 
 pytestmark = pytest.mark.anyio
 NOOP = "overlord.tasks.noop:run"
@@ -28,12 +28,8 @@ def anyio_backend() -> str:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaskCluster]:
-    require_distributed()
-    c = DaskCluster(tmp_path_factory.mktemp("dask"), workers=1, slots=2)
-    try:
-        yield c.start()
-    finally:
-        c.stop()
+    with running_cluster(tmp_path_factory.mktemp("dask"), workers=1) as c:
+        yield c
 
 
 class Runners:
