@@ -18,6 +18,11 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# Hundreds of tests start services and CLIs as subprocesses; where the environment says not to write
+# bytecode (PYTHONDONTWRITEBYTECODE), each of them compiled every module of src/ again (~0.5 s).
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+sys.dont_write_bytecode = False
+
 
 def free_port() -> int:
     with socket.socket() as s:

@@ -68,15 +68,10 @@ def start(
     ] = None,
 ) -> None:
     """Run the service in the foreground; stops cleanly on SIGTERM or Ctrl-C."""
-    import uvicorn
-
-    from overlord.api.app import create_app
     from overlord.config import load_settings
     from overlord.errors import ConfigError
-    from overlord.http_protocol import CoalescingHttpToolsProtocol
     from overlord.listen import PortInUse, bind_listening_socket
     from overlord.log_format import configure_logging
-    from overlord.service import Service
 
     ignored: list[str] = []
     try:
@@ -98,6 +93,16 @@ def start(
         # Listen before the service starts, so "started" is logged only once the port listens
         # and a busy port is reported before anything else is touched.
         sock = bind_listening_socket(settings.host, settings.port)
+        if settings.runner_type == "local":  # its imports overlap ours below, on another core
+            from overlord.runner import fork_server
+
+            fork_server.start(s3="s3" in (settings.storage_type, settings.logs_type))
+        import uvicorn
+
+        from overlord.api.app import create_app
+        from overlord.http_protocol import CoalescingHttpToolsProtocol
+        from overlord.service import Service
+
         service = Service(settings)
     except PortInUse as exc:
         typer.echo(f"error: {exc.message}", err=True)

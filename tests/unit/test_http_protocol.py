@@ -75,7 +75,9 @@ APP = Starlette(routes=[Route("/small", small), Route("/big", big), Route("/stre
 
 
 def _protocol() -> tuple[CoalescingHttpToolsProtocol, RecordingTransport]:
-    config = uvicorn.Config(APP, http=CoalescingHttpToolsProtocol, ws="none", lifespan="off", log_level="warning")
+    config = uvicorn.Config(
+        APP, http=CoalescingHttpToolsProtocol, ws="none", lifespan="off", log_level="warning", log_config=None
+    )
     config.load()
     proto = CoalescingHttpToolsProtocol(config=config, server_state=ServerState(), app_state={})
     transport = RecordingTransport()

@@ -9,8 +9,8 @@ import pytest
 
 from overlord.config import load_settings
 from overlord.errors import ConfigError
+from overlord.runner import fork_server
 from overlord.storage.s3 import S3Location
-from overlord.storage.uris import preload_modules
 
 
 def test_druid_s3_properties_from_a_properties_file(tmp_path: Path) -> None:
@@ -56,8 +56,8 @@ def test_prefixes_s3_could_misread_are_config_errors(prefix: str) -> None:
 
 
 def test_fork_server_preloads_boto3_only_for_s3() -> None:
-    assert preload_modules("file:///tmp/deep", "/tmp/logs") == []
-    assert preload_modules("file:///tmp/deep", "s3://logs/p") == ["overlord.storage.s3_warm"]
+    assert "overlord.storage.s3_warm" not in fork_server.preload(s3=False)
+    assert fork_server.preload(s3=True)[-2:] == ["overlord.storage.s3_warm", "overlord.runner.gc_freeze"]
     with pytest.raises(ConfigError, match="Invalid S3 URI"):
         S3Location.from_uri("s3:///no-bucket")
 

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import multiprocessing
-import multiprocessing.forkserver
 import os
 import shutil
 import signal
@@ -36,6 +36,7 @@ from overlord import failpoints
 from overlord.clock import Clock
 from overlord.core.protocols import ExitListener, LaunchSpec, RunnerExit, TaskLogs, WorkerInfo
 from overlord.core.task import Location
+from overlord.runner import fork_server
 from overlord.runner.peon import LOG_PUSHED_FILE, PID_FILE, STARTED_FILE, STATUS_BY_FILE, capped_log
 from overlord.runner.slots import Slot, allocate_slots, directory_size
 from overlord.runner.spares import PeonProcess, SparePool, fork_peon, pool_size, process_start_marker
@@ -48,16 +49,15 @@ from overlord.runner.toolbox import (
     read_json,
     write_json_atomic,
 )
-from overlord.storage.uris import preload_modules
+from overlord.storage.s3 import SCHEME as S3_SCHEME
 
 log = logging.getLogger(__name__)
 
 POLL_INTERVAL_S = 0.5
 DONE_PREFIX = ".done-"  # a finished task's directory, renamed while its log is pushed and it is removed
+
+
 # "__main__" first: otherwise every forked peon re-imports the main module (the CLI, ~0.4 s of imports).
-PRELOAD = ["__main__", "overlord.cli", "overlord.runner.peon", "overlord.tasks"]
-
-
 def is_same_process_alive(pid: int, marker: str | None) -> bool:
     current = process_start_marker(pid)
     if current is None:
@@ -169,9 +169,8 @@ class LocalTaskRunner:
         self._loop = asyncio.get_running_loop()
         for slot in self.slots:
             slot.base_dir.mkdir(parents=True, exist_ok=True)
-        preload = PRELOAD + preload_modules(self.runtime.deep_storage, self.runtime.task_logs)
-        self._ctx.set_forkserver_preload([*preload, "overlord.runner.gc_freeze"])
-        await self._loop.run_in_executor(None, multiprocessing.forkserver.ensure_running)
+        s3 = any(str(uri).startswith(S3_SCHEME) for uri in (self.runtime.deep_storage, self.runtime.task_logs))
+        await self._loop.run_in_executor(None, functools.partial(fork_server.start, s3=s3))
         self._spares.start(self._loop)
         self._monitor = asyncio.create_task(self._monitor_loop(), name="runner-monitor")
 

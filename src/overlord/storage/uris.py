@@ -26,8 +26,3 @@ def open_task_logs(uri: str | Path) -> TaskLogs:
     if str(uri).startswith(SCHEME):
         return S3TaskLogs.from_uri(str(uri))
     return FsTaskLogs.from_uri(uri)
-
-
-def preload_modules(*uris: str | Path) -> list[str]:
-    """Modules a fork server should import for peons that will use these storages."""
-    return ["overlord.storage.s3_warm"] if any(str(u).startswith(SCHEME) for u in uris) else []
