@@ -117,3 +117,26 @@ async def test_a_store_failure_is_a_500_in_druids_shape(
         assert r.status_code == 500
         assert r.json()["errorMessage"] == "Internal error: RuntimeError: disk on fire"
         assert r.headers.get("x-opaque-id") == opaque
+
+
+async def test_a_task_that_ends_while_a_listing_reads_the_store_is_listed_once_as_ended(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with inprocess_service(tmp_path) as ov:
+        r = await ov.http.post(f"{API}/task", json={"type": "noop", "id": "t_ending", "runTime": 60000})
+        assert r.status_code == 200
+        running = ov.service.queue.active.get("t_ending")
+        assert running is not None
+        list_complete = ov.service.store.list_complete
+
+        def ended_meanwhile(**kwargs: Any) -> list[TaskRecord]:
+            # The queue takes the task out of its active set only after the store has it as ended:
+            # a listing whose store read falls in between sees it in both.
+            ended = running.with_(status_code=StatusCode.SUCCESS, runner_state=RunnerState.NONE, duration=5)
+            return [*list_complete(**kwargs), ended]
+
+        monkeypatch.setattr(ov.service.store, "list_complete", ended_meanwhile)
+        listed = (await ov.http.get(f"{API}/tasks")).json()
+        assert [(t["id"], t["statusCode"]) for t in listed] == [("t_ending", "SUCCESS")]
+        running_only = (await ov.http.get(f"{API}/runningTasks")).json()
+        assert [t["id"] for t in running_only] == ["t_ending"]  # the active listing reads no store

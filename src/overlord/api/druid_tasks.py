@@ -151,8 +151,9 @@ def listed_status(rec: TaskRecord) -> dict[str, Any]:
     return status
 
 
-def _render(recs: list[TaskRecord]) -> list[bytes]:
-    return [orjson.dumps(listed_status(r)) for r in recs]
+def _rendered(recs: list[TaskRecord]) -> list[tuple[str, bytes]]:
+    """Each task's id with its listed JSON (the id lets a listing drop a task it saw twice)."""
+    return [(r.id, orjson.dumps(listed_status(r))) for r in recs]
 
 
 async def listing_response(
@@ -169,14 +170,18 @@ async def listing_response(
     listing pool, and identical listings that arrive together share one read."""
     _check_state(state)
     svc = service_of(request)
-    active = _render(_active_tasks(svc, state, datasource, task_type)) if state != "complete" else []
-    complete: list[bytes] = []
+    active = _rendered(_active_tasks(svc, state, datasource, task_type)) if state != "complete" else []
+    complete: list[tuple[str, bytes]] = []
     if state in (None, "complete"):
         key = (datasource, task_type, created_interval, max_complete, svc.queue.completions)
         complete = await svc.listings.run(
-            key, lambda: _render(_complete_tasks(svc, datasource, task_type, created_interval, max_complete))
+            key, lambda: _rendered(_complete_tasks(svc, datasource, task_type, created_interval, max_complete))
         )
-    return Response(b"[" + b",".join([*complete, *active]) + b"]", media_type="application/json")
+        if active and complete:  # a task that ended while the store was read is in both: list it once, ended
+            ended = {task_id for task_id, _ in complete}
+            active = [item for item in active if item[0] not in ended]
+    bodies = [body for _, body in complete] + [body for _, body in active]
+    return Response(b"[" + b",".join(bodies) + b"]", media_type="application/json")
 
 
 async def get_tasks(request: Request) -> Response:
