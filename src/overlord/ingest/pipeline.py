@@ -22,7 +22,6 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from overlord.clock import Clock
@@ -375,9 +374,7 @@ class _Run:
         dims = list(kinds)
         if self.spec.granularity_spec.rollup:
             table = rollup.rollup(table, dims, self.spec.metrics)
-        times = table.column(TIME).to_numpy()
-        if len(times) > 1 and not (times[1:] >= times[:-1]).all():
-            table = table.take(pc.sort_indices(table.column(TIME)))
+        table = rollup_off_writer.sorted_by_time(table)
         if not self.store_empty:
             empty = [d for d in dims if table.column(d).null_count == table.num_rows]
             table = table.drop_columns(empty)

@@ -7,7 +7,11 @@ costs one ``np.unique`` instead of a many-column hash aggregation.
 
 from __future__ import annotations
 
+import itertools
 import zlib
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 import pyarrow as pa
@@ -70,6 +74,36 @@ def dense_codes(col: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, int]:
     return idx, max(len(enc.dictionary), 1)
 
 
+CODE_THREADS = 2  # columns coded side by side (Arrow's hashing and NumPy's sorts release the GIL)
+CODE_AHEAD_ROWS = 1 << 16  # smaller tables code column by column on the caller's thread
+
+
+def _codes_ahead(table: pa.Table, keys: list[str]) -> Iterator[tuple[np.ndarray, int]]:
+    """``dense_codes`` of each key column in order, the next columns coded while one is consumed.
+
+    A consumer that stops early wastes at most ``CODE_THREADS`` columns' work.
+    """
+    if len(keys) <= 1 or table.num_rows < CODE_AHEAD_ROWS:
+        for name in keys:
+            yield dense_codes(table.column(name))
+        return
+    with ThreadPoolExecutor(CODE_THREADS, thread_name_prefix="rollup-codes") as pool:
+        pending: deque[Future[tuple[np.ndarray, int]]] = deque()
+        names = iter(keys)
+        try:
+            for name in itertools.islice(names, CODE_THREADS):
+                pending.append(pool.submit(dense_codes, table.column(name)))
+            while pending:
+                done = pending.popleft().result()
+                name = next(names, None)
+                if name is not None:
+                    pending.append(pool.submit(dense_codes, table.column(name)))
+                yield done
+        finally:
+            for fut in pending:
+                fut.cancel()
+
+
 def group_ids(table: pa.Table, keys: list[str]) -> tuple[np.ndarray, int]:
     """(group id per row in 0..g-1, g). Stops early once every row is its own group.
 
@@ -79,13 +113,19 @@ def group_ids(table: pa.Table, keys: list[str]) -> tuple[np.ndarray, int]:
     n = table.num_rows
     key = np.zeros(n, dtype=np.int64)
     card = 1
-    for name in keys:
-        codes, k = dense_codes(table.column(name))
+    ranked_at_n = False
+    for i, (codes, k) in enumerate(_codes_ahead(table, keys)):
         if card * k >= 2**62:
             key, card = _rank(key, card)
+            if card == n:
+                return key, n
         key = key * k + codes
         card *= k
-        if card >= n or name == keys[0]:
+        # Ranking is a sort once the bound is large, so it runs only where it pays: on the first
+        # column, the first time the key could be unique, and before the key would overflow.
+        # Ranks keep the key's order, so skipping the others leaves the result unchanged.
+        if i == 0 or (card >= n and not ranked_at_n):
+            ranked_at_n = card >= n
             key, card = _rank(key, card)
             if card == n:
                 return key, n

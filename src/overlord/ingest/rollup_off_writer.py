@@ -25,8 +25,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from overlord.ingest.rows import TIME
@@ -60,10 +60,15 @@ class _Bucket:
         self.non_null: set[str] = set()
 
 
-def _sorted_by_time(table: pa.Table) -> pa.Table:
+def sorted_by_time(table: pa.Table) -> pa.Table:
+    """Rows stably sorted by ``__time`` (int64 millis).
+
+    NumPy's stable sort merges the sorted runs input files come in (Arrow's sort does not exploit
+    them); both keep equal times in input order, so the result is the same.
+    """
     times = table.column(TIME).to_numpy()
     if len(times) > 1 and not (times[1:] >= times[:-1]).all():
-        table = table.take(pc.sort_indices(table.column(TIME)))
+        table = table.take(pa.array(np.argsort(times, kind="stable")))
     return table
 
 
@@ -124,7 +129,7 @@ class ChunkStreams:
             group = pending[i:j]
             i = j
             table = group[0] if len(group) == 1 else pa.concat_tables(group)  # chunked: no copy
-            table = _sorted_by_time(table)
+            table = sorted_by_time(table)
             table = table.set_column(0, TIME, table.column(TIME).cast(TIME_TYPE))
             piece = bk.parts[-1].pieces[-1] if bk.writer is not None else None
             if piece is None or not piece.schema.equals(table.schema):

@@ -23,8 +23,11 @@ def _reference(table: pa.Table, keys: list[str]) -> tuple[np.ndarray, int]:
     return inv, int(inv.max()) + 1 if len(inv) else 0
 
 
+@pytest.mark.parametrize("ahead", [False, True], ids=["inline", "coded-ahead"])
 @pytest.mark.parametrize("seed", range(40))
-def test_group_ids_match_sorted_ranks(seed: int) -> None:
+def test_group_ids_match_sorted_ranks(seed: int, ahead: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Also with the columns coded on worker threads ahead of the ranking (large tables do that)."""
+    monkeypatch.setattr(rollup, "CODE_AHEAD_ROWS", 0 if ahead else 1 << 62)
     rng = np.random.default_rng(seed)
     n = int(rng.integers(1, 3000))
     cols: dict[str, pa.Array] = {"__time": pa.array(rng.integers(0, int(rng.integers(1, 30)), n) * 3_600_000)}
