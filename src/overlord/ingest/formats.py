@@ -97,60 +97,19 @@ def _unparseable(raw: str) -> str:
     return f"Unable to parse row [{raw}]"
 
 
-# Types an explicit schema may pin: for these pyarrow's reader fails on any value of another JSON
-# type (and int64 on any non-integer number) instead of converting it, so a read with the schema
-# either gives the table inference would give or raises. Doubles (an all-integer chunk infers
-# int64), timestamps (inferred from some strings only) and nested types stay inferred.
-_PINNABLE = (pa.string(), pa.int64(), pa.bool_())
-PIN_SCHEMA = True  # tests turn it off to compare
-_READ = pajson.ReadOptions(block_size=_BLOCK)
-_READ_ERRORS = (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError)
-
-
-def _pinnable(schema: pa.Schema) -> pa.Schema | None:
-    fields = [f for f in schema if f.type in _PINNABLE]
-    return pa.schema(fields) if fields else None
-
-
 class JsonParser:
-    """Newline-delimited JSON.
-
-    After a split's first chunk the columns it typed string, long or boolean are handed to the
-    reader as an explicit schema (about 10 % less parse time than inferring them). A chunk the
-    schema does not fit fails that read and is read again with inference, exactly as without a
-    schema, and the columns that did not fit leave the schema. Columns not in the schema are
-    inferred as usual; one the schema names but a chunk lacks comes back all null, which
-    discovery and typing treat as an absent column.
-    """
+    """Newline-delimited JSON."""
 
     def __init__(self, fmt: InputFormat) -> None:
         self.fmt = fmt
-        self.schema: pa.Schema | None = None  # set after the first chunk (chunks after it parse in parallel)
-
-    def _read(self, buf: pa.Buffer, first: bool) -> pa.Table | None:
-        schema = None if first or not PIN_SCHEMA else self.schema
-        if schema is not None:
-            try:
-                opts = pajson.ParseOptions(explicit_schema=schema, unexpected_field_behavior="infer")
-                return pajson.read_json(buf, read_options=_READ, parse_options=opts)
-            except _READ_ERRORS:
-                pass
-        try:
-            table = pajson.read_json(buf, read_options=_READ)
-        except _READ_ERRORS:
-            return None
-        if first:
-            self.schema = _pinnable(table.schema)
-        elif schema is not None:  # the schema did not fit: keep only the columns this chunk confirms
-            names = set(table.column_names)
-            self.schema = _pinnable(
-                pa.schema([f for f in schema if f.name in names and table.schema.field(f.name).type == f.type])
-            )
-        return table
 
     def parse(self, chunk: Chunk, first: bool) -> RawBatch:
+        table = None
         buf = chunk if isinstance(chunk, pa.Buffer) else pa.py_buffer(chunk)
-        table = self._read(buf, first)
+        try:
+            table = pajson.read_json(buf, read_options=pajson.ReadOptions(block_size=_BLOCK))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+            table = None
         if table is not None and table.num_rows == _newline_rows(chunk):
             return RawBatch(table, len(chunk), lines=_LazyLines(chunk))  # type: ignore[arg-type]
         return self._exact(chunk)
