@@ -95,9 +95,9 @@ def _codes_ahead(table: pa.Table, keys: list[str]) -> Iterator[tuple[np.ndarray,
                 pending.append(pool.submit(dense_codes, table.column(name)))
             while pending:
                 done = pending.popleft().result()
-                name = next(names, None)
-                if name is not None:
-                    pending.append(pool.submit(dense_codes, table.column(name)))
+                following = next(names, None)
+                if following is not None:
+                    pending.append(pool.submit(dense_codes, table.column(following)))
                 yield done
         finally:
             for fut in pending:
