@@ -346,7 +346,7 @@ class _Run:
             if self.spec.granularity_spec.rollup:
                 table = rollup.rollup(table, [c for c in table.column_names if c in proc.discovered], self.spec.metrics)
             path = self.tmp_dir / f"{b}-{len(self.spills.get(b, []))}.parquet"
-            pq.write_table(table, path, compression="none")
+            pq.write_table(table, path, compression="none", write_statistics=False)  # read back whole
             self.spills.setdefault(b, []).append(path)
         self.log.info("Spilled %d bytes of rows to disk", self.mem_bytes)
         self.memory.clear()

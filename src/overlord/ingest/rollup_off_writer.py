@@ -29,6 +29,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from overlord.ingest import segment_files
 from overlord.ingest.rows import TIME
 
 ROW_GROUP_ROWS = 1 << 18  # rows buffered per partition before a row group is written
@@ -139,7 +140,7 @@ class ChunkStreams:
                 self.tmp_dir.mkdir(parents=True, exist_ok=True)
                 piece = _Piece(path, table.schema)
                 bk.parts[-1].pieces.append(piece)
-                bk.writer = pq.ParquetWriter(path, table.schema, compression="snappy")
+                bk.writer = pq.ParquetWriter(path, table.schema, **segment_files.parquet_options(table.schema))
                 self.open[b] = None
                 while len(self.open) > MAX_OPEN_WRITERS:
                     old = next(iter(self.open))
@@ -183,7 +184,7 @@ def finish_partition(part: Partition, target: Path, convert: Callable[[pa.Table]
         os.replace(part.pieces[0].path, target)
         return target.stat().st_size
     tmp = target.with_name(target.name + ".tmp")
-    with pq.ParquetWriter(tmp, final, compression="snappy") as writer:
+    with pq.ParquetWriter(tmp, final, **segment_files.parquet_options(final)) as writer:
         for piece in part.pieces:
             pf = pq.ParquetFile(piece.path)
             for i in range(pf.num_row_groups):

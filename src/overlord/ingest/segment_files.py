@@ -110,11 +110,22 @@ def finalize_shard_specs(segments: list[SegmentDescriptor]) -> list[SegmentDescr
     return out
 
 
+def parquet_options(schema: pa.Schema) -> dict[str, Any]:
+    """Writer settings of every segment file: snappy, dictionaries, min/max statistics.
+
+    Statistics are kept for ``__time`` and numeric columns (row-group pruning on time and numbers)
+    and left out for string columns: their min/max cost about a fifth of the writer's time and
+    prune nothing on dimension values spread over every row group. Files read the same either way.
+    """
+    with_stats = [f.name for f in schema if not (pa.types.is_string(f.type) or pa.types.is_large_string(f.type))]
+    return {"compression": "snappy", "write_statistics": with_stats or False}
+
+
 def write_segment(out_dir: Path, relpath: str, table: pa.Table) -> int:
     """Write atomically (temp file + rename) and return the file size in bytes."""
     target = out_dir / relpath
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(target.name + ".tmp")
-    pq.write_table(table, tmp, compression="snappy")
+    pq.write_table(table, tmp, **parquet_options(table.schema))
     os.replace(tmp, target)
     return target.stat().st_size

@@ -204,3 +204,20 @@ def test_many_time_chunks_with_few_open_writers(tmp_path: Path, monkeypatch: pyt
     res, _ = same_as_buffered(tmp_path, make_spec(base, gran="hour", max_rows=3), monkeypatch, chunk_bytes=300)
     assert len({s.interval for s in res.segments}) == 24
     assert sum(s.num_rows for s in res.segments) == 120
+
+
+@pytest.mark.parametrize("stream", [True, False], ids=["streamed", "buffered"])
+def test_segments_keep_time_and_numeric_statistics_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stream: bool
+) -> None:
+    base = tmp_path / "in"
+    base.mkdir()
+    write(base / "a.json", [{"ts": f"2015-09-12T00:00:{i:02d}Z", "dim": f"d{i}", "n": i} for i in range(9)])
+    res, tables = ingest(make_spec(base), tmp_path / "out", stream=stream, monkeypatch=monkeypatch)
+    meta = pq.ParquetFile(tmp_path / "out" / res.segments[0].path).metadata
+    stats = {meta.schema.column(i).name: meta.row_group(0).column(i).statistics for i in range(meta.num_columns)}
+    assert stats["dim"] is None  # string min/max cost writer time and prune nothing
+    assert stats["n"].min == 0 and stats["n"].max == 8
+    assert stats["__time"].has_min_max
+    assert meta.row_group(0).column(0).compression == "SNAPPY"
+    assert tables[0].column("dim").to_pylist() == [f"d{i}" for i in range(9)]
