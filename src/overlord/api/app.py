@@ -42,6 +42,7 @@ from overlord.api.errors import (
 from overlord.api.leader_redirect import LeaderRedirectMiddleware
 from overlord.api.request_limits import RequestLimitsMiddleware
 from overlord.api.router_proxy import RouterProxyMiddleware
+from overlord.api.task_status import StatusFastPath
 from overlord.errors import OverlordError
 from overlord.service import Service
 
@@ -100,6 +101,7 @@ def create_app(service: Service) -> Starlette:
         routes=routes,
         lifespan=lifespan,
         middleware=[  # outermost first: the ES headers go on the limits' refusals too
+            Middleware(StatusFastPath, service=service),  # a plain status poll, answered before the rest
             Middleware(RouterProxyMiddleware),
             Middleware(EsCompatMiddleware),
             Middleware(LeaderRedirectMiddleware, service=service),  # a follower sends the API to the leader
