@@ -6,8 +6,9 @@ Three layers of shortcut, each answering exactly what the plain route would:
   are kept (its status never changes), else the store's ``StatusRow`` is rendered straight to JSON
   bytes, without a TaskRecord in between.
 - ``TaskStatusEndpoint``: the route as a plain ASGI app, without Starlette's Request and Response.
-- ``StatusFastPath``: the outermost middleware, which answers the plain case before the middleware
-  stack and the router see it. The plain case is what every middleware passes through untouched: a
+- ``plain_answer``: the plain case answered before the middleware stack and the router see it, by
+  the service's HTTP protocol (``status_responder``) or else by the outermost middleware
+  (``StatusFastPath``). The plain case is what every middleware passes through untouched: a
   GET of exactly this path with no query, no control character in the id, no ``X-Opaque-Id`` and no
   Elasticsearch media type, on the leader. Anything else (a standby's redirect, a refusal, a proxy
   prefix, a store error) falls through to the full stack, which answers it as for any route.
@@ -15,6 +16,7 @@ Three layers of shortcut, each answering exactly what the plain route would:
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING
 
 import orjson
@@ -24,6 +26,7 @@ from overlord.api.errors import druid_error_body
 from overlord.api.request_limits import CONTROL_CHARACTER
 from overlord.core.protocols import StatusRow
 from overlord.errors import TaskNotFound
+from overlord.http_protocol import Answer, Headers, Responder
 from overlord.isotime import format_ms
 
 if TYPE_CHECKING:
@@ -86,11 +89,9 @@ def status_body(svc: Service, task_id: str) -> tuple[int, bytes]:
     return 200, body
 
 
-async def _answer(send: Send, status: int, body: bytes) -> None:
-    """The two messages a Response would send, with its headers."""
-    headers = [(b"content-length", b"%d" % len(body)), _JSON]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+def response_headers(body: bytes) -> Headers:
+    """What a Response sends with a JSON body (and what every path of this route sends)."""
+    return [(b"content-length", b"%d" % len(body)), _JSON]
 
 
 class TaskStatusEndpoint:
@@ -99,10 +100,11 @@ class TaskStatusEndpoint:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         status, body = status_body(scope["app"].state.service, scope["path_params"]["task_id"])
-        await _answer(send, status, body)
+        await send({"type": "http.response.start", "status": status, "headers": response_headers(body)})
+        await send({"type": "http.response.body", "body": body})
 
 
-def _plain_headers(headers: list[tuple[bytes, bytes]]) -> bool:
+def _plain_headers(headers: Headers) -> bool:
     """No header that a middleware acts on (EsCompatMiddleware: X-Opaque-Id, Elasticsearch media types)."""
     for name, value in headers:
         if name == b"x-opaque-id" or ((name == b"accept" or name == b"content-type") and b"vnd.elasticsearch" in value):
@@ -110,31 +112,52 @@ def _plain_headers(headers: list[tuple[bytes, bytes]]) -> bool:
     return True
 
 
+def plain_answer(service: Service, path: str, headers: Headers) -> Answer | None:
+    """The answer to a GET of ``path`` without query, body or root path, if it is a status poll that
+    every middleware passes through untouched; else None (another route, or a middleware would act).
+    A store error is None too: the full stack reads again and answers it in its error shape."""
+    if not (path.startswith(PATH_HEAD) and path.endswith(PATH_TAIL)):
+        return None
+    task_id = path[len(PATH_HEAD) : -len(PATH_TAIL)]
+    if (
+        not task_id
+        or "/" in task_id
+        or CONTROL_CHARACTER.search(task_id) is not None
+        or not _plain_headers(headers)
+        or not service.is_leader()
+    ):
+        return None
+    try:
+        status, body = status_body(service, task_id)
+    except Exception:
+        return None
+    return status, response_headers(body), body
+
+
+def status_responder(service: Service) -> Responder:
+    """``plain_answer`` for the HTTP protocol (``CoalescingHttpToolsProtocol.answering``)."""
+    return functools.partial(plain_answer, service)
+
+
 class StatusFastPath:
     """The outermost middleware: answers a plain status poll at once (see the module's docstring),
-    passes everything else on unchanged."""
+    passes everything else on unchanged. The service's HTTP protocol answers most polls even earlier,
+    with the same ``plain_answer``; this catches the rest (e.g. a pipelined request) and in-process apps."""
 
     def __init__(self, app: ASGIApp, service: Service) -> None:
         self.app = app
         self.service = service
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "GET" and not scope["query_string"]:
-            path: str = scope["path"]
-            if path.startswith(PATH_HEAD) and path.endswith(PATH_TAIL) and not scope.get("root_path"):
-                task_id = path[len(PATH_HEAD) : -len(PATH_TAIL)]
-                if (
-                    task_id
-                    and "/" not in task_id
-                    and CONTROL_CHARACTER.search(task_id) is None
-                    and _plain_headers(scope["headers"])
-                    and self.service.is_leader()
-                ):
-                    try:
-                        status, body = status_body(self.service, task_id)
-                    except Exception:
-                        pass  # the stack reads again and answers the error in its shape
-                    else:
-                        await _answer(send, status, body)
-                        return
+        if (
+            scope["type"] == "http"
+            and scope["method"] == "GET"
+            and not scope["query_string"]
+            and not scope.get("root_path")
+            and (answer := plain_answer(self.service, scope["path"], scope["headers"])) is not None
+        ):
+            status, headers, body = answer
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+            return
         await self.app(scope, receive, send)
