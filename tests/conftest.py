@@ -185,8 +185,17 @@ def pg_url() -> Iterator[str]:
     drop_database(url)
 
 
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    from tests import style_checks
+
+    style_checks.start_if_selected(items)
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    from tests import style_checks
     from tests.pg import drop_template
+
+    style_checks.stop()
 
     with contextlib.suppress(Exception):  # best effort: a leftover template is harmless
         drop_template()
