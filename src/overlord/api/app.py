@@ -100,8 +100,11 @@ def create_app(service: Service) -> Starlette:
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        middleware=[  # outermost first: the ES headers go on the limits' refusals too
-            Middleware(StatusFastPath, service=service),  # a plain status poll, answered before the rest
+        # Outermost first: the ES headers go on the limits' refusals too. A plain status poll is answered
+        # before all of them (task_status.plain_answer, by the HTTP protocol or StatusFastPath): a
+        # middleware that must see status polls has to make plain_answer decline them.
+        middleware=[
+            Middleware(StatusFastPath, service=service),
             Middleware(RouterProxyMiddleware),
             Middleware(EsCompatMiddleware),
             Middleware(LeaderRedirectMiddleware, service=service),  # a follower sends the API to the leader
