@@ -48,5 +48,5 @@ def test_a_type_is_imported_on_first_lookup_and_the_refusal_lists_every_type():
 
 
 def test_the_fork_servers_preload_imports_every_type():
-    got = _modules_after("import overlord.tasks.preload\nout = None")
+    got = _modules_after("import overlord.tasks.builtin\nout = None")
     assert set(INGESTION_MODULES) <= set(got["loaded"])  # type: ignore[arg-type]
