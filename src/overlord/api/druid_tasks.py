@@ -13,7 +13,7 @@ from starlette.routing import Route
 from overlord.api.errors import JSONResponse, druid_error
 from overlord.api.task_status import TaskStatusEndpoint
 from overlord.core.ids import check_lookup_id
-from overlord.core.task import RunnerState, TaskRecord
+from overlord.core.task import RunnerState, TaskRecord, find_task_type, needs_import
 from overlord.errors import InvalidInput, NotFound, StoreUnavailable, TaskNotFound
 from overlord.isotime import Interval, format_ms
 
@@ -88,6 +88,9 @@ def _forwarded_headers(request: Request) -> dict[str, str]:
 
 async def submit_task(request: Request) -> Response:
     payload = await read_json_body(request)
+    type_name = payload.get("type") if isinstance(payload, dict) else None
+    if isinstance(type_name, str) and needs_import(type_name):  # a type's first use imports its code: off the loop
+        await run_in_threadpool(find_task_type, type_name)
     task_id = service_of(request).queue.submit(payload, _forwarded_headers(request))
     return JSONResponse({"task": task_id})
 
