@@ -10,7 +10,7 @@ from __future__ import annotations
 import multiprocessing
 import multiprocessing.forkserver
 
-PRELOAD = ["__main__", "overlord.cli", "overlord.runner.peon", "overlord.tasks"]
+PRELOAD = ["__main__", "overlord.cli", "overlord.runner.peon", "overlord.tasks.builtin"]
 S3_PRELOAD = ["overlord.storage.s3_warm"]  # boto3 and its endpoint data, for peons on S3 storage
 LAST = ["overlord.runner.gc_freeze"]  # after everything else: freezes what was imported
 
