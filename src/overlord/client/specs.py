@@ -388,7 +388,7 @@ def check_spec(spec: Mapping[str, Any]) -> None:
     import copy
     from pathlib import Path
 
-    import overlord.tasks  # noqa: F401  # registers every task type's server-side validator
+    import overlord.tasks.builtin  # noqa: F401  # registers every task type's server-side validator
     from overlord.core.task import SubmitContext, registered_types
 
     task_type = registered_types().get(str(spec.get("type")))

@@ -43,7 +43,7 @@ from overlord.storage.uris import open_task_logs
 GATE_POLL_S = 1.0
 STOP_POLL_S = 5.0
 LOG_CHUNK = 256 * 1024
-PRELOAD = ["overlord.runner.dask_peon", "overlord.runner.peon", "overlord.tasks"]
+PRELOAD = ["overlord.runner.dask_peon", "overlord.runner.peon", "overlord.tasks.builtin"]
 
 
 def state_name(launch_id: str) -> str:

@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import functools
 import logging
-import multiprocessing
 import os
 import shutil
 import signal
@@ -37,7 +36,7 @@ from overlord.clock import Clock
 from overlord.core.protocols import ExitListener, LaunchSpec, RunnerExit, TaskLogs, WorkerInfo
 from overlord.core.task import Location
 from overlord.runner import fork_server
-from overlord.runner.peon import LOG_PUSHED_FILE, PID_FILE, STARTED_FILE, STATUS_BY_FILE, capped_log
+from overlord.runner.peon import LOG_BY_RUNNER, LOG_PUSHED_FILE, PID_FILE, STARTED_FILE, STATUS_BY_FILE, capped_log
 from overlord.runner.slots import Slot, allocate_slots, directory_size
 from overlord.runner.spares import PeonProcess, SparePool, fork_peon, pool_size, process_start_marker
 from overlord.runner.toolbox import (
@@ -158,8 +157,7 @@ class LocalTaskRunner:
         self.running: dict[str, RunningPeon] = {}
         self.last_completed_ms: int | None = None
         self._pending_pushes: dict[str, _PendingPush] = {}
-        self._ctx = multiprocessing.get_context("forkserver")
-        self._spares = SparePool(self._ctx, pool_size(capacity))
+        self._spares = {kind: SparePool(kind, pool_size(capacity)) for kind in (fork_server.LEAN, fork_server.HEAVY)}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._monitor: asyncio.Task[None] | None = None
 
@@ -171,12 +169,14 @@ class LocalTaskRunner:
             slot.base_dir.mkdir(parents=True, exist_ok=True)
         s3 = any(str(uri).startswith(S3_SCHEME) for uri in (self.runtime.deep_storage, self.runtime.task_logs))
         await self._loop.run_in_executor(None, functools.partial(fork_server.start, s3=s3))
-        self._spares.start(self._loop)
+        for spares in self._spares.values():
+            spares.start(self._loop)
         self._monitor = asyncio.create_task(self._monitor_loop(), name="runner-monitor")
 
     async def stop(self, *, kill_running: bool) -> None:
         """Stop monitoring; optionally end the running peons (else they keep running, detached)."""
-        self._spares.close()
+        for spares in self._spares.values():
+            spares.close()
         if self._monitor is not None:
             self._monitor.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -247,9 +247,10 @@ class LocalTaskRunner:
                 "run": spec.run,
                 "runtime": self.runtime.to_json(),
                 STATUS_BY_FILE: True,
+                LOG_BY_RUNNER: True,
             },
         )
-        started = self._start_peon(task_dir, spec.task_id)
+        started = self._start_peon(task_dir, spec.task_id, fork_server.server_for(spec.run))
         peon = RunningPeon(
             task_id=spec.task_id,
             slot=slot,
@@ -273,16 +274,17 @@ class LocalTaskRunner:
         )
         return peon.handle()
 
-    def _start_peon(self, task_dir: Path, task_id: str) -> PeonProcess:
-        """A spare given the task's directory, else a peon forked for it now."""
-        while (spare := self._spares.take()) is not None:
+    def _start_peon(self, task_dir: Path, task_id: str, server: str) -> PeonProcess:
+        """A spare of the task type's fork server given the task's directory, else a peon forked for it now."""
+        spares = self._spares[server]
+        while (spare := spares.take()) is not None:
             try:
                 spare.gate.send({"taskDir": str(task_dir)})
             except OSError:  # it ended meanwhile
-                self._spares.discard(spare)
+                spares.discard(spare)
                 continue
             return spare
-        return fork_peon(self._ctx, str(task_dir), f"peon-{task_id}")
+        return fork_peon(server, str(task_dir), f"peon-{task_id}")
 
     def release(self, task_id: str) -> None:
         peon = self.running.get(task_id)

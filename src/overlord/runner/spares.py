@@ -15,11 +15,11 @@ import contextlib
 import logging
 import multiprocessing.process
 from dataclasses import dataclass
-from multiprocessing.connection import Connection
-from multiprocessing.context import ForkServerContext
+from multiprocessing.connection import Connection, Pipe
 from pathlib import Path
 from typing import Any
 
+from overlord.runner.fork_server import ServedProcess
 from overlord.runner.peon import run_peon
 
 log = logging.getLogger(__name__)
@@ -54,15 +54,16 @@ class PeonProcess:
     pid_start: str | None
 
 
-def fork_peon(ctx: ForkServerContext, task_dir: str | None, name: str) -> PeonProcess:
-    """Fork a peon through the fork server: for ``task_dir``, or a spare (None) that waits for one.
+def fork_peon(server: str, task_dir: str | None, name: str) -> PeonProcess:
+    """Fork a peon through the fork server ``server``: for ``task_dir``, or a spare (None) that waits for one.
 
     The process is taken out of multiprocessing's list of children: its owner reaps it through its
     sentinel, and no other thread's ``Process.start()`` may poll it meanwhile (they would race to read
     its exit code).
     """
-    gate, peon_end = ctx.Pipe(duplex=True)
-    process = ctx.Process(target=run_peon, args=(task_dir, peon_end), name=name)
+    gate, peon_end = Pipe(duplex=True)
+    process = ServedProcess(target=run_peon, args=(task_dir, peon_end), name=name)
+    process.fork_server = server
     try:
         process.start()
     except BaseException:
@@ -76,10 +77,10 @@ def fork_peon(ctx: ForkServerContext, task_dir: str | None, name: str) -> PeonPr
 
 
 class SparePool:
-    """Keeps up to ``size`` spares ready; forks them on one background thread."""
+    """Keeps up to ``size`` spares of the fork server ``server`` ready; forks them on one background thread."""
 
-    def __init__(self, ctx: ForkServerContext, size: int) -> None:
-        self.ctx = ctx
+    def __init__(self, server: str, size: int) -> None:
+        self.server = server
         self.size = size
         self.ready: list[PeonProcess] = []
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -112,7 +113,7 @@ class SparePool:
             return
         while len(self.ready) + self._forking < self.size:
             self._forking += 1
-            future = self._loop.run_in_executor(self._pool, fork_peon, self.ctx, None, "peon-spare")
+            future = self._loop.run_in_executor(self._pool, fork_peon, self.server, None, "peon-spare")
             future.add_done_callback(self._forked)
 
     def _forked(self, future: asyncio.Future[PeonProcess]) -> None:

@@ -1,3 +1,6 @@
-"""Task types. Importing this package registers every built-in type with the registry."""
+"""Task types, one module per type, and the action client a task uses.
 
-from overlord.tasks import compact, index, kill, legacy, noop, parallel, query_controller, query_worker  # noqa: F401
+Importing the package registers nothing, so a peon that imports one light task module (and the action
+client) does not pull in every type's dependencies (pyarrow, DuckDB): ``overlord.tasks.builtin``
+registers them all.
+"""
