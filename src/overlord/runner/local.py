@@ -36,6 +36,7 @@ from overlord.clock import Clock
 from overlord.core.protocols import ExitListener, LaunchSpec, RunnerExit, TaskLogs, WorkerInfo
 from overlord.core.task import Location
 from overlord.runner import fork_server
+from overlord.runner.fork_server import ForkedPeon
 from overlord.runner.peon import LOG_BY_RUNNER, LOG_PUSHED_FILE, PID_FILE, STARTED_FILE, STATUS_BY_FILE, capped_log
 from overlord.runner.slots import Slot, allocate_slots, directory_size
 from overlord.runner.spares import PeonProcess, SparePool, fork_peon, pool_size, process_start_marker
@@ -108,7 +109,7 @@ class RunningPeon:
     pid: int
     pid_start: str | None
     started_monotonic: float
-    process: Any = None  # multiprocessing.Process when we started it; None when adopted
+    process: ForkedPeon | None = None  # None when adopted
     gate: Connection | None = None  # the launch gate, then the command channel; None when adopted
     token: str | None = None  # handed to the peon at release, then forgotten
     kill_handle: asyncio.TimerHandle | None = None
@@ -284,7 +285,7 @@ class LocalTaskRunner:
                 spares.discard(spare)
                 continue
             return spare
-        return fork_peon(server, str(task_dir), f"peon-{task_id}")
+        return fork_peon(server, str(task_dir))
 
     def release(self, task_id: str) -> None:
         peon = self.running.get(task_id)

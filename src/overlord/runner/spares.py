@@ -13,14 +13,12 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
-import multiprocessing.process
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, Pipe
 from pathlib import Path
-from typing import Any
 
-from overlord.runner.fork_server import ServedProcess
-from overlord.runner.peon import run_peon
+from overlord.runner import fork_server
+from overlord.runner.fork_server import ForkedPeon
 
 log = logging.getLogger(__name__)
 
@@ -48,31 +46,22 @@ def process_start_marker(pid: int) -> str | None:
 class PeonProcess:
     """A started peon: its process (for the exit sentinel), its gate pipe, pid and start marker."""
 
-    process: Any  # multiprocessing.Process
+    process: ForkedPeon
     gate: Connection
     pid: int
     pid_start: str | None
 
 
-def fork_peon(server: str, task_dir: str | None, name: str) -> PeonProcess:
-    """Fork a peon through the fork server ``server``: for ``task_dir``, or a spare (None) that waits for one.
-
-    The process is taken out of multiprocessing's list of children: its owner reaps it through its
-    sentinel, and no other thread's ``Process.start()`` may poll it meanwhile (they would race to read
-    its exit code).
-    """
+def fork_peon(server: str, task_dir: str | None) -> PeonProcess:
+    """Fork a peon through the fork server ``server``: for ``task_dir``, or a spare (None) that waits for one."""
     gate, peon_end = Pipe(duplex=True)
-    process = ServedProcess(target=run_peon, args=(task_dir, peon_end), name=name)
-    process.fork_server = server
     try:
-        process.start()
+        process = fork_server.server(server).fork(task_dir, peon_end)
     except BaseException:
         gate.close()
         raise
     finally:
         peon_end.close()
-    multiprocessing.process._children.discard(process)  # type: ignore[attr-defined]
-    assert process.pid is not None
     return PeonProcess(process, gate, process.pid, process_start_marker(process.pid))
 
 
@@ -113,7 +102,7 @@ class SparePool:
             return
         while len(self.ready) + self._forking < self.size:
             self._forking += 1
-            future = self._loop.run_in_executor(self._pool, fork_peon, self.server, None, "peon-spare")
+            future = self._loop.run_in_executor(self._pool, fork_peon, self.server, None)
             future.add_done_callback(self._forked)
 
     def _forked(self, future: asyncio.Future[PeonProcess]) -> None:
