@@ -145,6 +145,10 @@ class ForkServer:
 
     def fork(self, task_dir: str | None, gate: Connection) -> ForkedPeon:
         """Fork a peon for ``task_dir`` (None: a spare), handing it ``gate``; blocks until it is forked."""
+        return forked(self.request(task_dir, gate))
+
+    def request(self, task_dir: str | None, gate: Connection) -> int:
+        """Ask for a peon without waiting: returns its status pipe, readable once the pid is there (``forked``)."""
         self.ensure_running()
         assert self._address is not None
         status_r, status_w = os.pipe()
@@ -155,7 +159,7 @@ class ForkServer:
                 socket.send_fds(client, [b"/" + (task_dir or "").encode()], [gate.fileno(), status_w])
             os.close(status_w)
             status_w = -1
-            return ForkedPeon(_read_pid(status_r), status_r)
+            return status_r
         except BaseException:
             os.close(status_r)
             if status_w >= 0:
@@ -175,6 +179,16 @@ def start(*, s3: bool) -> None:
 
 def server(kind: str) -> ForkServer:
     return _SERVERS[kind]
+
+
+def forked(status_r: int) -> ForkedPeon:
+    """The peon a ``request`` asked for (blocks until the fork server has sent its pid); closes
+    ``status_r`` if the server failed."""
+    try:
+        return ForkedPeon(_read_pid(status_r), status_r)
+    except BaseException:
+        os.close(status_r)
+        raise
 
 
 def _read_pid(fd: int) -> int:
