@@ -54,6 +54,7 @@ from overlord.storage.s3 import SCHEME as S3_SCHEME
 log = logging.getLogger(__name__)
 
 POLL_INTERVAL_S = 0.5
+SMALL_DIR_FILES, SMALL_DIR_BYTES = 16, 1 << 20  # what is_small_dir() calls small
 DONE_PREFIX = ".done-"  # a finished task's directory, renamed while its log is pushed and it is removed
 
 
@@ -88,6 +89,22 @@ def read_chunks(path: Path, offset: int, chunk: int = 64 * 1024) -> Iterator[byt
                 yield data
 
     return chunks()
+
+
+def is_small_dir(path: Path) -> bool:
+    """A few small files and no subdirectory: a light task's directory, cleaned up without a thread."""
+    total = 0
+    try:
+        with os.scandir(path) as entries:
+            for count, entry in enumerate(entries):
+                if count >= SMALL_DIR_FILES or entry.is_dir(follow_symlinks=False):
+                    return False
+                total += entry.stat(follow_symlinks=False).st_size
+                if total > SMALL_DIR_BYTES:
+                    return False
+    except OSError:
+        return False
+    return True
 
 
 def describe_exit(exitcode: int | None) -> str:
@@ -475,23 +492,33 @@ class LocalTaskRunner:
                 self._push_logs(task_id, task_dir)
 
     def _push_logs(self, task_id: str, task_dir: Path) -> None:
-        """Push what the peon could not (crash, full disk) and remove its directory, off the event loop
-        when the loop runs (a task directory can hold gigabytes of work files)."""
-        aside = task_dir.with_name(f"{DONE_PREFIX}{uuid.uuid4().hex}")
-        try:  # out of the way at once: the same task may be launched again into its old path
-            os.rename(task_dir, aside)
-            task_dir = aside
-        except OSError:
-            pass
+        """Push what the peon left to us (its log; what a crash or a full disk kept it from pushing) and
+        remove its directory: at once when it is small (a light task's few files: a thread hand-off
+        would cost the service more than the work), else off the event loop (a task directory can hold
+        gigabytes of work files)."""
         loop = self._loop
-        if loop is None or not loop.is_running():
-            self._after_push(task_id, task_dir, self._push_and_remove(task_id, task_dir))
+        running = loop is not None and loop.is_running()
+        if not running or (task_id not in self._pending_pushes and is_small_dir(task_dir)):
+            error = self._push_and_remove(task_id, task_dir)
+            self._after_push(task_id, task_dir if error is None else self._set_aside(task_dir), error)
             return
+        assert loop is not None
+        task_dir = self._set_aside(task_dir)
         previous = self._pending_pushes.get(task_id)
         attempts = previous.attempts if previous is not None else 0
         self._pending_pushes[task_id] = _PendingPush(task_id, task_dir, attempts, next_try=float("inf"))  # under way
         future = loop.run_in_executor(None, self._push_and_remove, task_id, task_dir)
         future.add_done_callback(lambda done: self._after_push(task_id, task_dir, done.result()))
+
+    @staticmethod
+    def _set_aside(task_dir: Path) -> Path:
+        """Out of the way at once: the same task may be launched again into its old path."""
+        aside = task_dir.with_name(f"{DONE_PREFIX}{uuid.uuid4().hex}")
+        try:
+            os.rename(task_dir, aside)
+        except OSError:
+            return task_dir
+        return aside
 
     def _push_and_remove(self, task_id: str, task_dir: Path) -> OSError | None:
         try:

@@ -126,17 +126,61 @@ def _wait_at_gate(gate: Connection | None) -> str | None:
     return str(message.get("token") or "") if isinstance(message, dict) else None
 
 
-def _listen_for_commands(gate: Connection, commands: queue.Queue[dict[str, Any]], closed: threading.Event) -> None:
-    """Commands from the runner, for the task to take from ``toolbox.commands``; ends at EOF (the
-    Overlord that launched this peon went away: ``closed`` is set)."""
-    while True:
+class GateCommands(queue.Queue[dict[str, Any]]):
+    """``toolbox.commands``: the runner's commands, read off the gate by a thread started when the task
+    first looks at them (most never do, and a thread costs a peon ~0.5 ms). The gate's EOF means the
+    Overlord that launched this peon went away (``runner_gone``)."""
+
+    def __init__(self, gate: Connection | None) -> None:
+        super().__init__()
+        self._gate = gate
+        self._closed = threading.Event()
+        self._listener: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+        if gate is None:
+            self._closed.set()
+
+    def _listen(self) -> None:
+        with self._start_lock:
+            if self._listener is None and self._gate is not None:
+                self._listener = threading.Thread(target=self._read_all, daemon=True, name="commands")
+                self._listener.start()
+
+    def _read_all(self) -> None:
+        assert self._gate is not None
+        while self._take(self._gate.recv):
+            pass
+
+    def _take(self, receive: Any) -> bool:
         try:
-            message = gate.recv()
+            message = receive()
         except (EOFError, OSError):
-            closed.set()
-            return
+            self._closed.set()
+            return False
         if isinstance(message, dict) and isinstance(message.get("command"), dict):
-            commands.put(message["command"])
+            self.put(message["command"])
+        return True
+
+    def get(self, block: bool = True, timeout: float | None = None) -> dict[str, Any]:
+        self._listen()
+        return super().get(block, timeout)
+
+    def qsize(self) -> int:
+        self._listen()
+        return super().qsize()
+
+    def empty(self) -> bool:
+        self._listen()
+        return super().empty()
+
+    def runner_gone(self) -> bool:
+        """True once the gate has closed; without the listener, reads what is waiting on it to find out."""
+        gate = self._gate
+        if self._listener is None and gate is not None and not self._closed.is_set():
+            with contextlib.suppress(OSError, EOFError):
+                while gate.poll(0) and self._take(gate.recv):
+                    pass
+        return self._closed.is_set()
 
 
 class HttpReportSink:
@@ -272,12 +316,7 @@ def run_peon(task_dir_str: str | None, gate: Connection | None = None) -> None:
     runtime = PeonRuntime.from_json(spec.get("runtime") or {}, task_token=token)
     client = ActionClient(runtime.overlord_url or "http://127.0.0.1", task_id, token=token,
                           retry_for_s=runtime.action_retry_s, fallback_urls=runtime.overlord_urls)  # fmt: skip
-    commands: queue.Queue[dict[str, Any]] = queue.Queue()
-    gate_closed = threading.Event()
-    if gate is not None:
-        threading.Thread(
-            target=_listen_for_commands, args=(gate, commands, gate_closed), daemon=True, name="commands"
-        ).start()
+    commands = GateCommands(gate)
     result: TaskResult
     try:
         toolbox = TaskToolbox(
@@ -308,7 +347,7 @@ def run_peon(task_dir_str: str | None, gate: Connection | None = None) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the work is done: a shutdown now just ends the process
     # a runner that reads status.json and pushes the log at the exit needs neither done here, as long
     # as it is there to do it
-    runner_there = gate is not None and not gate_closed.is_set()
+    runner_there = gate is not None and not commands.runner_gone()
     if not (written and spec.get(STATUS_BY_FILE) and runner_there):
         _post_status(client, status)
     client.close()
