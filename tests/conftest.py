@@ -175,6 +175,18 @@ def service(service_factory) -> ServiceProcess:  # type: ignore[no-untyped-def]
     return service_factory().start()
 
 
+@pytest.fixture(scope="module")
+def shared_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
+    """One started service (2 slots) for a module's tests that need a service but not a fresh one.
+
+    A start costs ~2 s. Tests that count or list every task, need idle slots or restart the service
+    take the function-scoped ``service``.
+    """
+    proc = ServiceProcess(data_dir=tmp_path_factory.mktemp("shared") / "var").start()
+    yield proc
+    proc.stop()
+
+
 @pytest.fixture
 def pg_url() -> Iterator[str]:
     """A fresh PostgreSQL database (skipped locally without PostgreSQL, fails under CI)."""
@@ -185,8 +197,17 @@ def pg_url() -> Iterator[str]:
     drop_database(url)
 
 
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    from tests import style_checks
+
+    style_checks.start_if_selected(items)
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    from tests import style_checks
     from tests.pg import drop_template
+
+    style_checks.stop()
 
     with contextlib.suppress(Exception):  # best effort: a leftover template is harmless
         drop_template()

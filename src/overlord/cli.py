@@ -100,6 +100,7 @@ def start(
         import uvicorn
 
         from overlord.api.app import create_app
+        from overlord.api.task_status import status_responder
         from overlord.http_protocol import CoalescingHttpToolsProtocol
         from overlord.service import Service
 
@@ -119,7 +120,8 @@ def start(
         host=settings.host,
         port=settings.port,
         loop="uvloop",
-        http=CoalescingHttpToolsProtocol,  # httptools, one send() per small response
+        # httptools, one send() per small response; plain status polls answered by the protocol itself
+        http=CoalescingHttpToolsProtocol.answering(status_responder(service)),
         ws="none",
         log_level=log_level.lower(),
         log_config=None,  # uvicorn's records go through the handler above, in the same format

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
-import overlord.tasks.builtin  # noqa: F401  (registers the built-in task types)
+import overlord.tasks  # noqa: F401  (registers the built-in task types)
 from overlord import __version__
 from overlord.clock import SYSTEM_CLOCK, Clock
 from overlord.config import Settings

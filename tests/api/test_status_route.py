@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from overlord.core.protocols import StatusRow
 from overlord.core.task import RunnerState, StatusCode, TaskRecord
 from tests.api.inprocess import API, inprocess_service
 
@@ -108,10 +109,10 @@ async def test_a_store_failure_is_a_500_in_druids_shape(
 ) -> None:
     async with inprocess_service(tmp_path) as ov:
 
-        def broken(task_id: str, *, with_payload: bool = False) -> TaskRecord | None:
+        def broken(task_id: str) -> StatusRow | None:
             raise RuntimeError("disk on fire")
 
-        monkeypatch.setattr(ov.service.store, "get_task", broken)
+        monkeypatch.setattr(ov.service.store, "get_status_row", broken)
         headers = {"X-Opaque-Id": opaque} if opaque else {}
         r = await ov.http.get(f"{API}/task/t_x/status", headers=headers)
         assert r.status_code == 500
@@ -140,3 +141,86 @@ async def test_a_task_that_ends_while_a_listing_reads_the_store_is_listed_once_a
         assert [(t["id"], t["statusCode"]) for t in listed] == [("t_ending", "SUCCESS")]
         running_only = (await ov.http.get(f"{API}/runningTasks")).json()
         assert [t["id"] for t in running_only] == ["t_ending"]  # the active listing reads no store
+
+
+# -- the fast path (StatusFastPath) answers exactly what the full stack does -----------------------
+
+
+def _without_opaque(headers: Any) -> list[tuple[str, str]]:
+    return [(k, v) for k, v in headers.multi_items() if k != "x-opaque-id"]
+
+
+async def test_the_fast_path_and_the_full_stack_answer_the_same_bytes(tmp_path: Path) -> None:
+    """An X-Opaque-Id sends the request through every middleware and the router; without it the fast
+    path answers: the same status, headers and body, for a stored, a kept, an active and an unknown task."""
+    from overlord.core.task import Location
+
+    async with inprocess_service(tmp_path) as ov:
+        ov.service.store.bulk_insert_tasks(
+            [_completed("t_a", error_msg="ünïcode \"quoted\"\n", datasource=None),
+             _completed("t_b", location=Location("peon.test", 8100, 8101), status_code=StatusCode.SUCCESS)]
+        )  # fmt: skip
+        active = await ov.holder()
+        for task_id in ("t_a", "t_b", active, "nope"):
+            for _ in range(2):  # the first read of a stored task goes to the store, the second to the kept bytes
+                fast = await ov.http.get(f"{API}/task/{task_id}/status")
+                full = await ov.http.get(f"{API}/task/{task_id}/status", headers={"X-Opaque-Id": "o"})
+                assert (fast.status_code, fast.content) == (full.status_code, full.content)
+                assert _without_opaque(fast.headers) == _without_opaque(full.headers)
+                assert "x-opaque-id" not in fast.headers and full.headers["x-opaque-id"] == "o"
+        assert (fast.status_code, ov.service.status_cache.get("nope")) == (404, None)
+
+
+@pytest.mark.parametrize("ids", [["t_s"], []], ids=["stored", "unknown"])
+async def test_a_follower_still_redirects_the_status_path(tmp_path: Path, ids: list[str]) -> None:
+    from overlord.core.leadership import Role
+
+    async with inprocess_service(tmp_path) as ov:
+        ov.service.store.bulk_insert_tasks([_completed(t) for t in ids])
+        leadership = ov.service.leadership
+        leadership.role, leadership.leader_url = Role.FOLLOWER, "http://leader.test:8090"
+        r = await ov.http.get(f"{API}/task/t_s/status")
+        assert r.status_code == 307 and r.headers["location"] == f"http://leader.test:8090{API}/task/t_s/status"
+        leadership.leader_url = None
+        r = await ov.http.get(f"{API}/task/t_s/status")
+        assert r.status_code == 503 and r.headers["retry-after"] == "1"
+        leadership.role = Role.LEADER
+        r = await ov.http.get(f"{API}/task/t_s/status")
+        assert r.status_code == (200 if ids else 404)
+
+
+async def test_the_request_limits_and_the_es_media_type_check_still_apply(tmp_path: Path) -> None:
+    async with inprocess_service(tmp_path) as ov:
+        ov.service.store.bulk_insert_tasks([_completed("t_q")])
+        r = await ov.http.get(f"{API}/task/t_q/status?x=a%00b")
+        assert r.status_code == 400 and r.json()["error"] == "druidException"
+        r = await ov.http.get(f"{API}/task/t_q/status?full=true")  # a query Druid ignores here
+        assert r.status_code == 200 and r.json()["task"] == "t_q"
+        r = await ov.http.get(
+            f"{API}/task/t_q/status", headers={"Accept": "application/vnd.elasticsearch+json; compatible-with=6"}
+        )
+        assert r.status_code == 400 and r.json()["error"]["type"] == "media_type_header_exception"
+        r = await ov.http.head(f"{API}/task/t_q/status")
+        assert r.status_code == 200 and r.content == b""
+        r = await ov.http.get(f"{API}/task/a/b/status")
+        assert r.status_code == 404 and r.json()["error"] == "druidException"
+
+
+@pytest.mark.parametrize(
+    "rec",
+    [
+        _completed("t1"),
+        _completed("t2", datasource=None, error_msg=None, status_code=StatusCode.SUCCESS),
+        _completed("t3", error_msg='tab\t, quote " and ünïcode \U0001f600', created_ms=0, queue_insertion_ms=999),
+        _completed("t4", status_code=StatusCode.RUNNING, runner_state=RunnerState.PENDING, duration=-1),
+    ],
+)
+def test_a_status_row_renders_as_the_records_status_json(rec: TaskRecord) -> None:
+    import orjson
+
+    from overlord.api.task_status import render
+    from overlord.core.task import Location
+    from overlord.testing.stores import status_row
+
+    for r in (rec, rec.with_(location=Location("h", 1, 2))):
+        assert render(r.id, status_row(r)) == orjson.dumps({"task": r.id, "status": r.status_json()})

@@ -19,10 +19,10 @@ def _count_tasks(service) -> int:
     return len(service.http.get(f"{API}/tasks").json())
 
 
-def test_submit_returns_druid_shaped_id_and_stores_defaults(service):
-    task_id = service.submit({"type": "noop", "runTime": 0})
+def test_submit_returns_druid_shaped_id_and_stores_defaults(shared_service):
+    task_id = shared_service.submit({"type": "noop", "runTime": 0})
     assert ID_SHAPE.match(task_id), task_id
-    payload = service.http.get(f"{API}/task/{task_id}").json()
+    payload = shared_service.http.get(f"{API}/task/{task_id}").json()
     assert payload["task"] == task_id
     p = payload["payload"]
     assert p["id"] == task_id and p["groupId"] == task_id and p["dataSource"] == "none"
@@ -30,11 +30,11 @@ def test_submit_returns_druid_shaped_id_and_stores_defaults(service):
     assert p["context"]["useLineageBasedSegmentAllocation"] is True
 
 
-def test_submit_honours_id_and_refuses_duplicate_as_druid_does(service):
+def test_submit_honours_id_and_refuses_duplicate_as_druid_does(shared_service):
     spec = {"type": "noop", "id": "my-task-1", "runTime": 0}
-    assert service.submit(spec) == "my-task-1"
-    before = _count_tasks(service)
-    r = service.http.post(f"{API}/task", json=spec)
+    assert shared_service.submit(spec) == "my-task-1"
+    before = _count_tasks(shared_service)
+    r = shared_service.http.post(f"{API}/task", json=spec)
     assert r.status_code == 400
     assert (
         r.json()
@@ -48,22 +48,22 @@ def test_submit_honours_id_and_refuses_duplicate_as_druid_does(service):
         }
         or r.json()["errorMessage"] == "Task[my-task-1] already exists"
     )
-    assert _count_tasks(service) == before
+    assert _count_tasks(shared_service) == before
 
 
-def test_status_lifecycle_and_fields(service):
-    task_id = service.submit({"type": "noop", "runTime": 1500, "groupId": "g1"})
-    status = service.wait_for(task_id, states=("RUNNING",))
+def test_status_lifecycle_and_fields(shared_service):
+    task_id = shared_service.submit({"type": "noop", "runTime": 1500, "groupId": "g1"})
+    status = shared_service.wait_for(task_id, states=("RUNNING",))
     assert list(status) == STATUS_FIELDS
     assert status["statusCode"] == status["status"] == "RUNNING"
     assert status["duration"] == -1
     assert status["groupId"] == "g1"
-    assert status["location"] == {"host": "127.0.0.1", "port": service.port, "tlsPort": -1}
-    done = service.wait_for(task_id)
+    assert status["location"] == {"host": "127.0.0.1", "port": shared_service.port, "tlsPort": -1}
+    done = shared_service.wait_for(task_id)
     assert done["statusCode"] == done["status"] == "SUCCESS"
     assert done["runnerStatusCode"] == "NONE"
     assert done["duration"] >= 1500
-    body = service.http.get(f"{API}/task/{task_id}/status").json()
+    body = shared_service.http.get(f"{API}/task/{task_id}/status").json()
     assert body["task"] == task_id and body["status"]["statusCode"] == "SUCCESS"
 
 
@@ -84,9 +84,9 @@ def test_status_code_is_never_waiting_or_pending(service_factory):
     assert svc.wait_for(second)["statusCode"] == "SUCCESS"
 
 
-def test_failed_task_reports_error(service):
-    task_id = service.submit({"type": "noop", "runTime": 0, "fail": "boom: bad things"})
-    st = service.wait_for(task_id)
+def test_failed_task_reports_error(shared_service):
+    task_id = shared_service.submit({"type": "noop", "runTime": 0, "fail": "boom: bad things"})
+    st = shared_service.wait_for(task_id)
     assert st["statusCode"] == "FAILED" and st["errorMsg"] == "boom: bad things"
 
 
@@ -126,37 +126,37 @@ def test_tasks_listing_filters_and_order(service):
         ({"createdTimeInterval": "2020-01-01_notadate"}, "Invalid createdTimeInterval[2020-01-01/notadate]"),
     ],
 )
-def test_tasks_listing_bad_parameters(service, params, message):
-    r = service.http.get(f"{API}/tasks", params=params)
+def test_tasks_listing_bad_parameters(shared_service, params, message):
+    r = shared_service.http.get(f"{API}/tasks", params=params)
     assert r.status_code == 400
     body = r.json()
     assert body["error"] == "druidException" and body["category"] == "INVALID_INPUT"
     assert body["errorMessage"].startswith(message)
 
 
-def test_unknown_task_is_404_naming_the_id(service):
+def test_unknown_task_is_404_naming_the_id(shared_service):
     for path in ("", "/status", "/log", "/reports", "/report"):
-        r = service.http.get(f"{API}/task/nope-123{path}")
+        r = shared_service.http.get(f"{API}/task/nope-123{path}")
         assert r.status_code == 404, path
         assert "nope-123" in r.text
-    r = service.http.post(f"{API}/task/nope-123/shutdown")
+    r = shared_service.http.post(f"{API}/task/nope-123/shutdown")
     assert r.status_code == 404 and "nope-123" in r.json()["errorMessage"]
-    assert service.http.get(f"{API}/task/nope-123/status").json()["status"] is None
+    assert shared_service.http.get(f"{API}/task/nope-123/status").json()["status"] is None
 
 
-def test_log_offsets_and_push(service):
-    task_id = service.submit({"type": "noop", "runTime": 0, "logLines": 5})
-    service.wait_for(task_id)
-    full = service.http.get(f"{API}/task/{task_id}/log")
+def test_log_offsets_and_push(shared_service):
+    task_id = shared_service.submit({"type": "noop", "runTime": 0, "logLines": 5})
+    shared_service.wait_for(task_id)
+    full = shared_service.http.get(f"{API}/task/{task_id}/log")
     assert full.status_code == 200 and full.headers["content-type"].startswith("text/plain")
     text = full.text
     assert "log line 5 of 5" in text and "finished with status[SUCCESS]" in text
-    assert service.http.get(f"{API}/task/{task_id}/log", params={"offset": 10}).text == text[10:]
-    assert service.http.get(f"{API}/task/{task_id}/log", params={"offset": -20}).text == text[-20:]
-    assert service.http.get(f"{API}/task/{task_id}/log", params={"offset": -(10**9)}).text == text
-    assert service.http.get(f"{API}/task/{task_id}/log", params={"offset": 10**9}).text == ""
-    assert service.http.get(f"{API}/task/{task_id}/log", params={"offset": "x"}).status_code == 400
-    assert (service.data_dir / "task-logs" / f"{task_id}.log").read_text() == text
+    assert shared_service.http.get(f"{API}/task/{task_id}/log", params={"offset": 10}).text == text[10:]
+    assert shared_service.http.get(f"{API}/task/{task_id}/log", params={"offset": -20}).text == text[-20:]
+    assert shared_service.http.get(f"{API}/task/{task_id}/log", params={"offset": -(10**9)}).text == text
+    assert shared_service.http.get(f"{API}/task/{task_id}/log", params={"offset": 10**9}).text == ""
+    assert shared_service.http.get(f"{API}/task/{task_id}/log", params={"offset": "x"}).status_code == 400
+    assert (shared_service.data_dir / "task-logs" / f"{task_id}.log").read_text() == text
 
 
 def test_log_of_a_pending_task_is_404_with_druids_message(service_factory):
@@ -213,21 +213,21 @@ def test_shutdown_all_tasks_of_a_datasource(service):
     service.http.post(f"{API}/task/{other}/shutdown")
 
 
-def test_bulk_task_status(service):
-    a = service.submit({"type": "noop", "runTime": 0})
-    service.wait_for(a)
-    b = service.submit({"type": "noop", "runTime": 5000})
-    body = service.http.post(f"{API}/taskStatus", json=[a, b, "unknown-id"]).json()
+def test_bulk_task_status(shared_service):
+    a = shared_service.submit({"type": "noop", "runTime": 0})
+    shared_service.wait_for(a)
+    b = shared_service.submit({"type": "noop", "runTime": 5000})
+    body = shared_service.http.post(f"{API}/taskStatus", json=[a, b, "unknown-id"]).json()
     assert set(body) == {a, b}
     assert body[a]["status"] == "SUCCESS" and body[a]["duration"] >= 0 and body[a]["errorMsg"] is None
     assert list(body[a]) == ["id", "status", "duration", "errorMsg", "location"]
     assert body[b]["status"] == "RUNNING" and body[b]["duration"] == -1
     for bad in ([], None):
-        r = service.http.post(f"{API}/taskStatus", json=bad)
+        r = shared_service.http.post(f"{API}/taskStatus", json=bad)
         assert r.status_code == 400 and r.json()["errorMessage"] == "No Task IDs provided."
-    r = service.http.post(f"{API}/taskStatus", content=b"", headers={"content-type": "application/json"})
+    r = shared_service.http.post(f"{API}/taskStatus", content=b"", headers={"content-type": "application/json"})
     assert r.status_code == 400 and r.json()["errorMessage"] == "No Task IDs provided."
-    service.http.post(f"{API}/task/{b}/shutdown")
+    shared_service.http.post(f"{API}/task/{b}/shutdown")
 
 
 def test_cluster_endpoints(service):
@@ -268,17 +268,17 @@ def test_cluster_endpoints(service):
         ),
     ],
 )
-def test_bad_submissions_are_refused_and_store_nothing(service, body, headers, status, message):
-    before = _count_tasks(service)
-    r = service.http.post(f"{API}/task", content=body, headers=headers)
+def test_bad_submissions_are_refused_and_store_nothing(shared_service, body, headers, status, message):
+    before = _count_tasks(shared_service)
+    r = shared_service.http.post(f"{API}/task", content=body, headers=headers)
     assert r.status_code == status, r.text
     err = r.json()
     assert err["error"] == "druidException" and message in err["errorMessage"]
-    assert _count_tasks(service) == before
+    assert _count_tasks(shared_service) == before
 
 
-def test_unsupported_type_lists_supported_ones(service):
-    r = service.http.post(f"{API}/task", json={"type": "index_kafka"})
+def test_unsupported_type_lists_supported_ones(shared_service):
+    r = shared_service.http.post(f"{API}/task", json={"type": "index_kafka"})
     assert r.status_code == 400 and "noop" in r.json()["errorMessage"]
 
 
@@ -301,8 +301,8 @@ def test_server_force_time_chunk_lock_default_is_not_overridden(service_factory)
     assert ctx["forceTimeChunkLock"] is True and ctx["priority"] == 7
 
 
-def test_unknown_route_and_method(service):
-    r = service.http.get(f"{API}/nothing-here")
+def test_unknown_route_and_method(shared_service):
+    r = shared_service.http.get(f"{API}/nothing-here")
     assert r.status_code == 404 and r.json()["error"] == "druidException"
-    r = service.http.delete(f"{API}/tasks")
+    r = shared_service.http.delete(f"{API}/tasks")
     assert r.status_code == 405 and r.json()["error"] == "druidException"

@@ -21,9 +21,9 @@ def _peak_rss_kib(pid: int) -> int:
 
 
 @pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
-def test_a_100_mb_body_is_413_and_costs_no_memory(service, chunked: bool) -> None:  # type: ignore[no-untyped-def]
-    assert service.proc is not None
-    before = _peak_rss_kib(service.proc.pid)
+def test_a_100_mb_body_is_413_and_costs_no_memory(shared_service, chunked: bool) -> None:  # type: ignore[no-untyped-def]
+    assert shared_service.proc is not None
+    before = _peak_rss_kib(shared_service.proc.pid)
 
     def body() -> Iterator[bytes]:
         for _ in range(100):
@@ -32,9 +32,9 @@ def test_a_100_mb_body_is_413_and_costs_no_memory(service, chunked: bool) -> Non
     headers = {"content-type": "application/json"}
     if not chunked:
         headers["content-length"] = str(100 * MIB)
-    with httpx.Client(base_url=service.url, timeout=30) as client:
+    with httpx.Client(base_url=shared_service.url, timeout=30) as client:
         r = client.post(f"{API}/task", content=body(), headers=headers)
     assert r.status_code == 413, r.text
     assert r.json()["errorCode"] == "requestTooLarge" and "maxRequestBodySize" in r.json()["errorMessage"]
-    assert service.http.get("/status/health").json() is True
-    assert _peak_rss_kib(service.proc.pid) - before < 40 * 1024  # today's bodies took 6.6 times their size
+    assert shared_service.http.get("/status/health").json() is True
+    assert _peak_rss_kib(shared_service.proc.pid) - before < 40 * 1024  # today's bodies took 6.6 times their size

@@ -44,28 +44,30 @@ def test_locks_survive_kill9_for_live_tasks_and_are_released_for_dead_ones(servi
     svc.http.post(f"{API}/task/{freed}/shutdown")
 
 
-def test_task_lock_timeout_larger_than_http_idle_is_refused(service):
-    r = service.http.post(f"{API}/task", json={"type": "noop", "context": {"taskLockTimeout": 10**9}})
+def test_task_lock_timeout_larger_than_http_idle_is_refused(shared_service):
+    r = shared_service.http.post(f"{API}/task", json={"type": "noop", "context": {"taskLockTimeout": 10**9}})
     assert r.status_code == 400 and "druid.server.http.maxIdleTime" in r.json()["errorMessage"]
 
 
-def test_worker_chat_endpoints(service):
-    a = holder(service, DAY)
-    r = service.http.get(f"/druid/worker/v1/chat/{a}/rowStats")
+def test_worker_chat_endpoints(shared_service):
+    a = holder(shared_service, DAY)
+    r = shared_service.http.get(f"/druid/worker/v1/chat/{a}/rowStats")
     assert r.status_code == 404  # a noop task keeps no live report
-    assert service.http.get("/druid/worker/v1/chat/nope/liveReports").status_code == 404
+    assert shared_service.http.get("/druid/worker/v1/chat/nope/liveReports").status_code == 404
 
 
-def test_compaction_config_api(service):
+def test_compaction_config_api(shared_service):
     base = "/druid/coordinator/v1/config/compaction"
-    assert service.http.get(base).json()["compactionConfigs"] == []
-    r = service.http.post(base, json={"dataSource": "wiki", "skipOffsetFromLatest": "PT1H", "maxRowsPerSegment": 5})
+    assert shared_service.http.get(base).json()["compactionConfigs"] == []
+    r = shared_service.http.post(
+        base, json={"dataSource": "wiki", "skipOffsetFromLatest": "PT1H", "maxRowsPerSegment": 5}
+    )
     assert r.status_code == 200
-    got = service.http.get(f"{base}/wiki").json()
+    got = shared_service.http.get(f"{base}/wiki").json()
     assert got["dataSource"] == "wiki" and got["maxRowsPerSegment"] == 5 and got["skipOffsetFromLatest"] == "PT1H"
-    assert [c["dataSource"] for c in service.http.get(base).json()["compactionConfigs"]] == ["wiki"]
-    bad = service.http.post(base, json={"dataSource": "wiki", "maxRowsPerSegment": -1})
+    assert [c["dataSource"] for c in shared_service.http.get(base).json()["compactionConfigs"]] == ["wiki"]
+    bad = shared_service.http.post(base, json={"dataSource": "wiki", "maxRowsPerSegment": -1})
     assert bad.status_code == 400 and "maxRowsPerSegment" in bad.json()["errorMessage"]
-    assert service.http.delete(f"{base}/wiki").status_code == 200
-    assert service.http.get(f"{base}/wiki").status_code == 404
-    assert service.http.delete(f"{base}/wiki").status_code == 404
+    assert shared_service.http.delete(f"{base}/wiki").status_code == 200
+    assert shared_service.http.get(f"{base}/wiki").status_code == 404
+    assert shared_service.http.delete(f"{base}/wiki").status_code == 404

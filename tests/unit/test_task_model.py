@@ -64,7 +64,7 @@ def test_validate_id_accepts_druid_ids():
 
 
 def test_type_lookup_errors():
-    import overlord.tasks.builtin  # noqa: F401
+    import overlord.tasks  # noqa: F401
 
     with pytest.raises(InvalidSpec, match=r"Missing required field \[type\]"):
         task_type_for(None)

@@ -42,6 +42,7 @@ from overlord.api.errors import (
 from overlord.api.leader_redirect import LeaderRedirectMiddleware
 from overlord.api.request_limits import RequestLimitsMiddleware
 from overlord.api.router_proxy import RouterProxyMiddleware
+from overlord.api.task_status import StatusFastPath
 from overlord.errors import OverlordError
 from overlord.service import Service
 
@@ -99,7 +100,11 @@ def create_app(service: Service) -> Starlette:
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        middleware=[  # outermost first: the ES headers go on the limits' refusals too
+        # Outermost first: the ES headers go on the limits' refusals too. A plain status poll is answered
+        # before all of them (task_status.plain_answer, by the HTTP protocol or StatusFastPath): a
+        # middleware that must see status polls has to make plain_answer decline them.
+        middleware=[
+            Middleware(StatusFastPath, service=service),
             Middleware(RouterProxyMiddleware),
             Middleware(EsCompatMiddleware),
             Middleware(LeaderRedirectMiddleware, service=service),  # a follower sends the API to the leader

@@ -9,11 +9,11 @@ from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
 
-from overlord.api.errors import JSONResponse, druid_error, druid_error_body
+from overlord.api.errors import JSONResponse, druid_error
+from overlord.api.task_status import TaskStatusEndpoint
 from overlord.core.ids import check_lookup_id
-from overlord.core.task import RunnerState, TaskRecord
+from overlord.core.task import RunnerState, TaskRecord, find_task_type, needs_import
 from overlord.errors import InvalidInput, NotFound, StoreUnavailable, TaskNotFound
 from overlord.isotime import Interval, format_ms
 
@@ -88,6 +88,9 @@ def _forwarded_headers(request: Request) -> dict[str, str]:
 
 async def submit_task(request: Request) -> Response:
     payload = await read_json_body(request)
+    type_name = payload.get("type") if isinstance(payload, dict) else None
+    if isinstance(type_name, str) and needs_import(type_name):  # a type's first use imports its code: off the loop
+        await run_in_threadpool(find_task_type, type_name)
     task_id = service_of(request).queue.submit(payload, _forwarded_headers(request))
     return JSONResponse({"task": task_id})
 
@@ -223,44 +226,6 @@ def _get_record(request: Request, *, with_payload: bool = False) -> TaskRecord:
 async def get_task_payload(request: Request) -> Response:
     rec = _get_record(request, with_payload=True)
     return JSONResponse({"task": rec.id, "payload": rec.payload})
-
-
-_JSON = (b"content-type", b"application/json")
-
-
-def status_body(svc: Service, task_id: str) -> tuple[int, bytes]:
-    """Druid's ``{"task": ..., "status": TaskStatusPlus}`` (or its 404) for one task: the queue's record
-    while the task is active, else the rendered bytes kept for it, else one store read."""
-    rec = svc.queue.active.get(task_id)
-    if rec is not None:
-        return 200, orjson.dumps({"task": task_id, "status": rec.status_json()})
-    body = svc.status_cache.get(task_id)  # a completed task's status never changes: keep its bytes
-    if body is not None:
-        return 200, body
-    rec = svc.store.get_task(task_id)
-    if rec is None:
-        err = _task_not_found(task_id)
-        not_found = {"task": task_id, "status": None, **druid_error_body(
-            err.message, error_code=err.error_code, category=err.category, context={"taskId": task_id}
-        )}  # fmt: skip
-        return 404, orjson.dumps(not_found)
-    body = orjson.dumps({"task": task_id, "status": rec.status_json()})
-    if not rec.active:
-        svc.status_cache.put(task_id, body)
-    return 200, body
-
-
-class TaskStatusEndpoint:
-    """``GET /task/{id}/status`` as a plain ASGI app (an instance, so Starlette's Route adds no Request
-    wrapper): every client polls it, so it skips Starlette's Request and Response objects and sends
-    the two messages itself, with the headers a Response sends. Errors still raise into the app's
-    exception handlers."""
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        status, body = status_body(scope["app"].state.service, scope["path_params"]["task_id"])
-        headers = [(b"content-length", b"%d" % len(body)), _JSON]
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
 
 
 async def get_task_log(request: Request) -> Response:

@@ -24,6 +24,7 @@ from overlord.core.ids import check_lookup_id
 from overlord.errors import InvalidInput, OverlordError
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+CONTROL_CHARACTER = _CONTROL  # what no id may contain (the status fast path checks it too)
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _render = es_aware(overlord_error_handler)
 

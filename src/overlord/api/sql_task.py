@@ -10,7 +10,9 @@ not a SQL request is a plain Druid error, while a statement that cannot run answ
 
 from __future__ import annotations
 
+import importlib
 import uuid
+from types import ModuleType
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -24,7 +26,6 @@ from overlord.core.ids import validate_id
 from overlord.errors import InvalidInput, OverlordError, TaskNotFound
 from overlord.sql.extern_query import check_translates
 from overlord.sql.ingest_statement import bind_parameters, parse
-from overlord.tasks.query_controller import CONTROLLER_TYPE, controller_task_id, task_payload
 
 PATH = "/druid/v2/sql/task"
 
@@ -52,6 +53,11 @@ def _request(body: Any) -> tuple[str, dict[str, Any], list[Any] | None]:
     return query, dict(context), parameters
 
 
+async def _controller_module() -> ModuleType:
+    """The query_controller task's module, imported off the event loop on first use (it imports pyarrow)."""
+    return await run_in_threadpool(importlib.import_module, "overlord.tasks.query_controller")
+
+
 async def submit(request: Request) -> Response:
     query, context, parameters = _request(await read_json_body(request))
     query_id = str(context.get("sqlQueryId") or uuid.uuid4())
@@ -60,7 +66,8 @@ async def submit(request: Request) -> Response:
         sql = bind_parameters(query, parameters) if parameters else query
         stmt = parse(sql)
         await run_in_threadpool(check_translates, stmt)  # the first call imports sqlglot: off the event loop
-        payload = task_payload(controller_task_id(query_id), stmt, sql, context)
+        controller = await _controller_module()
+        payload = controller.task_payload(controller.controller_task_id(query_id), stmt, sql, context)
         headers = {k: request.headers[k] for k in ("X-Opaque-Id", "traceparent") if k in request.headers}
         task_id = service_of(request).queue.submit(payload, headers)
     except OverlordError as exc:
@@ -74,7 +81,7 @@ async def shutdown(request: Request) -> Response:
     ingestion outlives ``max_ingestion_time``; it stops a ``query_controller`` as the Tasks API's shutdown does."""
     task_id = request.path_params["task_id"]
     rec = service_of(request).store.get_task(task_id)
-    if rec is None or rec.type != CONTROLLER_TYPE:
+    if rec is None or rec.type != (await _controller_module()).CONTROLLER_TYPE:
         raise TaskNotFound(f"Cannot find any SQL-based ingestion task with id: [{task_id}]", taskId=task_id)
     service_of(request).queue.shutdown(task_id)
     return JSONResponse({"task": task_id})

@@ -18,7 +18,7 @@ from overlord.api.druid_tasks import NO_REPORTS, service_of
 from overlord.api.errors import JSONResponse
 from overlord.core.task import StatusCode, TaskRecord
 from overlord.errors import InvalidInput, NotFound, NotRunningYet, TaskNotFound
-from overlord.tasks.reporting import PARALLEL_PHASE, PARALLEL_SUBTASKS_REPORT
+from overlord.tasks.report_names import PARALLEL_PHASE, PARALLEL_SUBTASKS_REPORT
 
 PREFIX = "/druid/worker/v1/chat"
 

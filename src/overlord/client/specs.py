@@ -388,10 +388,10 @@ def check_spec(spec: Mapping[str, Any]) -> None:
     import copy
     from pathlib import Path
 
-    import overlord.tasks.builtin  # noqa: F401  # registers every task type's server-side validator
-    from overlord.core.task import SubmitContext, registered_types
+    import overlord.tasks  # noqa: F401  # names every task type's server-side validator
+    from overlord.core.task import SubmitContext, find_task_type
 
-    task_type = registered_types().get(str(spec.get("type")))
+    task_type = find_task_type(str(spec.get("type")))
     if task_type is None or task_type.validate is None:
         return
     everywhere = SubmitContext(allowed_input_dirs=[Path("/")], http_max_idle_time_ms=0)

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from overlord.core.granularity import Granularity
-from overlord.core.task import registered_types
+from overlord.core.task import find_task_type
 from overlord.errors import InvalidInput, InvalidSpec
 from overlord.isotime import Interval
 
@@ -35,7 +35,7 @@ def bucketed(intervals: Iterable[Interval], granularity: Granularity) -> list[In
 
 def declared_lock_intervals(payload: dict[str, Any]) -> list[Interval]:
     """The time chunks a stored task spec says it will write or read; empty when it decides as it runs."""
-    task_type = registered_types().get(str(payload.get("type")))
+    task_type = find_task_type(str(payload.get("type")))
     if task_type is None or task_type.lock_intervals is None:
         return []
     try:

@@ -23,6 +23,24 @@ LoadSpec = dict[str, Any]
 # -- metadata ------------------------------------------------------------------------------------
 
 
+StatusRow = tuple[
+    str,  # id
+    str,  # group id
+    str,  # type
+    str | None,  # data source
+    int,  # created, epoch ms
+    int,  # queue insertion, epoch ms
+    str,  # status code (StatusCode's value)
+    str,  # runner state (RunnerState's value)
+    int,  # duration
+    str | None,  # error message
+    str | None,  # location host
+    int,  # location port
+    int,  # location TLS port
+]
+"""One task's status as the store holds it: a plain tuple, as the database driver returns rows."""
+
+
 @runtime_checkable
 class TaskStore(Protocol):
     """Task rows. The Overlord is the only writer; every write is committed before it returns."""
@@ -34,6 +52,10 @@ class TaskStore(Protocol):
         """Write the named TaskRecord fields of one task."""
 
     def get_task(self, task_id: str, *, with_payload: bool = False) -> TaskRecord | None: ...
+
+    def get_status_row(self, task_id: str) -> StatusRow | None:
+        """The columns of Druid's TaskStatusPlus for one task, in ``StatusRow`` order: what a status
+        poll reads (every client polls), without building a TaskRecord; committed rows only."""
 
     def get_task_by_number(self, number: int, *, with_payload: bool = False) -> TaskRecord | None: ...
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import importlib
 import random
 import string
 from collections.abc import Callable
@@ -137,6 +138,9 @@ class TaskType:
 
 
 _REGISTRY: dict[str, TaskType] = {}
+# Types whose module registers them when first looked up: a process imports only the task code it
+# uses (the service validates a noop without importing pyarrow for the ingestion types).
+_MODULES: dict[str, str] = {}
 
 # Druid task types this product does not run; refused with a list of what is supported.
 KNOWN_UNSUPPORTED = (
@@ -156,7 +160,29 @@ def register(task_type: TaskType) -> TaskType:
     return task_type
 
 
+def register_modules(modules: dict[str, str]) -> None:
+    """Name the module that registers each type (``type name -> module``); it is imported on first lookup."""
+    _MODULES.update(modules)
+
+
+def find_task_type(name: str) -> TaskType | None:
+    """The registered type ``name``, importing its module on first use; None when unknown."""
+    tt = _REGISTRY.get(name)
+    if tt is None and name in _MODULES:
+        importlib.import_module(_MODULES[name])  # registers it (the import lock makes racing lookups wait)
+        tt = _REGISTRY.get(name)
+    return tt
+
+
+def needs_import(name: str) -> bool:
+    """Whether looking ``name`` up would first import its module (callers on an event loop do that off it)."""
+    return name not in _REGISTRY and name in _MODULES
+
+
 def registered_types() -> dict[str, TaskType]:
+    """Every type, each module imported."""
+    for name in list(_MODULES):
+        find_task_type(name)
     return dict(_REGISTRY)
 
 
@@ -164,9 +190,9 @@ def task_type_for(name: object) -> TaskType:
     """Look up a type or refuse it with a message that lists the supported ones."""
     if not isinstance(name, str) or not name:
         raise InvalidSpec("Missing required field [type]: the task spec must have a 'type'", field="type")
-    tt = _REGISTRY.get(name)
+    tt = find_task_type(name)
     if tt is None:
-        supported = ", ".join(sorted(_REGISTRY))
+        supported = ", ".join(sorted(_REGISTRY.keys() | _MODULES.keys()))
         verb = "is not supported by this service" if name in KNOWN_UNSUPPORTED else "is unknown"
         raise UnsupportedTaskType(f"Task type [{name}] {verb}. Supported task types: [{supported}]", field="type")
     return tt

@@ -20,6 +20,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.pool import StaticPool
 
+from overlord.core.protocols import StatusRow
 from overlord.core.task import UNKNOWN_LOCATION, Location, RunnerState, StatusCode, TaskRecord, task_number
 from overlord.errors import AlreadyExists
 
@@ -117,6 +118,12 @@ assert [c.name for c in _STATUS_COLUMNS] == [
     "runner_state", "duration", "error_msg", "location_host", "location_port", "location_tls_port", "priority",
     "headers", "runner_handle", "token_hash", "completed_ms", "number",
 ], "_row_to_record unpacks the columns in this order"  # fmt: skip
+_STATUS_ROW_COLUMNS = [
+    tasks.c[name]
+    for name in ("id", "group_id", "type", "datasource", "created_ms", "queue_insertion_ms", "status_code",
+                 "runner_state", "duration", "error_msg", "location_host", "location_port", "location_tls_port")
+]  # fmt: skip
+"""``StatusRow``'s columns, in its order."""
 _STATUS_CODES = {c.value: c for c in StatusCode}  # a dict lookup is several times cheaper than StatusCode(v)
 _RUNNER_STATES = {s.value: s for s in RunnerState}
 _EMPTY_HEADERS = "{}"
@@ -230,6 +237,7 @@ class MetadataStore:
         by_id = tasks.c.id == sa.bindparam("id")
         self._get_sql_status = self._positional_sql(sa.select(*_STATUS_COLUMNS).where(by_id))
         self._get_sql_full = self._positional_sql(sa.select(*_ALL_COLUMNS).where(by_id))
+        self._get_sql_status_row = self._positional_sql(sa.select(*_STATUS_ROW_COLUMNS).where(by_id))
 
     def _positional_sql(self, stmt: sa.Select[Any]) -> str:
         """Compile once for this dialect with one positional parameter, for raw DBAPI execution."""
@@ -296,14 +304,20 @@ class MetadataStore:
         the SQL is compiled once and run on a dedicated DBAPI connection (~20 us instead of ~300 us).
         On SQLite that connection is one of the readers, not the writer's: it sees committed rows only
         and never waits behind a write transaction (WAL)."""
-        sql = self._get_sql_full if with_payload else self._get_sql_status
+        row = self._read_by_id(self._get_sql_full if with_payload else self._get_sql_status, task_id)
+        return _row_to_record(row, with_payload) if row is not None else None
+
+    def get_status_row(self, task_id: str) -> StatusRow | None:
+        """A status poll's read: the driver's row as it comes, on the reader connection as ``get_task``."""
+        return self._read_by_id(self._get_sql_status_row, task_id)  # type: ignore[return-value]
+
+    def _read_by_id(self, sql: str, task_id: str) -> Sequence[Any] | None:
         with self._reader_lock:
             try:
-                row = self._read_one(sql, task_id)
+                return self._read_one(sql, task_id)
             except Exception:
                 self._drop_reader()  # a broken connection (e.g. PostgreSQL restarted): retry once afresh
-                row = self._read_one(sql, task_id)
-        return _row_to_record(row, with_payload) if row is not None else None
+                return self._read_one(sql, task_id)
 
     def _read_one(self, sql: str, param: object) -> Sequence[Any] | None:
         if self._reader is None:

@@ -1,4 +1,6 @@
-"""Importing this module registers every built-in task type with the registry (the service, the
-client's spec validation and the heavy fork server import it)."""
+"""Imported by fork servers before their first fork: every built-in task type's code, so a peon
+starts with its task's modules already imported (``import overlord.tasks`` alone imports none)."""
 
-from overlord.tasks import compact, index, kill, legacy, noop, parallel, query_controller, query_worker  # noqa: F401
+from overlord.tasks import import_all
+
+import_all()

@@ -11,6 +11,7 @@ from overlord.errors import InvalidSpec
 from overlord.ingest.pipeline import Progress
 from overlord.ingest.rowstats import BUILD_SEGMENTS, IngestionState, RowStats, completion_report
 from overlord.runner.toolbox import TaskToolbox
+from overlord.tasks.report_names import PARALLEL_PHASE, PARALLEL_SUBTASKS_REPORT
 
 LIVE_REPORT_INTERVAL_S = 0.5
 PROGRESS_LOG_INTERVAL_S = 5.0
@@ -88,10 +89,6 @@ def check_lock_timeout(payload: dict[str, Any], ctx: Any) -> None:
             "a lock request would be cut off by the HTTP idle timeout before the lock wait ends",
             field="context.taskLockTimeout",
         )
-
-
-PARALLEL_SUBTASKS_REPORT = "parallelIndexSubtasks"
-PARALLEL_PHASE = "segment generation"  # Druid's single-phase runner's name, answered by the /phase chat endpoint
 
 
 def parallel_report(

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from overlord.core.data_segment import DataSegment, PendingSegment
-from overlord.core.protocols import DataSourceMetadataUpdate
+from overlord.core.protocols import DataSourceMetadataUpdate, StatusRow
 from overlord.core.task import TaskRecord, task_number
 from overlord.errors import AlreadyExists
 from overlord.isotime import Interval
@@ -36,6 +36,15 @@ if TYPE_CHECKING:
 
 def _copy(value: Any) -> Any:
     return orjson.loads(orjson.dumps(value))
+
+
+def status_row(rec: TaskRecord) -> StatusRow:
+    """A record's ``StatusRow``, as a SQL store would return it."""
+    loc = rec.location
+    return (
+        rec.id, rec.group_id, rec.type, rec.datasource, rec.created_ms, rec.queue_insertion_ms, rec.status_code.value,
+        rec.runner_state.value, rec.duration, rec.error_msg, loc.host, loc.port, loc.tls_port,
+    )  # fmt: skip
 
 
 class InMemoryTaskStore:
@@ -76,6 +85,11 @@ class InMemoryTaskStore:
         with self._mutex:
             rec = self._tasks.get(task_id)
         return self._out(rec, with_payload) if rec is not None else None
+
+    def get_status_row(self, task_id: str) -> StatusRow | None:
+        with self._mutex:
+            rec = self._tasks.get(task_id)
+        return status_row(rec) if rec is not None else None
 
     def get_task_by_number(self, number: int, *, with_payload: bool = False) -> TaskRecord | None:
         with self._mutex:

@@ -1,4 +1,4 @@
-import overlord.tasks.builtin  # noqa: F401  (registers the task types whose hooks are exercised)
+import overlord.tasks  # noqa: F401  (registers the task types whose hooks are exercised)
 from overlord.core.lock_intervals import condense, declared_lock_intervals
 from overlord.isotime import Interval, parse_instant_ms
 

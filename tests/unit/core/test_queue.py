@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-import overlord.tasks.builtin  # noqa: F401  (registers noop)
+import overlord.tasks  # noqa: F401  (registers noop)
 from overlord.clock import ManualClock
 from overlord.core.locks import TaskLockbox
 from overlord.core.queue import QueueConfig, TaskQueue
