@@ -253,6 +253,7 @@ class LocalTaskRunner:
         if slot is None:
             raise RuntimeError("no free worker slot")
         task_dir = slot.base_dir / spec.task_id
+        server = fork_server.server_for(spec.run)
         if task_dir.exists():
             shutil.rmtree(task_dir, ignore_errors=True)
         task_dir.mkdir(parents=True)
@@ -265,10 +266,10 @@ class LocalTaskRunner:
                 "run": spec.run,
                 "runtime": self.runtime.to_json(),
                 STATUS_BY_FILE: True,
-                LOG_BY_RUNNER: True,
+                LOG_BY_RUNNER: server == fork_server.LEAN,  # a heavy peon has pyarrow: it pushes its own
             },
         )
-        started = self._start_peon(task_dir, spec.task_id, fork_server.server_for(spec.run))
+        started = self._start_peon(task_dir, spec.task_id, server)
         peon = RunningPeon(
             task_id=spec.task_id,
             slot=slot,
@@ -476,13 +477,17 @@ class LocalTaskRunner:
         return RunnerExit(task_id, None, why, duration, started=started)
 
     def _report_exit(self, exit_: RunnerExit, task_id: str, task_dir: Path | None) -> None:
-        """Tell the queue first (it commits the completion), then push the log and clean up."""
+        """Tell the queue first (it commits the completion), then push the log and clean up; a small
+        log is pushed before, so a task seen complete has its log in task-log storage (as a peon that
+        pushes its own has)."""
         log.info(
             "Task[%s] peon ended: %s",
             task_id,
             "SUCCESS" if exit_.success else exit_.error_msg,
             extra={"task_id": task_id},
         )
+        if task_dir is not None and exit_.started and is_small_dir(task_dir):
+            self._push_log_now(task_id, task_dir)
         try:
             self.on_exit(exit_)
             failpoints.hit(failpoints.COMPLETED_NOT_CLEANED)
@@ -490,6 +495,16 @@ class LocalTaskRunner:
             relaunched = task_id in self.running  # a launch that never started was launched again, in place
             if task_dir is not None and not relaunched:
                 self._push_logs(task_id, task_dir)
+
+    def _push_log_now(self, task_id: str, task_dir: Path) -> None:
+        """The log of a small task directory, on the event loop; a failure is retried with the clean-up."""
+        try:
+            if not (task_dir / LOG_PUSHED_FILE).exists():
+                with capped_log(task_dir / LOG_FILE, self.log_max_bytes) as source:
+                    self.task_logs.push_log(task_id, source)
+                (task_dir / LOG_PUSHED_FILE).touch()
+        except OSError:
+            pass
 
     def _push_logs(self, task_id: str, task_dir: Path) -> None:
         """Push what the peon left to us (its log; what a crash or a full disk kept it from pushing) and
