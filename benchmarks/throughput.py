@@ -32,11 +32,12 @@ from typing import Any
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _service import running_service, stop_process
+from _service import SERVICE_PIDS, running_service, stop_process
 
 API = "/druid/indexer/v1"
 NOOP = {"type": "noop", "runTime": 0}
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
+CELERY_PIDS: list[int] = []  # the worker this script started (CPU accounting)
 POLL_S = 0.005  # how often completions are looked for in the latency run (its resolution)
 
 
@@ -141,6 +142,56 @@ def _latency_figures(latencies: list[float]) -> dict[str, float]:
     }
 
 
+# -- CPU accounting ---------------------------------------------------------------------------------
+
+
+def _stat(pid: int) -> tuple[str, list[str]] | None:
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    name = raw[raw.index("(") + 1 : raw.rindex(")")]
+    return name, raw[raw.rindex(")") + 2 :].split()
+
+
+def _children(pid: int) -> list[int]:
+    kids: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError):
+            kids += [int(k) for k in (task / "children").read_text().split()]
+    return kids
+
+
+def cpu_split(service_pid: int) -> dict[str, float]:
+    """CPU seconds so far: the service's own; each direct child's own (the fork servers, the resource
+    tracker, live peons); and what the children have reaped (peons, counted when their fork server reaps them)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    split = {"service": 0.0, "fork servers": 0.0, "peons": 0.0}
+    stat = _stat(service_pid)
+    if stat is None:
+        return split
+    split["service"] = (int(stat[1][11]) + int(stat[1][12])) / tick
+    for child in _children(service_pid):
+        child_stat = _stat(child)
+        if child_stat is None:
+            continue
+        fields = child_stat[1]
+        own = (int(fields[11]) + int(fields[12])) / tick
+        reaped = (int(fields[13]) + int(fields[14])) / tick
+        if _children(child) or reaped:  # a fork server: its own CPU is the forking
+            split["fork servers"] += own
+            split["peons"] += reaped
+        else:
+            split["peons"] += own
+    return split
+
+
+def per_task_ms(before: dict[str, float], after: dict[str, float], tasks: int) -> str:
+    parts = [f"{k} {(after[k] - before[k]) * 1000 / tasks:.1f}" for k in before]
+    total = sum(after.values()) - sum(before.values())
+    return f"CPU ms/task: {', '.join(parts)}, total {total * 1000 / tasks:.1f}"
+
+
 # -- Celery ----------------------------------------------------------------------------------------
 
 
@@ -170,6 +221,7 @@ def celery_worker(workdir: Path) -> Iterator[Any]:
          "-Q", _celery_app.QUEUE, "-n", f"bench-{os.getpid()}@127.0.0.1"],
         cwd=here, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
+    CELERY_PIDS.append(proc.pid)
     try:
         deadline = time.monotonic() + 60
         while not _celery_app.app.control.ping(timeout=0.5):
@@ -226,10 +278,13 @@ def main() -> None:
         work = Path(tmp)
         with running_service(work / "data", capacity=args.capacity) as url:
             ours_throughput(url, 20)  # warm: the fork server, the store, the HTTP paths
+            cpu_before = cpu_split(SERVICE_PIDS[url])
             ours = ours_throughput(url, args.tasks)
+            cpu = per_task_ms(cpu_before, cpu_split(SERVICE_PIDS[url]), args.tasks)
             ours_lat = ours_latency(url, args.rate, args.latency_tasks)
         print(f"ours:   {args.tasks} noop tasks, {args.capacity} slots: {ours['tasks_per_s']:.1f} tasks/s "
               f"({ours['elapsed_s']:.2f} s, submits took {ours['submit_s']:.2f} s)")  # fmt: skip
+        print(f"ours:   {cpu}")
         print(f"ours:   latency at {args.rate:g} tasks/s offered: p50 {ours_lat['p50_ms']:.1f} ms, "
               f"p99 {ours_lat['p99_ms']:.1f} ms ({ours_lat['n']} tasks)   goal p50 <= 30 ms")  # fmt: skip
 
@@ -243,10 +298,13 @@ def main() -> None:
             print(f"celery: SKIPPED: {why_not}")
             return
         with celery_worker(work) as noop:
+            cel_before = sum(cpu_split(CELERY_PIDS[-1]).values())
             cel = celery_throughput(noop, args.tasks)
+            cel_cpu = (sum(cpu_split(CELERY_PIDS[-1]).values()) - cel_before) * 1000 / args.tasks
             cel_lat = celery_latency(noop, args.rate, args.latency_tasks)
         print(f"celery: {args.tasks} noop tasks, prefork 2, Redis: {cel['tasks_per_s']:.1f} tasks/s "
               f"({cel['elapsed_s']:.2f} s, delay() took {cel['submit_s']:.2f} s)")  # fmt: skip
+        print(f"celery: CPU ms/task (worker and its pool): {cel_cpu:.1f}")
         print(f"celery: latency at {args.rate:g} tasks/s offered: p50 {cel_lat['p50_ms']:.1f} ms, "
               f"p99 {cel_lat['p99_ms']:.1f} ms ({cel_lat['n']} tasks)")  # fmt: skip
         print(f"ratio ours/celery tasks/s: {ours['tasks_per_s'] / cel['tasks_per_s']:.2f}   goal >= 0.5")

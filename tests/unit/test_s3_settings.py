@@ -56,8 +56,12 @@ def test_prefixes_s3_could_misread_are_config_errors(prefix: str) -> None:
 
 
 def test_fork_server_preloads_boto3_only_for_s3() -> None:
-    assert "overlord.storage.s3_warm" not in fork_server.preload(s3=False)
-    assert fork_server.preload(s3=True)[-2:] == ["overlord.storage.s3_warm", "overlord.runner.gc_freeze"]
+    assert "overlord.storage.s3_warm" not in fork_server.preload(fork_server.HEAVY, s3=False)
+    assert fork_server.preload(fork_server.HEAVY, s3=True)[-2:] == [
+        "overlord.storage.s3_warm",
+        "overlord.runner.gc_freeze",
+    ]
+    assert "overlord.storage.s3_warm" not in fork_server.preload(fork_server.LEAN, s3=True)  # its peons use no S3
     with pytest.raises(ConfigError, match="Invalid S3 URI"):
         S3Location.from_uri("s3:///no-bucket")
 

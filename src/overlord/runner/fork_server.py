@@ -1,26 +1,306 @@
-"""The local runner's fork server: peons are forked from it with the task code already imported.
+"""The local runner's two fork servers: peons are forked from one with the task code already imported.
 
-Its start is slow (it imports every task type), so ``overlord start`` starts it before importing
-the service, and the two imports overlap on separate cores; the runner's own start then finds it
-running. Starting it again is a no-op, so both callers may.
+A forked peon pays for its parent's heap: the kernel copies the page tables at the fork, copies each
+page the peon writes to (~10 us a page on a virtual machine), and unmaps it all at the exit. The heavy
+server has every task type imported (pyarrow, numpy, DuckDB, pydantic: ~90 MB); the lean one (~27 MB)
+only the types whose code needs none of that (``noop``), and its peons cost about half the CPU. Each
+task type runs in the server that has its run module (``server_for``): importing pyarrow in a lean
+peon would cost it ~0.3 s, so a type goes lean only if its run needs no heavy module (a unit test pins
+the lean peon's import set).
+
+The servers are our own rather than multiprocessing's: its child goes through the spawn bootstrap
+(unpickling a Process, ``prepare()``, finalizers), which writes to ~300 more inherited pages than the
+peon itself needs: ~3 ms a task. A request here is one message on a Unix socket carrying "/" and the
+task directory (nothing for a spare) and two descriptors: the peon's end of its gate pipe and the write end
+of a status pipe, on which the server writes the peon's pid, then its exit code once it has reaped it
+(a negative signal number if a signal ended it, as multiprocessing reports it). The read end is the
+peon's sentinel. A server exits when the process that started it has gone (its ``alive`` pipe reads
+EOF); its peons run on.
+
+``overlord start`` starts both servers before importing the service, so their imports overlap on
+separate cores; the runner's own start then finds them running. Starting again is a no-op.
 """
 
 from __future__ import annotations
 
-import multiprocessing
-import multiprocessing.forkserver
+import contextlib
+import os
+import selectors
+import signal
+import socket
+import struct
+import sys
+import threading
+import traceback
+from multiprocessing.connection import Connection, wait
+from typing import Any
 
-PRELOAD = ["__main__", "overlord.cli", "overlord.runner.peon", "overlord.tasks.builtin"]
+LEAN = "lean"
+HEAVY = "heavy"
+
+LEAN_FIRST = ["overlord.runner.lean_imports"]  # keeps httpx's CLI (click, rich) out of the lean heap
+LEAN_TASK_MODULES = ("overlord.tasks.noop",)  # run modules whose task types fork from the lean server
+PEON = ["overlord.runner.peon"]
+HEAVY_TASKS = ["overlord.tasks.builtin"]
 S3_PRELOAD = ["overlord.storage.s3_warm"]  # boto3 and its endpoint data, for peons on S3 storage
 LAST = ["overlord.runner.gc_freeze"]  # after everything else: freezes what was imported
 
+_PID = struct.Struct("q")
+_MAX_REQUEST = 64 * 1024
 
-def preload(*, s3: bool) -> list[str]:
-    """What the fork server imports before forking its first peon."""
-    return [*PRELOAD, *(S3_PRELOAD if s3 else []), *LAST]
+
+def preload(kind: str, *, s3: bool) -> list[str]:
+    """What the ``kind`` fork server imports before it serves its first request."""
+    if kind == LEAN:
+        return [*LEAN_FIRST, *PEON, *LEAN_TASK_MODULES, *LAST]
+    return [*PEON, *HEAVY_TASKS, *(S3_PRELOAD if s3 else []), *LAST]
+
+
+def server_for(run: str) -> str:
+    """The fork server for a task type's run function (``module:function``)."""
+    return LEAN if run.partition(":")[0] in LEAN_TASK_MODULES else HEAVY
+
+
+# -- the client side (the service) ----------------------------------------------------------------
+
+
+class ForkedPeon:
+    """A peon a fork server forked: its pid, and its exit code once the server has reaped it.
+
+    ``sentinel`` becomes readable when the peon has ended (or its server died: exit code 255).
+    """
+
+    def __init__(self, pid: int, sentinel: int) -> None:
+        self.pid = pid
+        self.sentinel = sentinel
+        self.exitcode: int | None = None
+
+    def join(self, timeout: float | None = None) -> None:
+        if self.exitcode is not None or not wait([self.sentinel], timeout):
+            return
+        try:
+            self.exitcode = _read_pid(self.sentinel)
+        except (OSError, EOFError):
+            self.exitcode = 255
+
+    def is_alive(self) -> bool:
+        self.join(0)
+        return self.exitcode is None
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            os.close(self.sentinel)
+
+
+class ForkServer:
+    """One fork server process, started on demand; thread-safe."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.preload: list[str] = []
+        self.pid: int | None = None
+        self._address: str | None = None
+        self._alive_w: int | None = None
+        self._lock = threading.Lock()
+
+    def ensure_running(self) -> None:
+        with self._lock:
+            if self.pid is not None:
+                pid, _ = os.waitpid(self.pid, os.WNOHANG)
+                if not pid:
+                    return
+                self._forget()
+            self._spawn()
+
+    def _forget(self) -> None:
+        if self._alive_w is not None:
+            os.close(self._alive_w)
+        if self._address is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(self._address)
+        self.pid = self._address = self._alive_w = None
+
+    def _spawn(self) -> None:
+        from multiprocessing import connection, util
+
+        address = connection.arbitrary_address("AF_UNIX")  # type: ignore[attr-defined]  # in a temp dir removed at exit
+        with socket.socket(socket.AF_UNIX) as listener:
+            listener.bind(address)
+            os.chmod(address, 0o600)
+            listener.listen()
+            alive_r, alive_w = os.pipe()
+            try:
+                code = (
+                    f"import sys; sys.path[:] = {sys.path!r}; from overlord.runner.fork_server import serve; "
+                    f"serve({listener.fileno()}, {alive_r}, {self.preload!r})"
+                )
+                args = [sys.executable, *util._args_from_interpreter_flags(), "-c", code]  # type: ignore[attr-defined]
+                pid = util.spawnv_passfds(os.fsencode(sys.executable), args, [listener.fileno(), alive_r])  # type: ignore[attr-defined]
+            except BaseException:
+                os.close(alive_w)
+                raise
+            finally:
+                os.close(alive_r)
+        self.pid, self._address, self._alive_w = pid, address, alive_w
+
+    def fork(self, task_dir: str | None, gate: Connection) -> ForkedPeon:
+        """Fork a peon for ``task_dir`` (None: a spare), handing it ``gate``; blocks until it is forked."""
+        return forked(self.request(task_dir, gate))
+
+    def request(self, task_dir: str | None, gate: Connection) -> int:
+        """Ask for a peon without waiting: returns its status pipe, readable once the pid is there (``forked``)."""
+        self.ensure_running()
+        assert self._address is not None
+        status_r, status_w = os.pipe()
+        try:
+            with socket.socket(socket.AF_UNIX) as client:
+                client.connect(self._address)
+                # one byte at least: a stream socket does not carry descriptors on an empty message
+                socket.send_fds(client, [b"/" + (task_dir or "").encode()], [gate.fileno(), status_w])
+            os.close(status_w)
+            status_w = -1
+            return status_r
+        except BaseException:
+            os.close(status_r)
+            if status_w >= 0:
+                os.close(status_w)
+            raise
+
+
+_SERVERS = {LEAN: ForkServer(LEAN), HEAVY: ForkServer(HEAVY)}
 
 
 def start(*, s3: bool) -> None:
-    """Start the fork server unless it runs already (blocks until it is spawned, not until it has imported)."""
-    multiprocessing.get_context("forkserver").set_forkserver_preload(preload(s3=s3))
-    multiprocessing.forkserver.ensure_running()
+    """Start both fork servers unless they run already (blocks until spawned, not until they have imported)."""
+    for kind, server in _SERVERS.items():
+        server.preload = preload(kind, s3=s3)
+        server.ensure_running()
+
+
+def server(kind: str) -> ForkServer:
+    return _SERVERS[kind]
+
+
+def forked(status_r: int) -> ForkedPeon:
+    """The peon a ``request`` asked for (blocks until the fork server has sent its pid); closes
+    ``status_r`` if the server failed."""
+    try:
+        return ForkedPeon(_read_pid(status_r), status_r)
+    except BaseException:
+        os.close(status_r)
+        raise
+
+
+def _read_pid(fd: int) -> int:
+    data = b""
+    while len(data) < _PID.size:
+        chunk = os.read(fd, _PID.size - len(data))
+        if not chunk:
+            raise EOFError("the fork server closed the status pipe")
+        data += chunk
+    return int(_PID.unpack(data)[0])
+
+
+def _write_signed(fd: int, n: int) -> None:
+    with contextlib.suppress(BrokenPipeError):
+        os.write(fd, _PID.pack(n))
+
+
+# -- the server process ---------------------------------------------------------------------------
+
+
+def serve(listener_fd: int, alive_r: int, modules: list[str]) -> None:
+    """The fork server's main: import ``modules``, then fork a peon for each request until ``alive_r`` closes."""
+    import importlib
+
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except ImportError:  # the peon reports it when its task imports the module
+            traceback.print_exc()
+    with contextlib.suppress(OSError):
+        os.close(0)
+        os.open(os.devnull, os.O_RDONLY)
+    sig_r, sig_w = os.pipe()
+    os.set_blocking(sig_r, False)
+    os.set_blocking(sig_w, False)
+    handlers: dict[signal.Signals, Any] = {signal.SIGCHLD: lambda *_: None, signal.SIGINT: signal.SIG_IGN}
+    old = {sig: signal.signal(sig, handler) for sig, handler in handlers.items()}  # SIGINT: Ctrl-C is for the service
+    signal.set_wakeup_fd(sig_w)
+    status_of: dict[int, int] = {}  # peon pid -> its status pipe
+    with socket.socket(fileno=listener_fd) as listener, selectors.DefaultSelector() as selector:
+        for fd in (listener, alive_r, sig_r):
+            selector.register(fd, selectors.EVENT_READ)
+        own_fds = [alive_r, sig_r, sig_w, selector.fileno()]
+        while True:
+            ready = [key.fileobj for key, _ in selector.select()]
+            if alive_r in ready:  # the service has gone
+                return
+            if sig_r in ready:
+                with contextlib.suppress(BlockingIOError):
+                    os.read(sig_r, 65536)
+                _reap(status_of)
+            if listener in ready:
+                _accept(listener, status_of, own_fds, old)
+
+
+def _reap(status_of: dict[int, int]) -> None:
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        fd = status_of.pop(pid, None)
+        if fd is not None:
+            _write_signed(fd, os.waitstatus_to_exitcode(status))
+            os.close(fd)
+
+
+def _accept(listener: socket.socket, status_of: dict[int, int], own_fds: list[int], handlers: dict[Any, Any]) -> None:
+    try:
+        conn, _ = listener.accept()
+    except OSError:
+        return
+    with conn:
+        try:
+            message, fds, _, _ = socket.recv_fds(conn, _MAX_REQUEST, 2)
+        except OSError:
+            return
+    if len(fds) != 2:
+        for fd in fds:
+            os.close(fd)
+        return
+    gate_fd, status_w = fds
+    pid = os.fork()
+    if pid == 0:
+        unused = [listener.fileno(), status_w, *own_fds, *status_of.values()]
+        _child(message[1:].decode() or None, gate_fd, unused, handlers)
+    status_of[pid] = status_w
+    _write_signed(status_w, pid)
+    os.close(gate_fd)
+
+
+def _child(task_dir: str | None, gate_fd: int, unused_fds: list[int], handlers: dict[Any, Any]) -> None:
+    """The peon: runs its task and exits, never returning to the server's loop."""
+    code = 1
+    try:
+        signal.set_wakeup_fd(-1)
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+        for fd in unused_fds:
+            os.close(fd)
+        from overlord.runner.peon import run_peon
+
+        run_peon(task_dir, Connection(gate_fd))
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        os._exit(code)

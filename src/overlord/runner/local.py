@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import functools
 import logging
-import multiprocessing
 import os
 import shutil
 import signal
@@ -37,7 +36,8 @@ from overlord.clock import Clock
 from overlord.core.protocols import ExitListener, LaunchSpec, RunnerExit, TaskLogs, WorkerInfo
 from overlord.core.task import Location
 from overlord.runner import fork_server
-from overlord.runner.peon import LOG_PUSHED_FILE, PID_FILE, STARTED_FILE, STATUS_BY_FILE, capped_log
+from overlord.runner.fork_server import ForkedPeon
+from overlord.runner.peon import LOG_BY_RUNNER, LOG_PUSHED_FILE, PID_FILE, STARTED_FILE, STATUS_BY_FILE, capped_log
 from overlord.runner.slots import Slot, allocate_slots, directory_size
 from overlord.runner.spares import PeonProcess, SparePool, fork_peon, pool_size, process_start_marker
 from overlord.runner.toolbox import (
@@ -54,6 +54,7 @@ from overlord.storage.s3 import SCHEME as S3_SCHEME
 log = logging.getLogger(__name__)
 
 POLL_INTERVAL_S = 0.5
+SMALL_DIR_FILES, SMALL_DIR_BYTES = 16, 1 << 20  # what is_small_dir() calls small
 DONE_PREFIX = ".done-"  # a finished task's directory, renamed while its log is pushed and it is removed
 
 
@@ -90,6 +91,22 @@ def read_chunks(path: Path, offset: int, chunk: int = 64 * 1024) -> Iterator[byt
     return chunks()
 
 
+def is_small_dir(path: Path) -> bool:
+    """A few small files and no subdirectory: a light task's directory, cleaned up without a thread."""
+    total = 0
+    try:
+        with os.scandir(path) as entries:
+            for count, entry in enumerate(entries):
+                if count >= SMALL_DIR_FILES or entry.is_dir(follow_symlinks=False):
+                    return False
+                total += entry.stat(follow_symlinks=False).st_size
+                if total > SMALL_DIR_BYTES:
+                    return False
+    except OSError:
+        return False
+    return True
+
+
 def describe_exit(exitcode: int | None) -> str:
     if exitcode is not None and exitcode < 0:
         sig = -exitcode
@@ -109,7 +126,7 @@ class RunningPeon:
     pid: int
     pid_start: str | None
     started_monotonic: float
-    process: Any = None  # multiprocessing.Process when we started it; None when adopted
+    process: ForkedPeon | None = None  # None when adopted
     gate: Connection | None = None  # the launch gate, then the command channel; None when adopted
     token: str | None = None  # handed to the peon at release, then forgotten
     kill_handle: asyncio.TimerHandle | None = None
@@ -158,8 +175,7 @@ class LocalTaskRunner:
         self.running: dict[str, RunningPeon] = {}
         self.last_completed_ms: int | None = None
         self._pending_pushes: dict[str, _PendingPush] = {}
-        self._ctx = multiprocessing.get_context("forkserver")
-        self._spares = SparePool(self._ctx, pool_size(capacity))
+        self._spares = {kind: SparePool(kind, pool_size(capacity)) for kind in (fork_server.LEAN, fork_server.HEAVY)}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._monitor: asyncio.Task[None] | None = None
 
@@ -171,12 +187,14 @@ class LocalTaskRunner:
             slot.base_dir.mkdir(parents=True, exist_ok=True)
         s3 = any(str(uri).startswith(S3_SCHEME) for uri in (self.runtime.deep_storage, self.runtime.task_logs))
         await self._loop.run_in_executor(None, functools.partial(fork_server.start, s3=s3))
-        self._spares.start(self._loop)
+        for spares in self._spares.values():
+            spares.start(self._loop)
         self._monitor = asyncio.create_task(self._monitor_loop(), name="runner-monitor")
 
     async def stop(self, *, kill_running: bool) -> None:
         """Stop monitoring; optionally end the running peons (else they keep running, detached)."""
-        self._spares.close()
+        for spares in self._spares.values():
+            spares.close()
         if self._monitor is not None:
             self._monitor.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -235,6 +253,7 @@ class LocalTaskRunner:
         if slot is None:
             raise RuntimeError("no free worker slot")
         task_dir = slot.base_dir / spec.task_id
+        server = fork_server.server_for(spec.run)
         if task_dir.exists():
             shutil.rmtree(task_dir, ignore_errors=True)
         task_dir.mkdir(parents=True)
@@ -247,9 +266,10 @@ class LocalTaskRunner:
                 "run": spec.run,
                 "runtime": self.runtime.to_json(),
                 STATUS_BY_FILE: True,
+                LOG_BY_RUNNER: server == fork_server.LEAN,  # a heavy peon has pyarrow: it pushes its own
             },
         )
-        started = self._start_peon(task_dir, spec.task_id)
+        started = self._start_peon(task_dir, spec.task_id, server)
         peon = RunningPeon(
             task_id=spec.task_id,
             slot=slot,
@@ -273,16 +293,17 @@ class LocalTaskRunner:
         )
         return peon.handle()
 
-    def _start_peon(self, task_dir: Path, task_id: str) -> PeonProcess:
-        """A spare given the task's directory, else a peon forked for it now."""
-        while (spare := self._spares.take()) is not None:
+    def _start_peon(self, task_dir: Path, task_id: str, server: str) -> PeonProcess:
+        """A spare of the task type's fork server given the task's directory, else a peon forked for it now."""
+        spares = self._spares[server]
+        while (spare := spares.take()) is not None:
             try:
                 spare.gate.send({"taskDir": str(task_dir)})
             except OSError:  # it ended meanwhile
-                self._spares.discard(spare)
+                spares.discard(spare)
                 continue
             return spare
-        return fork_peon(self._ctx, str(task_dir), f"peon-{task_id}")
+        return fork_peon(server, str(task_dir))
 
     def release(self, task_id: str) -> None:
         peon = self.running.get(task_id)
@@ -456,13 +477,17 @@ class LocalTaskRunner:
         return RunnerExit(task_id, None, why, duration, started=started)
 
     def _report_exit(self, exit_: RunnerExit, task_id: str, task_dir: Path | None) -> None:
-        """Tell the queue first (it commits the completion), then push the log and clean up."""
+        """Tell the queue first (it commits the completion), then push the log and clean up; a small
+        log is pushed before, so a task seen complete has its log in task-log storage (as a peon that
+        pushes its own has)."""
         log.info(
             "Task[%s] peon ended: %s",
             task_id,
             "SUCCESS" if exit_.success else exit_.error_msg,
             extra={"task_id": task_id},
         )
+        if task_dir is not None and exit_.started and is_small_dir(task_dir):
+            self._push_log_now(task_id, task_dir)
         try:
             self.on_exit(exit_)
             failpoints.hit(failpoints.COMPLETED_NOT_CLEANED)
@@ -471,24 +496,44 @@ class LocalTaskRunner:
             if task_dir is not None and not relaunched:
                 self._push_logs(task_id, task_dir)
 
-    def _push_logs(self, task_id: str, task_dir: Path) -> None:
-        """Push what the peon could not (crash, full disk) and remove its directory, off the event loop
-        when the loop runs (a task directory can hold gigabytes of work files)."""
-        aside = task_dir.with_name(f"{DONE_PREFIX}{uuid.uuid4().hex}")
-        try:  # out of the way at once: the same task may be launched again into its old path
-            os.rename(task_dir, aside)
-            task_dir = aside
+    def _push_log_now(self, task_id: str, task_dir: Path) -> None:
+        """The log of a small task directory, on the event loop; a failure is retried with the clean-up."""
+        try:
+            if not (task_dir / LOG_PUSHED_FILE).exists():
+                with capped_log(task_dir / LOG_FILE, self.log_max_bytes) as source:
+                    self.task_logs.push_log(task_id, source)
+                (task_dir / LOG_PUSHED_FILE).touch()
         except OSError:
             pass
+
+    def _push_logs(self, task_id: str, task_dir: Path) -> None:
+        """Push what the peon left to us (its log; what a crash or a full disk kept it from pushing) and
+        remove its directory: at once when it is small (a light task's few files: a thread hand-off
+        would cost the service more than the work), else off the event loop (a task directory can hold
+        gigabytes of work files)."""
         loop = self._loop
-        if loop is None or not loop.is_running():
-            self._after_push(task_id, task_dir, self._push_and_remove(task_id, task_dir))
+        running = loop is not None and loop.is_running()
+        if not running or (task_id not in self._pending_pushes and is_small_dir(task_dir)):
+            error = self._push_and_remove(task_id, task_dir)
+            self._after_push(task_id, task_dir if error is None else self._set_aside(task_dir), error)
             return
+        assert loop is not None
+        task_dir = self._set_aside(task_dir)
         previous = self._pending_pushes.get(task_id)
         attempts = previous.attempts if previous is not None else 0
         self._pending_pushes[task_id] = _PendingPush(task_id, task_dir, attempts, next_try=float("inf"))  # under way
         future = loop.run_in_executor(None, self._push_and_remove, task_id, task_dir)
         future.add_done_callback(lambda done: self._after_push(task_id, task_dir, done.result()))
+
+    @staticmethod
+    def _set_aside(task_dir: Path) -> Path:
+        """Out of the way at once: the same task may be launched again into its old path."""
+        aside = task_dir.with_name(f"{DONE_PREFIX}{uuid.uuid4().hex}")
+        try:
+            os.rename(task_dir, aside)
+        except OSError:
+            return task_dir
+        return aside
 
     def _push_and_remove(self, task_id: str, task_dir: Path) -> OSError | None:
         try:

@@ -5,9 +5,13 @@ a peon is ready in milliseconds. It waits at its gate until the Overlord has rec
 (and hands it the task's token); it leads its own process group (a shutdown reaches anything it
 spawns) and writes everything it prints to its log file. It talks to the Overlord over HTTP only:
 task actions, live and completion reports, and its final status; when it ends it pushes its own
-log to task-log storage. ``status.json`` and ``report.json`` stay in the task directory: the local
-runner reads the status from there when the peon exits, so a peon it launched posts its status over
-HTTP only when that runner's Overlord has gone away meanwhile (its gate pipe closed).
+log to task-log storage, unless the local runner that launched it does that for it (``logByRunner``).
+``status.json`` and ``report.json`` stay in the task directory: the local runner reads the status from
+there when the peon exits, so a peon it launched posts its status over HTTP, and pushes its log, only
+when that runner's Overlord has gone away meanwhile (its gate pipe closed).
+
+Storage modules (pyarrow) are imported when a task first uses its deep storage or pushes a log, so a
+peon forked from the lean fork server (runner/fork_server.py) stays lean.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from typing import Any, BinaryIO
 
 import httpx
 
+from overlord.core.protocols import DeepStorage, LoadSpec
 from overlord.errors import TaskFailure
 from overlord.runner.toolbox import (
     LOG_FILE,
@@ -43,7 +48,6 @@ from overlord.runner.toolbox import (
     read_json,
     write_json_atomic,
 )
-from overlord.storage.uris import open_deep_storage, open_task_logs
 from overlord.tasks.action_client import ActionClient
 
 PEON_API = "/druid/indexer/v1/peon"  # peon-only endpoints (token required); see api/peon_reports.py
@@ -51,6 +55,7 @@ PID_FILE = "peon.pid"  # "<pid> <start marker>": how the runner finds a peon tha
 LOG_PUSHED_FILE = ".log-pushed"
 STARTED_FILE = ".started"  # the peon passed its launch gate: the task may have done work
 STATUS_BY_FILE = "statusByFile"  # in task.json: the launching runner reads status.json when the peon exits
+LOG_BY_RUNNER = "logByRunner"  # in task.json: the launching runner pushes the log once the peon has exited
 LOG_FORMAT = "%(asctime)s %(levelname)s [%(threadName)s] %(name)s - %(message)s"
 
 
@@ -121,17 +126,61 @@ def _wait_at_gate(gate: Connection | None) -> str | None:
     return str(message.get("token") or "") if isinstance(message, dict) else None
 
 
-def _listen_for_commands(gate: Connection, commands: queue.Queue[dict[str, Any]], closed: threading.Event) -> None:
-    """Commands from the runner, for the task to take from ``toolbox.commands``; ends at EOF (the
-    Overlord that launched this peon went away: ``closed`` is set)."""
-    while True:
+class GateCommands(queue.Queue[dict[str, Any]]):
+    """``toolbox.commands``: the runner's commands, read off the gate by a thread started when the task
+    first looks at them (most never do, and a thread costs a peon ~0.5 ms). The gate's EOF means the
+    Overlord that launched this peon went away (``runner_gone``)."""
+
+    def __init__(self, gate: Connection | None) -> None:
+        super().__init__()
+        self._gate = gate
+        self._closed = threading.Event()
+        self._listener: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+        if gate is None:
+            self._closed.set()
+
+    def _listen(self) -> None:
+        with self._start_lock:
+            if self._listener is None and self._gate is not None:
+                self._listener = threading.Thread(target=self._read_all, daemon=True, name="commands")
+                self._listener.start()
+
+    def _read_all(self) -> None:
+        assert self._gate is not None
+        while self._take(self._gate.recv):
+            pass
+
+    def _take(self, receive: Any) -> bool:
         try:
-            message = gate.recv()
+            message = receive()
         except (EOFError, OSError):
-            closed.set()
-            return
+            self._closed.set()
+            return False
         if isinstance(message, dict) and isinstance(message.get("command"), dict):
-            commands.put(message["command"])
+            self.put(message["command"])
+        return True
+
+    def get(self, block: bool = True, timeout: float | None = None) -> dict[str, Any]:
+        self._listen()
+        return super().get(block, timeout)
+
+    def qsize(self) -> int:
+        self._listen()
+        return super().qsize()
+
+    def empty(self) -> bool:
+        self._listen()
+        return super().empty()
+
+    def runner_gone(self) -> bool:
+        """True once the gate has closed; without the listener, reads what is waiting on it to find out."""
+        gate = self._gate
+        if self._listener is None and gate is not None and not self._closed.is_set():
+            with contextlib.suppress(OSError, EOFError):
+                while gate.poll(0) and self._take(gate.recv):
+                    pass
+        return self._closed.is_set()
 
 
 class HttpReportSink:
@@ -176,12 +225,50 @@ def _post_status(client: ActionClient, status: dict[str, Any]) -> None:
         logging.getLogger("overlord.peon").warning("Could not post the task status: %s", exc)
 
 
+class LazyDeepStorage:
+    """Deep storage opened on first use: most light tasks never touch it, and opening it imports pyarrow."""
+
+    def __init__(self, uri: str) -> None:
+        self.uri = uri
+        self._storage: DeepStorage | None = None
+
+    def _open(self) -> DeepStorage:
+        if self._storage is None:
+            from overlord.storage.uris import open_deep_storage
+
+            self._storage = open_deep_storage(self.uri)
+        return self._storage
+
+    def write(self, key: str, source: str | BinaryIO) -> LoadSpec:
+        return self._open().write(key, source)
+
+    def copy(self, load_spec: LoadSpec, key: str) -> LoadSpec:
+        return self._open().copy(load_spec, key)
+
+    def open(self, load_spec: LoadSpec) -> BinaryIO:
+        return self._open().open(load_spec)
+
+    def delete(self, load_spec: LoadSpec) -> None:
+        self._open().delete(load_spec)
+
+    def delete_prefix(self, key_prefix: str) -> int:
+        return self._open().delete_prefix(key_prefix)
+
+    def list(self, key_prefix: str) -> list[LoadSpec]:
+        return self._open().list(key_prefix)
+
+    def contains(self, load_spec: LoadSpec) -> bool:
+        return self._open().contains(load_spec)
+
+
 def _push_own_log(task_id: str, task_dir: Path, runtime: PeonRuntime) -> None:
     """Push the log to task-log storage; the local runner retries if this fails."""
     if not runtime.task_logs:
         return
     sys.stdout.flush()
     sys.stderr.flush()
+    from overlord.storage.uris import open_task_logs
+
     try:
         logs = open_task_logs(runtime.task_logs)
         with capped_log(task_dir / LOG_FILE, runtime.log_max_bytes) as source:
@@ -229,12 +316,7 @@ def run_peon(task_dir_str: str | None, gate: Connection | None = None) -> None:
     runtime = PeonRuntime.from_json(spec.get("runtime") or {}, task_token=token)
     client = ActionClient(runtime.overlord_url or "http://127.0.0.1", task_id, token=token,
                           retry_for_s=runtime.action_retry_s, fallback_urls=runtime.overlord_urls)  # fmt: skip
-    commands: queue.Queue[dict[str, Any]] = queue.Queue()
-    gate_closed = threading.Event()
-    if gate is not None:
-        threading.Thread(
-            target=_listen_for_commands, args=(gate, commands, gate_closed), daemon=True, name="commands"
-        ).start()
+    commands = GateCommands(gate)
     result: TaskResult
     try:
         toolbox = TaskToolbox(
@@ -242,7 +324,7 @@ def run_peon(task_dir_str: str | None, gate: Connection | None = None) -> None:
             payload=spec["payload"],
             task_dir=task_dir,
             runtime=runtime,
-            deep_storage=open_deep_storage(runtime.deep_storage),
+            deep_storage=LazyDeepStorage(runtime.deep_storage),
             reports=HttpReportSink(client, task_dir),
             commands=commands,
             log=logging.getLogger(f"overlord.task.{spec['payload'].get('type', 'unknown')}"),
@@ -263,11 +345,14 @@ def run_peon(task_dir_str: str | None, gate: Connection | None = None) -> None:
     status = {"id": task_id, "status": state, "errorMsg": result.error_msg, "duration": duration}
     written = _write_status(task_dir, status)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the work is done: a shutdown now just ends the process
-    # a runner that reads status.json at the exit needs no HTTP call, as long as it is there to read it
-    if not (written and spec.get(STATUS_BY_FILE) and gate is not None and not gate_closed.is_set()):
+    # a runner that reads status.json and pushes the log at the exit needs neither done here, as long
+    # as it is there to do it
+    runner_there = gate is not None and not commands.runner_gone()
+    if not (written and spec.get(STATUS_BY_FILE) and runner_there):
         _post_status(client, status)
     client.close()
-    _push_own_log(task_id, task_dir, runtime)
+    if not (spec.get(LOG_BY_RUNNER) and runner_there):
+        _push_own_log(task_id, task_dir, runtime)
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()

@@ -1,26 +1,25 @@
 """Spare peons: processes forked ahead of need, each waiting to be given one task.
 
 Forking a peon from the fork server blocks the launching thread until the fork server has forked
-(milliseconds, more on a busy machine). A spare is forked on a background thread while nothing waits
-for it; a launch then only hands it its task directory over its gate pipe. A spare serves one task
-and exits with it, so every task still has a process of its own. A spare whose pipe closes (the
-runner stopped, the Overlord died) exits without ever having had a task.
+(milliseconds, more on a busy machine). A spare is asked for while nothing waits for it, and its pid
+read on the event loop when the fork server sends it (no thread: a hand-off between threads costs the
+service more than the request); a launch then only hands it its task directory over its gate pipe.
+A spare serves one task and exits with it, so every task still has a process of its own. A spare
+whose pipe closes (the runner stopped, the Overlord died) exits without ever having had a task.
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import logging
-import multiprocessing.process
+import os
 from dataclasses import dataclass
-from multiprocessing.connection import Connection
-from multiprocessing.context import ForkServerContext
+from multiprocessing.connection import Connection, Pipe
 from pathlib import Path
-from typing import Any
 
-from overlord.runner.peon import run_peon
+from overlord.runner import fork_server
+from overlord.runner.fork_server import ForkedPeon
 
 log = logging.getLogger(__name__)
 
@@ -48,43 +47,34 @@ def process_start_marker(pid: int) -> str | None:
 class PeonProcess:
     """A started peon: its process (for the exit sentinel), its gate pipe, pid and start marker."""
 
-    process: Any  # multiprocessing.Process
+    process: ForkedPeon
     gate: Connection
     pid: int
     pid_start: str | None
 
 
-def fork_peon(ctx: ForkServerContext, task_dir: str | None, name: str) -> PeonProcess:
-    """Fork a peon through the fork server: for ``task_dir``, or a spare (None) that waits for one.
-
-    The process is taken out of multiprocessing's list of children: its owner reaps it through its
-    sentinel, and no other thread's ``Process.start()`` may poll it meanwhile (they would race to read
-    its exit code).
-    """
-    gate, peon_end = ctx.Pipe(duplex=True)
-    process = ctx.Process(target=run_peon, args=(task_dir, peon_end), name=name)
+def fork_peon(server: str, task_dir: str | None) -> PeonProcess:
+    """Fork a peon through the fork server ``server``: for ``task_dir``, or a spare (None) that waits for one."""
+    gate, peon_end = Pipe(duplex=True)
     try:
-        process.start()
+        process = fork_server.server(server).fork(task_dir, peon_end)
     except BaseException:
         gate.close()
         raise
     finally:
         peon_end.close()
-    multiprocessing.process._children.discard(process)  # type: ignore[attr-defined]
-    assert process.pid is not None
     return PeonProcess(process, gate, process.pid, process_start_marker(process.pid))
 
 
 class SparePool:
-    """Keeps up to ``size`` spares ready; forks them on one background thread."""
+    """Keeps up to ``size`` spares of the fork server ``server`` ready; forks them on one background thread."""
 
-    def __init__(self, ctx: ForkServerContext, size: int) -> None:
-        self.ctx = ctx
+    def __init__(self, server: str, size: int) -> None:
+        self.server = server
         self.size = size
         self.ready: list[PeonProcess] = []
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="spare-peons")
-        self._forking = 0
+        self._forking: dict[int, Connection] = {}  # status pipe of a requested fork -> the spare's gate
         self._closed = True
         self._failed = False
 
@@ -110,24 +100,38 @@ class SparePool:
     def refill(self) -> None:
         if self._closed or self._failed or self._loop is None:
             return
-        while len(self.ready) + self._forking < self.size:
-            self._forking += 1
-            future = self._loop.run_in_executor(self._pool, fork_peon, self.ctx, None, "peon-spare")
-            future.add_done_callback(self._forked)
+        while len(self.ready) + len(self._forking) < self.size:
+            gate, peon_end = Pipe(duplex=True)
+            try:
+                status = fork_server.server(self.server).request(None, peon_end)
+            except OSError as exc:
+                gate.close()
+                self._fork_failed(exc)
+                return
+            finally:
+                peon_end.close()
+            self._forking[status] = gate
+            self._loop.add_reader(status, self._forked, status)
 
-    def _forked(self, future: asyncio.Future[PeonProcess]) -> None:
-        self._forking -= 1
+    def _fork_failed(self, exc: BaseException) -> None:
+        log.warning("Could not fork a spare peon (%s): peons are forked at launch meanwhile", exc)
+        self._failed = True
+
+    def _forked(self, status: int) -> None:
+        assert self._loop is not None
+        self._loop.remove_reader(status)
+        gate = self._forking.pop(status)
         try:
-            spare = future.result()
-        except Exception as exc:
-            log.warning("Could not fork a spare peon (%s): peons are forked at launch meanwhile", exc)
-            self._failed = True
+            process = fork_server.forked(status)
+        except (OSError, EOFError) as exc:
+            gate.close()
+            self._fork_failed(exc)
             return
+        spare = PeonProcess(process, gate, process.pid, process_start_marker(process.pid))
         if self._closed:
             self.discard(spare)
             return
         self.ready.append(spare)
-        assert self._loop is not None
         self._loop.add_reader(spare.process.sentinel, self._died, spare)
 
     def _died(self, spare: PeonProcess) -> None:
@@ -162,6 +166,12 @@ class SparePool:
     def close(self) -> None:
         """Let every spare go (each exits at the EOF on its gate); forks under way are let go as they end."""
         self._closed = True
+        for status, gate in self._forking.items():  # the spare exits at the EOF on its gate
+            if self._loop is not None and not self._loop.is_closed():
+                self._loop.remove_reader(status)
+            gate.close()
+            os.close(status)
+        self._forking.clear()
         for spare in self.ready:
             self._unwatch(spare)
             self.discard(spare)

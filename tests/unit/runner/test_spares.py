@@ -15,6 +15,8 @@ from tests.conftest import wait_exited
 from overlord.clock import SYSTEM_CLOCK
 from overlord.core.protocols import LaunchSpec, RunnerExit
 from overlord.core.task import Location
+from overlord.runner import fork_server
+from overlord.runner.fork_server import HEAVY, LEAN
 from overlord.runner.local import LocalTaskRunner
 from overlord.runner.spares import pool_size
 from overlord.runner.toolbox import PeonRuntime
@@ -51,9 +53,9 @@ async def runner(tmp_path: Path) -> AsyncIterator[tuple[LocalTaskRunner, list[Ru
 
 async def _spares_ready(r: LocalTaskRunner, count: int) -> list[int]:
     async with asyncio.timeout(30):
-        while len(r._spares.ready) < count:
+        while len(r._spares[LEAN].ready) < count:
             await asyncio.sleep(0.01)
-    return [s.pid for s in r._spares.ready]
+    return [s.pid for s in r._spares[LEAN].ready]
 
 
 async def _exit_of(exits: list[RunnerExit], task_id: str) -> RunnerExit:
@@ -98,9 +100,27 @@ async def test_a_spare_that_dies_is_replaced_and_stopping_lets_the_spares_go(run
     first = await _spares_ready(r, 2)
     os.kill(first[0], signal.SIGKILL)
     async with asyncio.timeout(30):
-        while first[0] in [s.pid for s in r._spares.ready] or len(r._spares.ready) < 2:
+        while first[0] in [s.pid for s in r._spares[LEAN].ready] or len(r._spares[LEAN].ready) < 2:
             await asyncio.sleep(0.01)
-    left = [s.pid for s in r._spares.ready]
+    left = [s.pid for s in r._spares[LEAN].ready]
     await r.stop(kill_running=False)
     for pid in left:
         wait_exited(pid)  # the EOF on its gate ends each spare
+
+
+def _parent_pid(pid: int) -> int:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat[stat.rindex(")") + 2 :].split()[1])
+
+
+async def test_a_light_task_forks_from_the_lean_server_and_others_from_the_heavy_one(runner) -> None:
+    r, exits = runner
+    r.launch(LaunchSpec("light", {"type": "noop", "id": "light", "runTime": 0}, "overlord.tasks.noop:run", "t"))
+    assert _parent_pid(r.running["light"].pid) == fork_server.server(LEAN).pid
+    r.release("light")
+    assert (await _exit_of(exits, "light")).success is True
+    r.launch(LaunchSpec("heavy", {"type": "kill", "id": "heavy"}, "overlord.tasks.kill:run", "t"))
+    heavy_pid = r.running["heavy"].pid
+    assert _parent_pid(heavy_pid) == fork_server.server(HEAVY).pid != fork_server.server(LEAN).pid
+    r.abort("heavy")  # never released: it exits at its gate without running
+    wait_exited(heavy_pid)

@@ -1,0 +1,64 @@
+"""The lean fork server's peons stay lean: a noop run as the local runner runs it (status by file, log
+pushed by the runner) imports none of the heavy modules, whose pages every forked peon would pay for."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+
+from overlord.runner.fork_server import HEAVY, LEAN, preload, server_for
+from overlord.runner.peon import LOG_BY_RUNNER, STATUS_BY_FILE
+from overlord.runner.toolbox import LOG_FILE, STATUS_FILE, TASK_FILE, PeonRuntime
+
+HEAVY_MODULES = (
+    "pyarrow", "numpy", "duckdb", "pydantic", "pydantic_core", "sqlalchemy", "boto3", "botocore", "sqlglot",
+    "click", "rich", "pygments", "typer", "uvicorn", "starlette",
+    "overlord.ingest", "overlord.sql", "overlord.storage", "overlord.api", "overlord.client", "overlord.service",
+)  # fmt: skip
+
+# Run in a fresh interpreter: import what the lean server preloads, then run a noop peon in this
+# process (no fork: the modules it imports show in sys.modules), its gate held open as the runner's is.
+PEON = """
+import importlib, json, sys
+from multiprocessing import Pipe
+for name in sys.argv[1].split(","):
+    importlib.import_module(name)
+from overlord.runner.peon import run_peon
+runner_end, peon_end = Pipe(duplex=True)
+runner_end.send({"token": "t"})
+run_peon(sys.argv[2], peon_end)
+open(sys.argv[3], "w").write(json.dumps(sorted(sys.modules)))
+"""
+
+
+def test_noop_is_a_lean_task_type_and_ingestion_is_not() -> None:
+    assert server_for("overlord.tasks.noop:run") == LEAN
+    assert server_for("overlord.tasks.index:run") == HEAVY
+    assert server_for("overlord.tasks.kill:run") == HEAVY
+
+
+def test_a_lean_peon_imports_no_heavy_module(tmp_path: Path) -> None:
+    task_dir = tmp_path / "task"
+    task_dir.mkdir()
+    (task_dir / LOG_FILE).touch()
+    runtime = PeonRuntime(
+        "http://127.0.0.1:9", deep_storage=f"file://{tmp_path}/deep", task_logs=str(tmp_path / "logs")
+    )
+    (task_dir / TASK_FILE).write_bytes(
+        orjson.dumps({
+            "id": "lean", "payload": {"type": "noop", "id": "lean", "runTime": 0}, "run": "overlord.tasks.noop:run",
+            "runtime": runtime.to_json(), STATUS_BY_FILE: True, LOG_BY_RUNNER: True,
+        })
+    )  # fmt: skip
+    out = tmp_path / "modules.json"
+    subprocess.run(
+        [sys.executable, "-c", PEON, ",".join(preload(LEAN, s3=False)), str(task_dir), str(out)], check=True, timeout=60
+    )
+    assert orjson.loads((task_dir / STATUS_FILE).read_bytes())["status"] == "SUCCESS"
+    modules = orjson.loads(out.read_bytes())
+    heavy = sorted(m for m in modules if any(m == h or m.startswith(h + ".") for h in HEAVY_MODULES))
+    assert heavy == [], f"the lean peon imported {heavy[:10]}"
+    assert "overlord.tasks.noop" in modules and "httpx" in modules  # what it should have
