@@ -47,7 +47,6 @@ from overlord.runner.toolbox import (
     TASK_FILE,
     PeonRuntime,
     read_json,
-    write_json_atomic,
 )
 from overlord.storage.s3 import SCHEME as S3_SCHEME
 
@@ -129,6 +128,7 @@ class RunningPeon:
     process: ForkedPeon | None = None  # None when adopted
     gate: Connection | None = None  # the launch gate, then the command channel; None when adopted
     token: str | None = None  # handed to the peon at release, then forgotten
+    spec: dict[str, Any] | None = None  # the task's spec, handed to the peon with its token
     kill_handle: asyncio.TimerHandle | None = None
     shutdown_reason: str | None = None
     aborted: bool = False
@@ -254,21 +254,14 @@ class LocalTaskRunner:
             raise RuntimeError("no free worker slot")
         task_dir = slot.base_dir / spec.task_id
         server = fork_server.server_for(spec.run)
-        if task_dir.exists():
+        try:
+            task_dir.mkdir()
+        except FileExistsError:  # a launch of this task that never started (or a clean-up cut short)
             shutil.rmtree(task_dir, ignore_errors=True)
-        task_dir.mkdir(parents=True)
-        (task_dir / LOG_FILE).touch()  # GET /log answers from the moment the task is RUNNING
-        write_json_atomic(
-            task_dir / TASK_FILE,
-            {
-                "id": spec.task_id,
-                "payload": spec.payload,
-                "run": spec.run,
-                "runtime": self.runtime.to_json(),
-                STATUS_BY_FILE: True,
-                LOG_BY_RUNNER: server == fork_server.LEAN,  # a heavy peon has pyarrow: it pushes its own
-            },
-        )
+            task_dir.mkdir()
+        except FileNotFoundError:
+            task_dir.mkdir(parents=True)
+        os.close(os.open(task_dir / LOG_FILE, os.O_WRONLY | os.O_CREAT, 0o644))  # GET /log answers once RUNNING
         started = self._start_peon(task_dir, spec.task_id, server)
         peon = RunningPeon(
             task_id=spec.task_id,
@@ -280,6 +273,14 @@ class LocalTaskRunner:
             process=started.process,
             gate=started.gate,
             token=spec.token,
+            spec={  # sent with the token at release, not written to a file: fewer file operations a task
+                "id": spec.task_id,
+                "payload": spec.payload,
+                "run": spec.run,
+                "runtime": self.runtime.to_json(),
+                STATUS_BY_FILE: True,
+                LOG_BY_RUNNER: server == fork_server.LEAN,  # a heavy peon has pyarrow: it pushes its own
+            },
         )
         (task_dir / PID_FILE).write_text(f"{peon.pid} {peon.pid_start or ''}")
         self.running[spec.task_id] = peon
@@ -310,8 +311,9 @@ class LocalTaskRunner:
         if peon is None or peon.gate is None:
             return
         with contextlib.suppress(OSError):  # it died meanwhile: its sentinel reports the exit
-            peon.gate.send({"token": peon.token})
+            peon.gate.send({"token": peon.token, "spec": peon.spec})
         peon.token = None
+        peon.spec = None
 
     def abort(self, task_id: str) -> None:
         peon = self.running.get(task_id)
@@ -378,7 +380,7 @@ class LocalTaskRunner:
                     log.warning("Killing peon pid %d in %s: it belongs to no task", pid, task_dir)
                     with contextlib.suppress(ProcessLookupError, PermissionError):
                         os.killpg(pid, signal.SIGKILL)
-                spec = read_json(task_dir / TASK_FILE)
+                spec = read_json(task_dir / TASK_FILE)  # a dask peon's; the local runner's are named by task id
                 task_id = str(spec.get("id")) if isinstance(spec, dict) and spec.get("id") else task_dir.name
                 self._push_logs(task_id, task_dir)
 
@@ -486,25 +488,34 @@ class LocalTaskRunner:
             "SUCCESS" if exit_.success else exit_.error_msg,
             extra={"task_id": task_id},
         )
-        if task_dir is not None and exit_.started and is_small_dir(task_dir):
-            self._push_log_now(task_id, task_dir)
+        small = task_dir is not None and is_small_dir(task_dir)
+        pushed = small and exit_.started and self._push_log_now(task_id, task_dir)  # type: ignore[arg-type]
         try:
             self.on_exit(exit_)
             failpoints.hit(failpoints.COMPLETED_NOT_CLEANED)
         finally:
             relaunched = task_id in self.running  # a launch that never started was launched again, in place
             if task_dir is not None and not relaunched:
-                self._push_logs(task_id, task_dir)
+                if small and task_id not in self._pending_pushes:
+                    self._remove_small(task_id, task_dir, pushed)
+                else:
+                    self._push_logs(task_id, task_dir)
 
-    def _push_log_now(self, task_id: str, task_dir: Path) -> None:
-        """The log of a small task directory, on the event loop; a failure is retried with the clean-up."""
+    def _push_log_now(self, task_id: str, task_dir: Path) -> bool:
+        """The log of a small task directory, on the event loop; False if it failed (the clean-up retries)."""
         try:
-            if not (task_dir / LOG_PUSHED_FILE).exists():
+            if not (task_dir / LOG_PUSHED_FILE).exists():  # a heavy peon pushed its own
                 with capped_log(task_dir / LOG_FILE, self.log_max_bytes) as source:
                     self.task_logs.push_log(task_id, source)
-                (task_dir / LOG_PUSHED_FILE).touch()
         except OSError:
-            pass
+            return False
+        return True
+
+    def _remove_small(self, task_id: str, task_dir: Path, pushed: bool) -> None:
+        """A small finished directory, inline: its log pushed already (no marker file: a crash before the
+        removal only pushes it again, from the orphan clean-up), else pushed now with its report."""
+        error = self._push_and_remove(task_id, task_dir, log_pushed=pushed)
+        self._after_push(task_id, task_dir if error is None else self._set_aside(task_dir), error)
 
     def _push_logs(self, task_id: str, task_dir: Path) -> None:
         """Push what the peon left to us (its log; what a crash or a full disk kept it from pushing) and
@@ -535,9 +546,9 @@ class LocalTaskRunner:
             return task_dir
         return aside
 
-    def _push_and_remove(self, task_id: str, task_dir: Path) -> OSError | None:
+    def _push_and_remove(self, task_id: str, task_dir: Path, *, log_pushed: bool = False) -> OSError | None:
         try:
-            if not (task_dir / LOG_PUSHED_FILE).exists() and (task_dir / LOG_FILE).exists():
+            if not log_pushed and not (task_dir / LOG_PUSHED_FILE).exists() and (task_dir / LOG_FILE).exists():
                 with capped_log(task_dir / LOG_FILE, self.log_max_bytes) as source:
                     self.task_logs.push_log(task_id, source)
                 report = task_dir / REPORT_FILE
