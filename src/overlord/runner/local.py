@@ -101,6 +101,18 @@ def read_chunks(path: Path, offset: int, chunk: int = 64 * 1024) -> Iterator[byt
     return chunks()
 
 
+def write_in_place(path: Path, data: bytes) -> None:
+    """Overwrite ``path`` from its start, padded with spaces to its old length, without truncating it:
+    on ext4, a file truncated and written again is flushed to disk when closed (auto_da_alloc), and
+    truncating a file whose blocks are on disk costs ~0.2 ms; creating a file costs as much."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        size = os.fstat(fd).st_size
+        os.pwrite(fd, data.ljust(size, b" "), 0)
+    finally:
+        os.close(fd)
+
+
 def is_small_dir(path: Path) -> bool:
     """A few small files and no subdirectory: a light task's directory, cleaned up without a thread."""
     total = 0
@@ -287,7 +299,7 @@ class LocalTaskRunner:
                 LOG_BY_RUNNER: server == fork_server.LEAN,  # a heavy peon has pyarrow: it pushes its own
             },
         )
-        (task_dir / PID_FILE).write_text(f"{peon.pid} {peon.pid_start or ''}\n{spec.task_id}")
+        write_in_place(task_dir / PID_FILE, f"{peon.pid} {peon.pid_start or ''}\n{spec.task_id}\n".encode())
         self.running[spec.task_id] = peon
         self._loop.add_reader(started.process.sentinel, self._on_sentinel, spec.task_id)
         log.info(
@@ -323,7 +335,8 @@ class LocalTaskRunner:
     def _recycle(self, task_dir: Path) -> bool:
         """Keep a finished light task's directory (its log pushed) for a next launch, emptied: renamed
         out of the way first (a crash then leaves a directory the orphan clean-up just removes), its log
-        and status truncated, its started marker renamed back; False if it is not one to keep."""
+        and status removed, its started marker renamed back (its pid file is overwritten at the next
+        launch); False if it is not one to keep."""
         recycled = self._recycled.setdefault(task_dir.parent, [])
         if len(recycled) >= MAX_RECYCLED:
             return False
@@ -342,9 +355,9 @@ class LocalTaskRunner:
         except OSError:
             return False
         try:
-            for name in (LOG_FILE, STATUS_FILE):
+            for name in (LOG_FILE, STATUS_FILE):  # removed, not truncated: see write_in_place
                 if name in names:
-                    os.truncate(free / name, 0)
+                    os.unlink(free / name)
             if STARTED_FILE in names:
                 os.rename(free / STARTED_FILE, free / NOT_STARTED_FILE)
         except OSError:
