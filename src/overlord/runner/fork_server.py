@@ -218,6 +218,9 @@ def serve(listener_fd: int, alive_r: int, modules: list[str]) -> None:
             importlib.import_module(name)
         except ImportError:  # the peon reports it when its task imports the module
             traceback.print_exc()
+    from overlord.runner.peon import prepare_output
+
+    prepare_output()
     with contextlib.suppress(OSError):
         os.close(0)
         os.open(os.devnull, os.O_RDONLY)

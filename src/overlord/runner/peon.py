@@ -89,6 +89,26 @@ def _mark_started(task_dir: Path) -> None:
         _create(task_dir / STARTED_FILE)
 
 
+_prepared = False  # set in a fork server by prepare_output: the streams and the log handler are there
+
+
+def prepare_output() -> None:
+    """In a fork server: the text streams on descriptors 1 and 2 and the root log handler writing to
+    them, made once; a peon forked from it then only points those descriptors at its log file (a peon
+    that builds its own pays ~100 copied pages, ~0.5 ms)."""
+    global _prepared
+    _new_streams()
+    _configure_logging()
+    _prepared = True
+
+
+def _new_streams() -> None:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115 - lives as long as the process
+    sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
+
+
 def _redirect_output(log_path: Path) -> None:
     fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     sys.stdout.flush()
@@ -96,14 +116,16 @@ def _redirect_output(log_path: Path) -> None:
     os.dup2(fd, 1)
     os.dup2(fd, 2)
     os.close(fd)
-    sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115 - lives as long as the process
-    sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
+    if not _prepared:
+        _new_streams()
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
     os.close(devnull)
 
 
 def _configure_logging() -> None:
+    if _prepared:
+        return
     root = logging.getLogger()
     for handler in list(root.handlers):
         root.removeHandler(handler)
