@@ -1,0 +1,103 @@
+"""Task directories of the local runner: a light task's finished directory is recycled for a next launch
+(emptied, never shared by two tasks' logs), and what a crash leaves is cleared at the next start. Real
+peon processes, forked as the local runner forks them."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from overlord.clock import SYSTEM_CLOCK
+from overlord.core.protocols import LaunchSpec, RunnerExit
+from overlord.core.task import Location
+from overlord.runner.local import LocalTaskRunner
+from overlord.runner.toolbox import PeonRuntime
+from overlord.storage.task_logs import FsTaskLogs
+
+pytestmark = pytest.mark.anyio
+NOOP = "overlord.tasks.noop:run"
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def _runner(tmp_path: Path, exits: list[RunnerExit]) -> LocalTaskRunner:
+    runtime = PeonRuntime(
+        overlord_url="http://127.0.0.1:9",  # nothing listens: the peon's status goes by its status file
+        deep_storage=f"file://{tmp_path / 'deep'}",
+        task_logs=str(tmp_path / "logs"),
+        action_retry_s=0.2,
+    )
+    return LocalTaskRunner(
+        capacity=1, base_task_dirs=[tmp_path / "task"], base_task_dir_size=None,
+        task_logs=FsTaskLogs.from_uri(tmp_path / "logs"), location=Location("127.0.0.1", 8090), runtime=runtime,
+        clock=SYSTEM_CLOCK, shutdown_grace_ms=2000, on_exit=exits.append,
+    )  # fmt: skip
+
+
+@pytest.fixture
+async def runner(tmp_path: Path) -> AsyncIterator[tuple[LocalTaskRunner, list[RunnerExit]]]:
+    exits: list[RunnerExit] = []
+    r = _runner(tmp_path, exits)
+    await r.start()
+    try:
+        yield r, exits
+    finally:
+        await r.stop(kill_running=True)
+
+
+async def _run(r: LocalTaskRunner, exits: list[RunnerExit], task_id: str, **payload: object) -> RunnerExit:
+    spec = {"type": "noop", "id": task_id, "runTime": 0, **payload}
+    r.launch(LaunchSpec(task_id, spec, NOOP, token=f"token-of-{task_id}"))
+    r.release(task_id)
+    async with asyncio.timeout(30):
+        while task_id in r.running_ids() or not any(e.task_id == task_id for e in exits):
+            await asyncio.sleep(0.01)
+    return next(e for e in exits if e.task_id == task_id)
+
+
+def _log(tmp_path: Path, task_id: str) -> str:
+    chunks = FsTaskLogs.from_uri(tmp_path / "logs").read_log(task_id)
+    assert chunks is not None, f"no log pushed for {task_id}"
+    return b"".join(chunks).decode()
+
+
+async def test_tasks_in_a_row_each_get_a_log_of_their_own(runner, tmp_path: Path) -> None:
+    r, exits = runner
+    first = await _run(r, exits, "first", logLines=3)
+    second = await _run(r, exits, "second", logLines=1)
+    failed = await _run(r, exits, "third", fail="boom")
+    assert (first.success, second.success, failed.success, failed.error_msg) == (True, True, False, "boom")
+    assert "log line 3 of 3" in _log(tmp_path, "first") and "second" not in _log(tmp_path, "first")
+    second_log = _log(tmp_path, "second")
+    assert "log line 1 of 1" in second_log and "of 3" not in second_log and "first" not in second_log
+    assert "third" in _log(tmp_path, "third") and "second" not in _log(tmp_path, "third")
+    left = list((tmp_path / "task").iterdir())
+    assert [p.name for p in left if not p.name.startswith(".free-")] == []  # no task's directory remains
+    assert len(left) == 1  # the one slot's directory, passed from task to task
+    assert sorted(p.name for p in left[0].iterdir()) == [".not-started", "peon.pid"]  # no log, no status
+
+
+async def test_a_restart_clears_recycled_and_set_aside_directories(tmp_path: Path) -> None:
+    base = tmp_path / "task"
+    free = base / ".free-0123"
+    free.mkdir(parents=True)
+    (free / "peon.pid").write_text("999999 1\nold-task\n")
+    aside = base / ".done-4567"  # a finished task's directory whose clean-up a crash cut short
+    aside.mkdir()
+    (aside / "peon.pid").write_text("999998 1\nset-aside-task\n          ")  # padded, as written in place
+    (aside / "log").write_text("the set-aside task's last words\n")
+    r = _runner(tmp_path, [])
+    await r.start()
+    try:
+        assert r.adopt({}) == set()
+    finally:
+        await r.stop(kill_running=True)
+    assert list(base.iterdir()) == []
+    assert "last words" in _log(tmp_path, "set-aside-task")  # pushed under the task id its pid file names
+    assert FsTaskLogs.from_uri(tmp_path / "logs").read_log("old-task") is None  # a recycled one has no log
