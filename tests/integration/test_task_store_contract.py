@@ -148,3 +148,33 @@ def test_retention_deletes_only_old_completed(store):
     assert store.get_task("old") is None and store.get_task("old-active") is not None
     assert store.delete_complete_before(5000) == []
     assert store.count_tasks() == 2
+
+
+def test_sqlite_task_writes_pass_statement_listeners_when_there_are_any(tmp_path: Path) -> None:
+    """Task writes on SQLite take a short path past SQLAlchemy only while nothing listens to statements
+    (a write fence does): with a listener, each write reaches it, and a refusal stops the write."""
+    import sqlalchemy as sa
+
+    from overlord.storage.metadata import MetadataStore
+
+    store = MetadataStore.from_url(f"sqlite:///{tmp_path / 'm.db'}")
+    store.insert_task(_rec("fast", 1))
+    seen: list[str] = []
+    refuse = False
+
+    def listener(_conn, _cursor, statement, _params, _context, _many) -> None:  # type: ignore[no-untyped-def]
+        seen.append(statement.split()[0].upper())
+        if refuse:
+            raise RuntimeError("fenced")
+
+    sa.event.listen(store.engine, "before_cursor_execute", listener)
+    store.insert_task(_rec("watched", 2))
+    store.update_task("watched", error_msg="x")
+    assert seen == ["INSERT", "UPDATE"]
+    refuse = True
+    with pytest.raises(Exception, match="fenced"):
+        store.update_task("fast", error_msg="not written")
+    sa.event.remove(store.engine, "before_cursor_execute", listener)
+    store.update_task("fast", error_msg="written")
+    assert [store.get_task(t).error_msg for t in ("fast", "watched")] == ["written", "x"]  # type: ignore[union-attr]
+    store.close()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sqlite3
 import threading
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -234,6 +235,8 @@ class MetadataStore:
         self._reader: Any = None  # the pool's connection, returned on close
         self._reader_driver: Any = None  # its sqlite3 / psycopg connection, whose execute() skips the pool's wrapper
         self._reader_lock = threading.Lock()
+        self._writer: Any = None  # SQLite: the pool's one connection, for the task writes (see _write_raw)
+        self._raw_sql: dict[object, tuple[str, tuple[str, ...]]] = {}  # statement key -> (SQL, parameter order)
         by_id = tasks.c.id == sa.bindparam("id")
         self._get_sql_status = self._positional_sql(sa.select(*_STATUS_COLUMNS).where(by_id))
         self._get_sql_full = self._positional_sql(sa.select(*_ALL_COLUMNS).where(by_id))
@@ -270,18 +273,47 @@ class MetadataStore:
     def close(self) -> None:
         with self._reader_lock:
             self._drop_reader()
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
         self.engine.dispose()
         if self.read_engine is not self.engine:
             self.read_engine.dispose()
 
     # -- tasks -----------------------------------------------------------------------------------
 
+    def _raw_writable(self) -> bool:
+        """SQLite with no listener on its statements (a write fence, a test's hook): the task writes may
+        skip SQLAlchemy's execution path (~0.25 ms a write against ~0.03 ms on the driver)."""
+        return self.engine.dialect.name == "sqlite" and not self.engine.dispatch.before_cursor_execute
+
+    def _write_raw(self, key: object, stmt: Any, values: dict[str, Any]) -> None:
+        """One statement in its own committed transaction on the writer's driver connection (the one
+        connection SQLite's StaticPool hands out, used on the event loop like every other write)."""
+        compiled = self._raw_sql.get(key)
+        if compiled is None:
+            c = stmt.compile(dialect=self.engine.dialect)
+            compiled = self._raw_sql[key] = (str(c), tuple(c.positiontup or ()))
+        if self._writer is None:
+            self._writer = self.engine.raw_connection()
+        driver = self._writer.driver_connection
+        sql, order = compiled
+        try:
+            driver.execute(sql, tuple(values[name] for name in order))
+            driver.commit()
+        except BaseException:
+            driver.rollback()
+            raise
+
     def insert_task(self, rec: TaskRecord) -> None:
         """Store a new task; a duplicate id raises AlreadyExists with Druid's message."""
         try:
+            if self._raw_writable():
+                self._write_raw("insert", _INSERT_TASK, _record_values(rec))
+                return
             with self.engine.begin() as conn:
                 conn.execute(_INSERT_TASK, _record_values(rec))
-        except IntegrityError:
+        except (IntegrityError, sqlite3.IntegrityError):
             raise AlreadyExists(f"Task[{rec.id}] already exists", taskId=rec.id) from None
 
     def update_task(self, task_id: str, **changes: Any) -> None:
@@ -296,8 +328,12 @@ class MetadataStore:
                     values["active"] = not value.is_complete
             else:
                 values[key] = value
+        columns = frozenset(values)
+        if self._raw_writable():
+            self._write_raw(columns, _update_statement(columns), {**values, "_task_id": task_id})
+            return
         with self.engine.begin() as conn:
-            conn.execute(_update_statement(frozenset(values)), {**values, "_task_id": task_id})
+            conn.execute(_update_statement(columns), {**values, "_task_id": task_id})
 
     def get_task(self, task_id: str, *, with_payload: bool = False) -> TaskRecord | None:
         """One task by id. The hottest read (status polls), so it skips SQLAlchemy's per-call work:
