@@ -21,7 +21,9 @@ def _modules_after(code: str) -> dict[str, object]:
 
 def test_the_service_imports_no_ingestion_code_until_an_ingestion_type_is_used():
     got = _modules_after(
-        "import overlord.service\nfrom overlord.core.task import task_type_for\nout = task_type_for('noop').name"
+        "import overlord.service, overlord.api.app\n"
+        "from overlord.core.task import task_type_for\n"
+        "out = task_type_for('noop').name"
     )
     assert got["out"] == "noop"
     loaded = set(got["loaded"])  # type: ignore[arg-type]
