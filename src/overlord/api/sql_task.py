@@ -24,8 +24,7 @@ from overlord.api.druid_tasks import read_json_body, service_of
 from overlord.api.errors import JSONResponse, druid_error_body
 from overlord.core.ids import validate_id
 from overlord.errors import InvalidInput, OverlordError, TaskNotFound
-from overlord.sql.extern_query import check_translates
-from overlord.sql.ingest_statement import bind_parameters, parse
+from overlord.sql.ingest_statement import IngestStatement, bind_parameters, parse
 
 PATH = "/druid/v2/sql/task"
 
@@ -53,6 +52,14 @@ def _request(body: Any) -> tuple[str, dict[str, Any], list[Any] | None]:
     return query, dict(context), parameters
 
 
+def _check_translates(stmt: IngestStatement) -> None:
+    """``extern_query.check_translates``, imported on first use (with NumPy, pyarrow and sqlglot): the
+    service starts without them, and callers run this off the event loop."""
+    from overlord.sql.extern_query import check_translates
+
+    check_translates(stmt)
+
+
 async def _controller_module() -> ModuleType:
     """The query_controller task's module, imported off the event loop on first use (it imports pyarrow)."""
     return await run_in_threadpool(importlib.import_module, "overlord.tasks.query_controller")
@@ -65,7 +72,7 @@ async def submit(request: Request) -> Response:
     try:
         sql = bind_parameters(query, parameters) if parameters else query
         stmt = parse(sql)
-        await run_in_threadpool(check_translates, stmt)  # the first call imports sqlglot: off the event loop
+        await run_in_threadpool(_check_translates, stmt)  # its first call imports sqlglot and pyarrow
         controller = await _controller_module()
         payload = controller.task_payload(controller.controller_task_id(query_id), stmt, sql, context)
         headers = {k: request.headers[k] for k in ("X-Opaque-Id", "traceparent") if k in request.headers}
