@@ -4,7 +4,7 @@ pyarrow's wheels default to mimalloc, which returns freed memory to the OS withi
 maps new memory as transparent huge pages. Ingestion frees and reallocates tens of MiB per 8 MiB
 input chunk, so with mimalloc each chunk faults in and zeroes fresh 2 MiB pages again: measured
 0.8-1.5 kernel CPU-s per 1M wikiticker rows, against 0.5-0.9 with jemalloc (same user time, peak
-RSS within 5 %; see benchmarks/RESULTS-ingest.md, 2026-12-02). Arrow buffers remember the pool
+RSS no higher; see benchmarks/RESULTS-ingest.md, 2026-12-02). Arrow buffers remember the pool
 they came from, so switching the default while other buffers are alive is safe.
 """
 
