@@ -2,7 +2,9 @@
 
 Rows are grouped by building one dense int64 key column by column (time first). As soon as the
 key is unique per row nothing can roll up, so typical raw event data (millisecond timestamps)
-costs one ``np.unique`` instead of a many-column hash aggregation.
+costs one ``np.unique`` instead of a many-column hash aggregation. Before that, large tables get a
+cheaper proof that nothing rolls up: distinct row hashes (DuckDB's ``hash`` over the key columns)
+mean distinct rows, which is what high-cardinality dimensions (free text) usually give.
 """
 
 from __future__ import annotations
@@ -132,6 +134,42 @@ def group_ids(table: pa.Table, keys: list[str]) -> tuple[np.ndarray, int]:
     return _rank(key, card)
 
 
+UNIQUE_CHECK_ROWS = 1 << 16  # smaller tables go straight to group_ids (the check's fixed cost)
+
+
+def _hashed_exactly(t: pa.DataType) -> bool:
+    """Types whose equal values (as ``dense_codes`` sees them) always hash equal in DuckDB.
+
+    Floats are left out: ``np.unique`` takes ``-0.0 == 0.0`` and groups NaNs; DuckDB's hash does so
+    today, but nothing documents it.
+    """
+    return pa.types.is_integer(t) or pa.types.is_string(t) or pa.types.is_timestamp(t) or pa.types.is_boolean(t)
+
+
+def rows_distinct(table: pa.Table, keys: list[str]) -> bool:
+    """True only when no two rows have equal values in ``keys``; False also means "not proven".
+
+    Equal rows hash equal, so n distinct 64-bit hashes over a subset of the key columns prove the
+    rows distinct; a collision or a shared key only sends the caller to the exact ``group_ids``.
+    DuckDB hashes the Arrow columns in place at ~0.2 CPU-s per 1M wikiticker rows, against ~0.9 for
+    coding them (most of it hashing a free-text column into a dictionary).
+    """
+    cols = [k for k in keys if _hashed_exactly(table.schema.field(k).type)]
+    if not cols or table.num_rows < 2:
+        return table.num_rows < 2
+    import duckdb  # here: only rollup needs it (0.07 CPU-s to import)
+
+    query = "SELECT hash(" + ", ".join('"' + c.replace('"', '""') + '"' for c in cols) + ") AS h FROM t"
+    try:
+        with duckdb.connect(config={"threads": 1}) as con:
+            con.register("t", table.select(cols))
+            h = np.asarray(con.execute(query).fetchnumpy()["h"])
+    except duckdb.Error:
+        return False
+    h.sort()
+    return len(h) == table.num_rows and not bool((h[1:] == h[:-1]).any())
+
+
 def rollup(table: pa.Table, dims: list[str], metrics: tuple[MetricSpec, ...]) -> pa.Table:
     """Aggregate rows with equal ``__time`` and dimensions; metrics merge by their aggregator.
 
@@ -139,6 +177,8 @@ def rollup(table: pa.Table, dims: list[str], metrics: tuple[MetricSpec, ...]) ->
     """
     n = table.num_rows
     if n <= 1:
+        return table
+    if n >= UNIQUE_CHECK_ROWS and rows_distinct(table, ["__time", *dims]):
         return table
     gid, g = group_ids(table, ["__time", *dims])
     if g == n:
