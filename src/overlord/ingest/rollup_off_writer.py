@@ -140,7 +140,8 @@ class ChunkStreams:
                 self.tmp_dir.mkdir(parents=True, exist_ok=True)
                 piece = _Piece(path, table.schema)
                 bk.parts[-1].pieces.append(piece)
-                bk.writer = pq.ParquetWriter(path, table.schema, **segment_files.parquet_options(table.schema))
+                options = segment_files.parquet_options(table.schema, table, max(table.num_rows, ROW_GROUP_ROWS))
+                bk.writer = pq.ParquetWriter(path, table.schema, **options)
                 self.open[b] = None
                 while len(self.open) > MAX_OPEN_WRITERS:
                     old = next(iter(self.open))
@@ -184,14 +185,23 @@ def finish_partition(part: Partition, target: Path, convert: Callable[[pa.Table]
         os.replace(part.pieces[0].path, target)
         return target.stat().st_size
     tmp = target.with_name(target.name + ".tmp")
-    with pq.ParquetWriter(tmp, final, **segment_files.parquet_options(final)) as writer:
+    writer: pq.ParquetWriter | None = None
+    try:
         for piece in part.pieces:
             pf = pq.ParquetFile(piece.path)
             for i in range(pf.num_row_groups):
                 table = convert(pf.read_row_group(i))
+                if writer is None:  # opened on the first rows, which decide the dictionaries
+                    options = segment_files.parquet_options(final, table, max(table.num_rows, ROW_GROUP_ROWS))
+                    writer = pq.ParquetWriter(tmp, final, **options)
                 writer.write_table(table, row_group_size=max(1, table.num_rows))
             pf.close()
             piece.path.unlink()
+        if writer is None:
+            writer = pq.ParquetWriter(tmp, final, **segment_files.parquet_options(final))
+    finally:
+        if writer is not None:
+            writer.close()
     os.replace(tmp, target)
     return target.stat().st_size
 

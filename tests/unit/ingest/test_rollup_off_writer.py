@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 
 from overlord.clock import ManualClock
-from overlord.ingest import pipeline, rollup_off_writer
+from overlord.ingest import pipeline, rollup_off_writer, segment_files
 from overlord.ingest.pipeline import run_ingestion
 from overlord.ingest.spec import validate_index_spec
 
@@ -221,3 +222,33 @@ def test_segments_keep_time_and_numeric_statistics_only(
     assert stats["__time"].has_min_max
     assert meta.row_group(0).column(0).compression == "SNAPPY"
     assert tables[0].column("dim").to_pylist() == [f"d{i}" for i in range(9)]
+
+
+@pytest.mark.parametrize("stream", [True, False], ids=["streamed", "buffered"])
+def test_nearly_unique_columns_skip_the_dictionary_the_writer_would_drop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stream: bool
+) -> None:
+    """Millisecond times and free text are written plain; repeating columns keep their dictionaries;
+    the rows read back the same either way (encodings only)."""
+    monkeypatch.setattr(segment_files, "DICT_PAGE_LIMIT", 4096)  # a small file's row group passes it
+    base = tmp_path / "in"
+    base.mkdir()
+    start = datetime(2015, 9, 12, tzinfo=UTC)
+    times = [start + timedelta(milliseconds=7 * i) for i in range(5000)]
+    rows = [
+        {"ts": t.isoformat(timespec="milliseconds"), "text": f"edit {i * 7919 % 5003} by someone", "chan": f"#c{i % 5}"}
+        for i, t in enumerate(times)
+    ]
+    write(base / "a.json", rows)
+    res, tables = ingest(make_spec(base), tmp_path / "out", stream=stream, monkeypatch=monkeypatch)
+    meta = pq.ParquetFile(tmp_path / "out" / res.segments[0].path).metadata
+    names = [meta.schema.column(i).name for i in range(meta.num_columns)]
+    dictionary = {name: meta.row_group(0).column(i).has_dictionary_page for i, name in enumerate(names)}
+    assert dictionary == {"__time": False, "chan": True, "text": False, "count": True}
+    got = tables[0].to_pylist()
+    assert [r["text"] for r in got] == [r["text"] for r in rows]
+    assert [r["__time"] for r in got] == times
+    # below the sample size, or with the real limit on 5000 rows, every column keeps its dictionary
+    assert segment_files.parquet_options(tables[0].schema, tables[0].slice(0, 1000), 5000).get("use_dictionary") is None
+    monkeypatch.undo()
+    assert segment_files.parquet_options(tables[0].schema, tables[0], 5000).get("use_dictionary") is None
