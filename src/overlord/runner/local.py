@@ -152,6 +152,7 @@ class RunningPeon:
     gate: Connection | None = None  # the launch gate, then the command channel; None when adopted
     token: str | None = None  # handed to the peon at release, then forgotten
     spec: dict[str, Any] | None = None  # the task's spec, handed to the peon with its token
+    dir_sent: bool = True  # False for a spare: its task directory goes with the release (one message, one wake-up)
     kill_handle: asyncio.TimerHandle | None = None
     shutdown_reason: str | None = None
     aborted: bool = False
@@ -278,7 +279,7 @@ class LocalTaskRunner:
             raise RuntimeError("no free worker slot")
         task_dir = self._new_task_dir(slot.base_dir, spec.task_id)
         server = fork_server.server_for(spec.run)
-        started = self._start_peon(task_dir, spec.task_id, server)
+        started, spare = self._start_peon(task_dir, server)
         peon = RunningPeon(
             task_id=spec.task_id,
             slot=slot,
@@ -289,6 +290,7 @@ class LocalTaskRunner:
             process=started.process,
             gate=started.gate,
             token=spec.token,
+            dir_sent=not spare,
             spec={  # sent with the token at release, not written to a file: fewer file operations a task
                 "id": spec.task_id,
                 "payload": spec.payload,
@@ -365,24 +367,24 @@ class LocalTaskRunner:
         recycled.append(free)
         return True
 
-    def _start_peon(self, task_dir: Path, task_id: str, server: str) -> PeonProcess:
-        """A spare of the task type's fork server given the task's directory, else a peon forked for it now."""
-        spares = self._spares[server]
-        while (spare := spares.take()) is not None:
-            try:
-                spare.gate.send({"taskDir": str(task_dir)})
-            except OSError:  # it ended meanwhile
-                spares.discard(spare)
-                continue
-            return spare
-        return fork_peon(server, str(task_dir))
+    def _start_peon(self, task_dir: Path, server: str) -> tuple[PeonProcess, bool]:
+        """A live spare of the task type's fork server (True: it learns its task directory at the
+        release), else a peon forked for the task directory now (False)."""
+        spare = self._spares[server].take()
+        if spare is not None:
+            return spare, True
+        return fork_peon(server, str(task_dir)), False
 
     def release(self, task_id: str) -> None:
         peon = self.running.get(task_id)
         if peon is None or peon.gate is None:
             return
+        release: dict[str, Any] = {"token": peon.token, "spec": peon.spec}
+        if not peon.dir_sent:
+            release["taskDir"] = str(peon.task_dir)
+            peon.dir_sent = True
         with contextlib.suppress(OSError):  # it died meanwhile: its sentinel reports the exit
-            peon.gate.send({"token": peon.token, "spec": peon.spec})
+            peon.gate.send(release)
         peon.token = None
         peon.spec = None
 
@@ -588,11 +590,20 @@ class LocalTaskRunner:
         """The log of a small task directory, on the event loop; False if it failed (the clean-up retries)."""
         try:
             if not (task_dir / LOG_PUSHED_FILE).exists():  # a heavy peon pushed its own
-                with capped_log(task_dir / LOG_FILE, self.log_max_bytes) as source:
-                    self.task_logs.push_log(task_id, source)
+                self._push_log_file(task_id, task_dir / LOG_FILE)
         except OSError:
             return False
         return True
+
+    def _push_log_file(self, task_id: str, path: Path) -> None:
+        """A finished peon's log to task-log storage: handed over whole when under the cap (a local folder
+        renames it in: it leaves the task directory, so the orphan clean-up never pushes it again), else
+        its head and tail copied."""
+        if self.log_max_bytes is None or os.stat(path).st_size <= self.log_max_bytes:
+            self.task_logs.push_log(task_id, str(path), move=True)
+            return
+        with capped_log(path, self.log_max_bytes) as source:
+            self.task_logs.push_log(task_id, source)
 
     def _remove_small(self, task_id: str, task_dir: Path, pushed: bool) -> None:
         """A small finished directory, inline: its log pushed already (no marker file: a crash before the
@@ -634,8 +645,7 @@ class LocalTaskRunner:
     def _push_and_remove(self, task_id: str, task_dir: Path, *, log_pushed: bool = False) -> OSError | None:
         try:
             if not log_pushed and not (task_dir / LOG_PUSHED_FILE).exists() and (task_dir / LOG_FILE).exists():
-                with capped_log(task_dir / LOG_FILE, self.log_max_bytes) as source:
-                    self.task_logs.push_log(task_id, source)
+                self._push_log_file(task_id, task_dir / LOG_FILE)
                 report = task_dir / REPORT_FILE
                 if report.exists() and self.task_logs.read_report(task_id) is None:
                     self.task_logs.push_report(task_id, report.read_bytes())

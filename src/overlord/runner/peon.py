@@ -324,13 +324,14 @@ def _push_own_log(task_id: str, task_dir: Path, runtime: PeonRuntime) -> None:
         logging.getLogger("overlord.peon").warning("Could not push the task log: %s", exc)
 
 
-def _wait_for_task(gate: Connection) -> str | None:
-    """A spare peon's task directory, once the runner gives it one; None if the runner let it go."""
+def _wait_for_task(gate: Connection) -> dict[str, Any] | None:
+    """A spare peon's first message: its task directory, with the release (token and spec) from a local
+    runner, which sends both at once once the launch is recorded; None if the runner let it go."""
     try:
         message = gate.recv()
     except (EOFError, OSError, ShutdownRequested):
         return None
-    return str(message["taskDir"]) if isinstance(message, dict) and message.get("taskDir") else None
+    return message if isinstance(message, dict) and message.get("taskDir") else None
 
 
 def run_peon(task_dir_str: str | None, gate: Connection | None = None) -> None:
@@ -340,18 +341,23 @@ def run_peon(task_dir_str: str | None, gate: Connection | None = None) -> None:
         os.setsid()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C on the service must not kill tasks
     signal.signal(signal.SIGTERM, _on_sigterm)
+    release: dict[str, Any] | None = None
     if task_dir_str is None:
-        task_dir_str = _wait_for_task(gate) if gate is not None else None
-        if task_dir_str is None:
+        first = _wait_for_task(gate) if gate is not None else None
+        if first is None:
             return
+        task_dir_str = str(first["taskDir"])
+        if "token" in first:  # the release came with the directory: the launch is recorded
+            release = first
     task_dir = Path(task_dir_str)
     _redirect_output(task_dir / LOG_FILE)
     _configure_logging()
     log = logging.getLogger("overlord.peon")
-    try:
-        release = _wait_at_gate(gate)
-    except ShutdownRequested:
-        release = None
+    if release is None:
+        try:
+            release = _wait_at_gate(gate)
+        except ShutdownRequested:
+            release = None
     if release is None:
         log.warning("The Overlord did not record this launch; exiting without running the task")
         return
