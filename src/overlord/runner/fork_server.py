@@ -242,7 +242,7 @@ def serve(conn_fd: int, modules: list[str]) -> None:
             importlib.import_module(name)
         except ImportError:  # the peon reports it when its task imports the module
             traceback.print_exc()
-    from overlord.runner.peon import prepare_output
+    from overlord.runner.peon import SIG_IGN, prepare_output, set_signal
 
     prepare_output()
     with contextlib.suppress(OSError):
@@ -251,8 +251,8 @@ def serve(conn_fd: int, modules: list[str]) -> None:
     sig_r, sig_w = os.pipe()
     os.set_blocking(sig_r, False)
     os.set_blocking(sig_w, False)
-    handlers: dict[signal.Signals, Any] = {signal.SIGCHLD: lambda *_: None, signal.SIGINT: signal.SIG_IGN}
-    old = {sig: signal.signal(sig, handler) for sig, handler in handlers.items()}  # SIGINT: Ctrl-C is for the service
+    handlers: dict[signal.Signals, Any] = {signal.SIGCHLD: lambda *_: None, signal.SIGINT: SIG_IGN}
+    old = {sig: set_signal(sig, handler) for sig, handler in handlers.items()}  # SIGINT: Ctrl-C is for the service
     signal.set_wakeup_fd(sig_w)
     status_of: dict[int, int] = {}  # peon pid -> its status pipe
     with socket.socket(fileno=conn_fd) as conn, selectors.DefaultSelector() as selector:
@@ -318,11 +318,12 @@ def _child(task_dir: str | None, gate_fd: int, unused_fds: list[int], handlers: 
     code = 1
     try:
         signal.set_wakeup_fd(-1)
+        from overlord.runner.peon import run_peon, set_signal
+
         for sig, handler in handlers.items():
-            signal.signal(sig, handler)
+            set_signal(sig, handler)
         for fd in unused_fds:
             os.close(fd)
-        from overlord.runner.peon import run_peon
 
         run_peon(task_dir, Connection(gate_fd))
         code = 0

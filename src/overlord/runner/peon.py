@@ -27,8 +27,8 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Iterator
-from multiprocessing.connection import Connection
+from collections.abc import Callable, Iterator
+from multiprocessing.connection import Connection, Pipe
 from pathlib import Path
 from types import FrameType
 from typing import Any, BinaryIO
@@ -61,12 +61,20 @@ LOG_BY_RUNNER = "logByRunner"  # in task.json: the launching runner pushes the l
 LOG_FORMAT = "%(asctime)s %(levelname)s [%(threadName)s] %(name)s - %(message)s"
 
 
+# signal.signal without its Python wrapper's enum conversions (a peon runs them once, cold: ~20 copied
+# pages); it takes a callable or one of the plain ints below, and returns the same kinds
+_c_signal: Any = importlib.import_module("_signal")
+set_signal: Callable[[int, Any], Any] = _c_signal.signal
+SIG_IGN: int = _c_signal.SIG_IGN
+SIG_DFL: int = _c_signal.SIG_DFL
+
+
 class ShutdownRequested(BaseException):
     """The Overlord asked this task to stop (SIGTERM)."""
 
 
 def _on_sigterm(signum: int, _frame: FrameType | None) -> None:
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM kills outright
+    set_signal(signal.SIGTERM, SIG_DFL)  # a second SIGTERM kills outright
     raise ShutdownRequested(f"Task received {signal.Signals(signum).name}")
 
 
@@ -339,8 +347,8 @@ def run_peon(task_dir_str: str | None, gate: Connection | None = None) -> None:
     spare (see runner/spares.py): it waits on its gate for one, and exits if the gate closes first."""
     with contextlib.suppress(OSError):  # already a group leader
         os.setsid()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C on the service must not kill tasks
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    set_signal(signal.SIGINT, SIG_IGN)  # Ctrl-C on the service must not kill tasks
+    set_signal(signal.SIGTERM, _on_sigterm)
     release: dict[str, Any] | None = None
     if task_dir_str is None:
         first = _wait_for_task(gate) if gate is not None else None
@@ -399,7 +407,7 @@ def run_peon(task_dir_str: str | None, gate: Connection | None = None) -> None:
     log.info("Task[%s] finished with status[%s] in %d ms", task_id, state, duration)
     status = {"id": task_id, "status": state, "errorMsg": result.error_msg, "duration": duration}
     written = _write_status(task_dir, status)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the work is done: a shutdown now just ends the process
+    set_signal(signal.SIGTERM, SIG_DFL)  # the work is done: a shutdown now just ends the process
     # a runner that reads status.json and pushes the log at the exit needs neither done here, as long
     # as it is there to do it
     runner_there = gate is not None and not commands.runner_gone()
@@ -465,10 +473,40 @@ def capped_log(path: Path, limit: int | None) -> Iterator[BinaryIO]:
             yield io.BufferedReader(_CappedLog(f, size, limit))  # type: ignore[arg-type]
 
 
+WARM_UP_CALLS = 16  # over CPython's quickening delay (3.11: a function is specialized at its 8th call)
+
+
 def _warm_up() -> None:
-    """Pay httpx's first-client costs (OpenSSL configuration, lazy imports: ~20 ms) once, at import in
-    the fork server, instead of in every peon."""
+    """Pay first-use costs once, at import in the fork server, instead of in every peon: httpx's first
+    client (OpenSSL configuration, lazy imports: ~20 ms), and the quickening of the code a peon runs
+    once (CPython rewrites a function's bytecode in place after a few calls; in a forked peon each such
+    write copies a page: a peon's first log record copied ~60 pages more without this)."""
     httpx.Client(verify=False).close()
+    handler = logging.StreamHandler(io.StringIO())
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    warm_log = logging.Logger("overlord.peon.warm-up")  # not registered with the manager: leaves no trace
+    warm_log.addHandler(handler)
+    runtime = PeonRuntime(overlord_url="http://127.0.0.1").to_json()
+    gate, runner_end = Pipe()
+    try:
+        for _ in range(WARM_UP_CALLS):
+            runner_end.send({"taskDir": "/", "token": "", "spec": {"runtime": runtime}})
+            release = _wait_for_task(gate) or {}
+            parsed = PeonRuntime.from_json(release["spec"]["runtime"], task_token="")
+            client = ActionClient(parsed.overlord_url, "warm-up", token="", retry_for_s=parsed.action_retry_s,
+                                  fallback_urls=parsed.overlord_urls)  # fmt: skip
+            commands = GateCommands(gate)
+            commands.runner_gone()
+            task_dir = Path(str(release["taskDir"]))
+            toolbox = TaskToolbox(task_id="warm-up", payload={}, task_dir=task_dir / NOT_STARTED_FILE, runtime=parsed,
+                                  deep_storage=LazyDeepStorage(""), reports=HttpReportSink(client, task_dir),
+                                  commands=commands, log=warm_log)  # fmt: skip
+            warm_log.info("Running task[%s] of type[%s] in %s", "warm-up", "noop", toolbox.task_dir)
+            orjson.dumps({"id": "warm-up", "status": "SUCCESS", "errorMsg": TaskResult.ok().error_msg})
+            client.close()
+    finally:
+        gate.close()
+        runner_end.close()
 
 
 _warm_up()
