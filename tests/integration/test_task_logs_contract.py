@@ -81,6 +81,17 @@ def test_push_from_path_and_stream(harness: Harness, tmp_path: Path) -> None:
     assert read_all(harness.logs, "t2") == b"again", "a second push replaces the log"
 
 
+def test_push_moving_a_finished_file(harness: Harness, tmp_path: Path) -> None:
+    """``move``: the store may take the file as it is; either way the log reads back whole."""
+    local = tmp_path / "finished.log"
+    local.write_bytes(b"line 1\nline 2\n")
+    harness.logs.push_log("m", str(local), move=True)
+    assert read_all(harness.logs, "m") == b"line 1\nline 2\n"
+    local.write_bytes(b"next\n")
+    harness.logs.push_log("m", str(local), move=True)
+    assert read_all(harness.logs, "m") == b"next\n", "a second push replaces the log"
+
+
 def test_missing_task_is_none(harness: Harness) -> None:
     assert harness.logs.read_log("nope") is None
     assert harness.logs.read_log("nope", -10) is None
@@ -201,6 +212,51 @@ def test_fs_push_is_atomic_and_leaves_no_temp_files(tmp_path: Path) -> None:
         logs.push_log("t", Broken())  # type: ignore[arg-type]
     assert read_all(logs, "t") == b"first", "a failed push keeps the previous log"
     assert sorted(p.name for p in base.iterdir()) == ["t.log"]
+
+
+def test_fs_move_renames_the_file_in(tmp_path: Path) -> None:
+    """A local folder on the same file system takes the file itself: no copy, no temporary file."""
+    base = tmp_path / "logs"
+    logs = FsTaskLogs.from_uri(base)
+    local = tmp_path / "task" / "log"
+    local.parent.mkdir()
+    local.write_bytes(b"whole log\n")
+    inode = os.stat(local).st_ino
+    logs.push_log("t", io.BytesIO(b"previous"))
+    with (base / "t.log").open("rb") as reader:  # a reader of the previous log keeps reading it whole
+        logs.push_log("t", str(local), move=True)
+        assert reader.read() == b"previous"
+    assert not local.exists()
+    assert os.stat(base / "t.log").st_ino == inode
+    assert read_all(logs, "t") == b"whole log\n"
+    assert sorted(p.name for p in base.iterdir()) == ["t.log"]
+
+
+def test_fs_move_across_file_systems_copies(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    from overlord.storage import task_logs
+
+    def cross_device(src: str, dst: str) -> None:
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    base = tmp_path / "logs"
+    logs = FsTaskLogs.from_uri(base)
+    local = tmp_path / "log"
+    local.write_bytes(b"copied\n")
+    monkeypatch.setattr(task_logs.os, "rename", cross_device)
+    logs.push_log("t", str(local), move=True)
+    assert read_all(logs, "t") == b"copied\n"
+    assert sorted(p.name for p in base.iterdir()) == ["t.log"], "copied through a temporary file, renamed"
+    assert local.exists()  # the caller removes its own copy
+
+
+def test_fs_move_of_a_missing_file_fails_and_keeps_the_previous_log(tmp_path: Path) -> None:
+    logs = FsTaskLogs.from_uri(tmp_path / "logs")
+    logs.push_log("t", io.BytesIO(b"first"))
+    with pytest.raises(FileNotFoundError):
+        logs.push_log("t", str(tmp_path / "nope"), move=True)
+    assert read_all(logs, "t") == b"first"
 
 
 def test_fs_reads_logs_pushed_by_the_previous_layout(tmp_path: Path) -> None:
