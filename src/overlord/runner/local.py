@@ -40,7 +40,6 @@ from overlord.runner.fork_server import ForkedPeon
 from overlord.runner.peon import (
     LOG_BY_RUNNER,
     LOG_PUSHED_FILE,
-    NOT_STARTED_FILE,
     PID_FILE,
     STARTED_FILE,
     STATUS_BY_FILE,
@@ -64,7 +63,7 @@ POLL_INTERVAL_S = 0.5
 SMALL_DIR_FILES, SMALL_DIR_BYTES = 16, 1 << 20  # what is_small_dir() calls small
 DONE_PREFIX = ".done-"  # a finished task's directory, renamed while its log is pushed and it is removed
 FREE_PREFIX = ".free-"  # a finished light task's directory, emptied, kept for a next launch (see _recycle)
-RECYCLABLE = frozenset({LOG_FILE, PID_FILE, STARTED_FILE, NOT_STARTED_FILE, STATUS_FILE})
+RECYCLABLE = frozenset({LOG_FILE, PID_FILE, STATUS_FILE})
 MAX_RECYCLED = 4  # emptied directories kept per base directory
 
 
@@ -336,8 +335,8 @@ class LocalTaskRunner:
     def _recycle(self, task_dir: Path) -> bool:
         """Keep a finished light task's directory (its log pushed) for a next launch, emptied: renamed
         out of the way first (a crash then leaves a directory the orphan clean-up just removes), its log
-        and status removed, its started marker renamed back (its pid file is overwritten at the next
-        launch); False if it is not one to keep."""
+        (if still there: it also marks a task started) and status removed (its pid file is overwritten at
+        the next launch); False if it is not one to keep."""
         recycled = self._recycled.setdefault(task_dir.parent, [])
         if len(recycled) >= MAX_RECYCLED:
             return False
@@ -359,8 +358,6 @@ class LocalTaskRunner:
             for name in (LOG_FILE, STATUS_FILE):  # removed, not truncated: see write_in_place
                 if name in names:
                     os.unlink(free / name)
-            if STARTED_FILE in names:
-                os.rename(free / STARTED_FILE, free / NOT_STARTED_FILE)
         except OSError:
             shutil.rmtree(free, ignore_errors=True)
             return True
@@ -552,10 +549,11 @@ class LocalTaskRunner:
         if isinstance(status, dict) and status.get("status") in ("SUCCESS", "FAILED"):
             success = status["status"] == "SUCCESS"
             return RunnerExit(task_id, success, None if success else status.get("errorMsg"), duration)
-        # a peon from before a restart that never passed its gate (its launch was never released) did no work
+        # a peon from before a restart that never passed its gate (its launch was never released) did no
+        # work: it makes its log only past the gate (an earlier version's peon wrote STARTED_FILE there)
         from_before = peon is None or peon.process is None
         started = not (from_before and task_dir is not None and task_dir.is_dir()
-                       and not (task_dir / STARTED_FILE).exists())  # fmt: skip
+                       and not (task_dir / LOG_FILE).exists() and not (task_dir / STARTED_FILE).exists())  # fmt: skip
         if died_reason is not None:
             return RunnerExit(task_id, None, died_reason, duration, started=started)
         how = describe_exit(exitcode) if exitcode is not None else "ended (exit code unknown after a restart)"

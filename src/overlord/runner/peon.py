@@ -54,8 +54,7 @@ from overlord.tasks.action_client import ActionClient
 PEON_API = "/druid/indexer/v1/peon"  # peon-only endpoints (token required); see api/peon_reports.py
 PID_FILE = "peon.pid"  # "<pid> <start marker>\n<task id>": how the runner finds a peon that belongs to no task
 LOG_PUSHED_FILE = ".log-pushed"
-STARTED_FILE = ".started"  # the peon passed its launch gate: the task may have done work
-NOT_STARTED_FILE = ".not-started"  # in a recycled task directory: renamed to STARTED_FILE (no new inode)
+STARTED_FILE = ".started"  # written by peons of earlier versions past their gate; now the log file marks that
 STATUS_BY_FILE = "statusByFile"  # in task.json: the launching runner reads status.json when the peon exits
 LOG_BY_RUNNER = "logByRunner"  # in task.json: the launching runner pushes the log once the peon has exited
 LOG_FORMAT = "%(asctime)s %(levelname)s [%(threadName)s] %(name)s - %(message)s"
@@ -87,14 +86,6 @@ def _create(path: Path, data: bytes = b"") -> None:
             os.write(fd, data)
     finally:
         os.close(fd)
-
-
-def _mark_started(task_dir: Path) -> None:
-    """STARTED_FILE, by a rename in a recycled directory (creating a file costs ~0.5 ms on some disks)."""
-    try:
-        os.rename(task_dir / NOT_STARTED_FILE, task_dir / STARTED_FILE)
-    except FileNotFoundError:
-        _create(task_dir / STARTED_FILE)
 
 
 _prepared = False  # set in a fork server by prepare_output: the streams and the log handler are there
@@ -358,18 +349,16 @@ def run_peon(task_dir_str: str | None, gate: Connection | None = None) -> None:
         if "token" in first:  # the release came with the directory: the launch is recorded
             release = first
     task_dir = Path(task_dir_str)
-    _redirect_output(task_dir / LOG_FILE)
-    _configure_logging()
-    log = logging.getLogger("overlord.peon")
     if release is None:
         try:
             release = _wait_at_gate(gate)
         except ShutdownRequested:
             release = None
-    if release is None:
-        log.warning("The Overlord did not record this launch; exiting without running the task")
-        return
-    _mark_started(task_dir)
+        if release is None:  # the Overlord did not record the launch: no work done, no log made
+            return
+    _redirect_output(task_dir / LOG_FILE)  # made past the gate only: it marks the task started
+    _configure_logging()
+    log = logging.getLogger("overlord.peon")
     started = time.monotonic()
     token = str(release.get("token") or "")
     spec = release.get("spec")
@@ -498,7 +487,7 @@ def _warm_up() -> None:
             commands = GateCommands(gate)
             commands.runner_gone()
             task_dir = Path(str(release["taskDir"]))
-            toolbox = TaskToolbox(task_id="warm-up", payload={}, task_dir=task_dir / NOT_STARTED_FILE, runtime=parsed,
+            toolbox = TaskToolbox(task_id="warm-up", payload={}, task_dir=task_dir / LOG_FILE, runtime=parsed,
                                   deep_storage=LazyDeepStorage(""), reports=HttpReportSink(client, task_dir),
                                   commands=commands, log=warm_log)  # fmt: skip
             warm_log.info("Running task[%s] of type[%s] in %s", "warm-up", "noop", toolbox.task_dir)

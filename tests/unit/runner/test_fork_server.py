@@ -8,15 +8,18 @@ import signal
 import socket
 import threading
 from collections.abc import Iterator
-from multiprocessing.connection import Pipe
+from multiprocessing.connection import Connection, Pipe
 from pathlib import Path
 
+import orjson
 import pytest
 from tests.conftest import wait_exited
 
 from overlord.runner import fork_server
 from overlord.runner.fork_server import LEAN, ForkedPeon, ForkServer
-from overlord.runner.toolbox import LOG_FILE
+from overlord.runner.toolbox import LOG_FILE, STATUS_FILE
+
+NOOP_RUN = "overlord.tasks.noop:run"
 
 
 @pytest.fixture
@@ -91,6 +94,7 @@ def test_a_server_that_dropped_its_connection_is_replaced(server: ForkServer) ->
 def test_concurrent_requests_never_mix_their_messages(server: ForkServer, tmp_path: Path) -> None:
     server.ensure_running()
     peons: list[ForkedPeon] = []
+    gates: list[Connection] = []
     errors: list[BaseException] = []
     lock = threading.Lock()
 
@@ -102,9 +106,12 @@ def test_concurrent_requests_never_mix_their_messages(server: ForkServer, tmp_pa
                 gate, peon_end = Pipe()
                 peon = server.fork(str(task_dir), peon_end)
                 peon_end.close()
-                gate.close()  # never released: the peon logs so in its own directory and exits
+                spec = {"id": task_dir.name, "payload": {"type": "noop", "runTime": 0}, "run": NOOP_RUN,
+                        "runtime": {}, "statusByFile": True, "logByRunner": True}  # fmt: skip
+                gate.send({"token": "", "spec": spec})
                 with lock:
                     peons.append(peon)
+                    gates.append(gate)
         except BaseException as exc:
             errors.append(exc)
 
@@ -114,14 +121,17 @@ def test_concurrent_requests_never_mix_their_messages(server: ForkServer, tmp_pa
     for t in threads:
         t.join()
     assert not errors
-    for peon in peons:
+    for peon, gate in zip(peons, gates, strict=True):
         peon.join(20)
         assert peon.exitcode == 0
         peon.close()
+        gate.close()
     dirs = sorted(tmp_path.iterdir())
     assert len(dirs) == 40 == len({p.pid for p in peons})
-    for task_dir in dirs:
-        assert "did not record this launch" in (task_dir / LOG_FILE).read_text(), task_dir
+    for task_dir in dirs:  # each peon ran the task it was sent, in the directory it was sent
+        status = orjson.loads((task_dir / STATUS_FILE).read_bytes())
+        assert (status["id"], status["status"]) == (task_dir.name, "SUCCESS")
+        assert f"noop task[{task_dir.name}] log line 1 of 1" in (task_dir / LOG_FILE).read_text()
 
 
 def test_a_server_exits_when_the_service_closes_the_connection(server: ForkServer) -> None:
