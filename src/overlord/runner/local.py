@@ -335,8 +335,8 @@ class LocalTaskRunner:
     def _recycle(self, task_dir: Path) -> bool:
         """Keep a finished light task's directory (its log pushed) for a next launch, emptied: renamed
         out of the way first (a crash then leaves a directory the orphan clean-up just removes), its log
-        (if still there: it also marks a task started) and status removed (its pid file is overwritten at
-        the next launch); False if it is not one to keep."""
+        removed if still there (it marks a task started); its pid file and status are overwritten in place
+        by the next task's; False if it is not one to keep."""
         recycled = self._recycled.setdefault(task_dir.parent, [])
         if len(recycled) >= MAX_RECYCLED:
             return False
@@ -355,9 +355,8 @@ class LocalTaskRunner:
         except OSError:
             return False
         try:
-            for name in (LOG_FILE, STATUS_FILE):  # removed, not truncated: see write_in_place
-                if name in names:
-                    os.unlink(free / name)
+            if LOG_FILE in names:  # removed, not truncated: see write_in_place
+                os.unlink(free / LOG_FILE)
         except OSError:
             shutil.rmtree(free, ignore_errors=True)
             return True
@@ -546,7 +545,8 @@ class LocalTaskRunner:
         status = read_json(task_dir / STATUS_FILE) if task_dir is not None else None
         if peon is not None and peon.shutdown_reason is not None:
             return RunnerExit(task_id, False, peon.shutdown_reason, duration)
-        if isinstance(status, dict) and status.get("status") in ("SUCCESS", "FAILED"):
+        # the id: a recycled directory keeps the previous task's status until the peon overwrites it
+        if isinstance(status, dict) and status.get("status") in ("SUCCESS", "FAILED") and status.get("id") == task_id:
             success = status["status"] == "SUCCESS"
             return RunnerExit(task_id, success, None if success else status.get("errorMsg"), duration)
         # a peon from before a restart that never passed its gate (its launch was never released) did no

@@ -253,10 +253,17 @@ class HttpReportSink:
 
 
 def _write_status(task_dir: Path, status: dict[str, Any]) -> bool:
-    """One ``write()`` into a new file: the runner reads it once this process has ended, and a peon
-    killed before the write leaves an empty file, read as no status, as a missing one is."""
+    """One ``pwrite()`` at the start of the file, padded with spaces to its length: in a recycled task
+    directory that overwrites the previous task's status in place (creating or truncating a file costs
+    ~0.2-0.5 ms on some disks). The runner reads it once this process has ended and takes only a
+    status with this task's id, so a peon killed before the write (an empty file, or the previous
+    task's status) is read as no status, as a missing file is."""
     try:
-        _create(task_dir / STATUS_FILE, orjson.dumps(status))
+        fd = os.open(task_dir / STATUS_FILE, os.O_WRONLY | os.O_CREAT, 0o644)
+        try:
+            os.pwrite(fd, orjson.dumps(status).ljust(os.fstat(fd).st_size, b" "), 0)
+        finally:
+            os.close(fd)
     except OSError as exc:  # a full disk: the status still reaches the Overlord over HTTP
         logging.getLogger("overlord.peon").warning("Could not write the status file: %s", exc)
         return False

@@ -153,7 +153,7 @@ async def test_a_spare_learns_its_task_directory_with_the_release(runner) -> Non
 async def test_a_light_task_log_is_moved_into_task_log_storage(runner, tmp_path: Path) -> None:
     r, exits = runner
     await _spares_ready(r, 1)
-    r.launch(LaunchSpec("mv", {"type": "noop", "id": "mv", "runTime": 0}, "overlord.tasks.noop:run", "t"))
+    r.launch(LaunchSpec("mv", {"type": "noop", "id": "mv", "runTime": 300}, "overlord.tasks.noop:run", "t"))
     task_dir = r.running["mv"].task_dir
     r.release("mv")
     async with asyncio.timeout(30):

@@ -8,6 +8,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import orjson
 import pytest
 
 from overlord.clock import SYSTEM_CLOCK
@@ -80,7 +81,9 @@ async def test_tasks_in_a_row_each_get_a_log_of_their_own(runner, tmp_path: Path
     left = list((tmp_path / "task").iterdir())
     assert [p.name for p in left if not p.name.startswith(".free-")] == []  # no task's directory remains
     assert len(left) == 1  # the one slot's directory, passed from task to task
-    assert sorted(p.name for p in left[0].iterdir()) == ["peon.pid"]  # no log (it marks a task started), no status
+    # no log (it marks a task started); the last status, overwritten in place by the next task's
+    assert sorted(p.name for p in left[0].iterdir()) == ["peon.pid", "status.json"]
+    assert orjson.loads((left[0] / "status.json").read_bytes())["id"] == "third"
 
 
 async def test_a_restart_clears_recycled_and_set_aside_directories(tmp_path: Path) -> None:
