@@ -5,6 +5,8 @@ peon processes, forked as the local runner forks them."""
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -104,3 +106,23 @@ async def test_a_restart_clears_recycled_and_set_aside_directories(tmp_path: Pat
     assert list(base.iterdir()) == []
     assert "last words" in _log(tmp_path, "set-aside-task")  # pushed under the task id its pid file names
     assert FsTaskLogs.from_uri(tmp_path / "logs").read_log("old-task") is None  # a recycled one has no log
+
+
+async def test_a_peon_killed_before_its_status_is_not_given_the_previous_tasks(runner, tmp_path: Path) -> None:
+    """A recycled directory keeps the last task's status.json (overwritten in place by the next peon):
+    a peon that dies before writing its own must not be read as having ended that way."""
+    r, exits = runner
+    assert (await _run(r, exits, "done")).success is True
+    r.launch(LaunchSpec("killed", {"type": "noop", "id": "killed", "runTime": 60_000}, NOOP, token="t"))
+    peon = r.running["killed"]
+    assert orjson.loads((peon.task_dir / "status.json").read_bytes())["id"] == "done"  # the recycled directory
+    r.release("killed")
+    async with asyncio.timeout(30):
+        while not (peon.task_dir / "log").exists():  # past its gate
+            await asyncio.sleep(0.01)
+    os.kill(peon.pid, signal.SIGKILL)
+    async with asyncio.timeout(30):
+        while not any(e.task_id == "killed" for e in exits):
+            await asyncio.sleep(0.01)
+    exit_ = next(e for e in exits if e.task_id == "killed")
+    assert exit_.success is None and "without reporting a status" in (exit_.error_msg or ""), exit_
