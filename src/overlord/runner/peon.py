@@ -115,11 +115,11 @@ def _redirect_output(log_path: Path) -> None:
     os.dup2(fd, 1)
     os.dup2(fd, 2)
     os.close(fd)
-    if not _prepared:
+    if not _prepared:  # a fork server made the streams, and its descriptor 0 reads /dev/null already
         _new_streams()
-    devnull = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(devnull, 0)
-    os.close(devnull)
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(devnull, 0)
+        os.close(devnull)
 
 
 def _configure_logging() -> None:
