@@ -5,17 +5,18 @@ module objects), writing to every page they touch, so the kernel copies those pa
 about a third of a noop peon's CPU. ``gc.freeze()`` puts the inherited objects in the permanent
 generation, which collections skip (see the ``gc`` docs on fork without exec).
 
-Before that, the standard library's after-fork hooks (threading's and logging's) are run
-a few times here, while the server has only its main thread (what they reset is then in the state a
-fresh child finds it in): CPython rewrites a function's bytecode in place once it has run a few times,
-so each hook is specialized once here instead of in every peon, where each such write would copy a
-page (~30 pages a peon).
+Before that: httpx's first-client costs are paid here once (in a server whose tasks use it), and the
+standard library's after-fork hooks (threading's and logging's) are run a few times, while the server
+has only its main thread (what they reset is then in the state a fresh child finds it in): CPython
+rewrites a function's bytecode in place once it has run a few times, so each hook is specialized once
+here instead of in every peon, where each such write would copy a page (~30 pages a peon).
 """
 
 from __future__ import annotations
 
 import gc
 import logging
+import sys
 import threading
 from collections.abc import Callable
 
@@ -35,6 +36,10 @@ def rehearse_child_hooks() -> None:
             hook()
 
 
+if "httpx" in sys.modules:  # a server whose peons call the Overlord (the lean one's never import httpx)
+    import httpx
+
+    httpx.Client(verify=False).close()  # its first-client costs (OpenSSL configuration, imports: ~20 ms)
 rehearse_child_hooks()
 gc.collect()  # the garbage of the imports, so its pages are not frozen along with the rest
 gc.freeze()

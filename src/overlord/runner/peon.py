@@ -31,9 +31,8 @@ from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection, Pipe
 from pathlib import Path
 from types import FrameType
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
-import httpx
 import orjson
 
 from overlord.core.protocols import DeepStorage, LoadSpec
@@ -49,7 +48,9 @@ from overlord.runner.toolbox import (
     read_json,
     write_json_atomic,
 )
-from overlord.tasks.action_client import ActionClient
+
+if TYPE_CHECKING:
+    from overlord.tasks.action_client import ActionClient
 
 PEON_API = "/druid/indexer/v1/peon"  # peon-only endpoints (token required); see api/peon_reports.py
 PID_FILE = "peon.pid"  # "<pid> <start marker>\n<task id>": how the runner finds a peon that belongs to no task
@@ -227,14 +228,31 @@ class GateCommands(queue.Queue[dict[str, Any]]):
 
 
 class HttpReportSink:
-    """Reports go to the Overlord over HTTP; the completion report is also kept locally as a fallback."""
+    """Reports go to the Overlord over HTTP; the completion report is also kept locally as a fallback.
 
-    def __init__(self, client: ActionClient, task_dir: Path) -> None:
-        self.client = client
+    The peon's action client (and httpx with it) is made on first use: a peon of the lean fork server
+    that never calls the Overlord (a noop whose runner reads its status file) then never imports httpx,
+    whose ~7 MB of heap would make every fork and every peon's exit dearer (~0.3 ms)."""
+
+    def __init__(self, make_client: Callable[[], ActionClient], task_dir: Path) -> None:
+        self._make_client = make_client
+        self._client: ActionClient | None = None
         self.task_dir = task_dir
         self._warned = False
 
+    @property
+    def client(self) -> ActionClient:
+        if self._client is None:
+            self._client = self._make_client()
+        return self._client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+
     def live(self, report: dict[str, Any]) -> None:
+        import httpx
+
         try:
             r = self.client.http.post(f"{PEON_API}/{self.client.task_id}/liveReports", json=report, timeout=5.0)
             r.raise_for_status()
@@ -244,6 +262,8 @@ class HttpReportSink:
                 logging.getLogger("overlord.peon").warning("Could not post a live report: %s", exc)
 
     def final(self, report: dict[str, Any]) -> None:
+        import httpx
+
         write_json_atomic(self.task_dir / REPORT_FILE, report)
         try:
             r = self.client.request("POST", f"{PEON_API}/{self.client.task_id}/reports", json=report)
@@ -271,6 +291,8 @@ def _write_status(task_dir: Path, status: dict[str, Any]) -> bool:
 
 
 def _post_status(client: ActionClient, status: dict[str, Any]) -> None:
+    import httpx
+
     try:
         client.request("POST", f"{PEON_API}/{client.task_id}/status", json=status).raise_for_status()
     except (httpx.HTTPError, TaskFailure) as exc:
@@ -373,8 +395,14 @@ def run_peon(task_dir_str: str | None, gate: Connection | None = None) -> None:
         spec = read_json(task_dir / TASK_FILE) or {}
     task_id = spec.get("id", "?")
     runtime = PeonRuntime.from_json(spec.get("runtime") or {}, task_token=token)
-    client = ActionClient(runtime.overlord_url or "http://127.0.0.1", task_id, token=token,
-                          retry_for_s=runtime.action_retry_s, fallback_urls=runtime.overlord_urls)  # fmt: skip
+
+    def make_client() -> ActionClient:
+        from overlord.tasks.action_client import ActionClient
+
+        return ActionClient(runtime.overlord_url or "http://127.0.0.1", task_id, token=token,
+                            retry_for_s=runtime.action_retry_s, fallback_urls=runtime.overlord_urls)  # fmt: skip
+
+    reports = HttpReportSink(make_client, task_dir)
     commands = GateCommands(gate)
     result: TaskResult
     try:
@@ -384,7 +412,7 @@ def run_peon(task_dir_str: str | None, gate: Connection | None = None) -> None:
             task_dir=task_dir,
             runtime=runtime,
             deep_storage=LazyDeepStorage(runtime.deep_storage),
-            reports=HttpReportSink(client, task_dir),
+            reports=reports,
             commands=commands,
             log=logging.getLogger(f"overlord.task.{spec['payload'].get('type', 'unknown')}"),
         )
@@ -408,8 +436,8 @@ def run_peon(task_dir_str: str | None, gate: Connection | None = None) -> None:
     # as it is there to do it
     runner_there = gate is not None and not commands.runner_gone()
     if not (written and spec.get(STATUS_BY_FILE) and runner_there):
-        _post_status(client, status)
-    client.close()
+        _post_status(reports.client, status)
+    reports.close()
     if not (spec.get(LOG_BY_RUNNER) and runner_there):
         _push_own_log(task_id, task_dir, runtime)
     logging.shutdown()
@@ -469,15 +497,17 @@ def capped_log(path: Path, limit: int | None) -> Iterator[BinaryIO]:
             yield io.BufferedReader(_CappedLog(f, size, limit))  # type: ignore[arg-type]
 
 
+def _never() -> ActionClient:
+    raise AssertionError("the warm-up calls no Overlord")
+
+
 WARM_UP_CALLS = 16  # over CPython's quickening delay (3.11: a function is specialized at its 8th call)
 
 
 def _warm_up() -> None:
-    """Pay first-use costs once, at import in the fork server, instead of in every peon: httpx's first
-    client (OpenSSL configuration, lazy imports: ~20 ms), and the quickening of the code a peon runs
-    once (CPython rewrites a function's bytecode in place after a few calls; in a forked peon each such
-    write copies a page: a peon's first log record copied ~60 pages more without this)."""
-    httpx.Client(verify=False).close()
+    """Quicken, at import in the fork server, the code a peon runs once: CPython rewrites a function's
+    bytecode in place after a few calls; in a forked peon each such write copies a page (a peon's first
+    log record copied ~60 pages more without this). httpx's first-client costs are paid in gc_freeze."""
     handler = logging.StreamHandler(io.StringIO())
     handler.setFormatter(logging.Formatter(LOG_FORMAT))
     warm_log = logging.Logger("overlord.peon.warm-up")  # not registered with the manager: leaves no trace
@@ -489,17 +519,16 @@ def _warm_up() -> None:
             runner_end.send({"taskDir": "/", "token": "", "spec": {"runtime": runtime}})
             release = _wait_for_task(gate) or {}
             parsed = PeonRuntime.from_json(release["spec"]["runtime"], task_token="")
-            client = ActionClient(parsed.overlord_url, "warm-up", token="", retry_for_s=parsed.action_retry_s,
-                                  fallback_urls=parsed.overlord_urls)  # fmt: skip
+            reports = HttpReportSink(_never, task_dir=Path("/"))
             commands = GateCommands(gate)
             commands.runner_gone()
             task_dir = Path(str(release["taskDir"]))
             toolbox = TaskToolbox(task_id="warm-up", payload={}, task_dir=task_dir / LOG_FILE, runtime=parsed,
-                                  deep_storage=LazyDeepStorage(""), reports=HttpReportSink(client, task_dir),
+                                  deep_storage=LazyDeepStorage(""), reports=reports,
                                   commands=commands, log=warm_log)  # fmt: skip
             warm_log.info("Running task[%s] of type[%s] in %s", "warm-up", "noop", toolbox.task_dir)
             orjson.dumps({"id": "warm-up", "status": "SUCCESS", "errorMsg": TaskResult.ok().error_msg})
-            client.close()
+            reports.close()
     finally:
         gate.close()
         runner_end.close()
