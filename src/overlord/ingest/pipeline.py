@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 from overlord.clock import Clock
 from overlord.errors import OverlordError
 from overlord.ingest import columns, rollup, rollup_off_writer, rowstats, segment_files
+from overlord.ingest.arrow_pool import use_ingest_pool
 from overlord.ingest.formats import RawBatch, make_parser
 from overlord.ingest.rollup_off_writer import ChunkStreams
 from overlord.ingest.rows import TIME, RowProcessor
@@ -469,6 +470,7 @@ def run_ingestion(
     ``exc.context["row_stats"]`` / ``["unparseable_events"]`` / ``["ingestion_state"]`` filled in.
     """
     log = log or _LOG
+    use_ingest_pool()
     out_dir = Path(out_dir)
     if files is None:
         splits = list_input_splits(spec)

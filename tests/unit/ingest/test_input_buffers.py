@@ -74,3 +74,10 @@ def test_json_parser_reads_a_buffer_like_bytes() -> None:
     assert from_buffer.table.equals(from_bytes.table)
     assert from_buffer.bad == from_bytes.bad == [(1, "not json", "Unable to parse row [not json]")]
     assert from_buffer.nbytes == len(chunk)
+
+
+@pytest.mark.parametrize("size", [0, 1, (1 << 16) - 1, 1 << 16, (1 << 16) + 1, 3 * (1 << 16) + 7])
+def test_newline_count_across_count_blocks(size: int) -> None:
+    rng = random.Random(size)
+    data = bytes(rng.choice(b"ab\n") for _ in range(size))
+    assert _newline_rows(pa.py_buffer(data)) == _newline_rows(data) == len(data.splitlines())
