@@ -595,10 +595,10 @@ class LocalTaskRunner:
 
     def _push_log_file(self, task_id: str, path: Path) -> None:
         """A finished peon's log to task-log storage: handed over whole when under the cap (a local folder
-        renames it in: it leaves the task directory, so the orphan clean-up never pushes it again), else
-        its head and tail copied."""
+        links it in; it stays in the task directory, saying the task started, until the directory goes),
+        else its head and tail copied."""
         if self.log_max_bytes is None or os.stat(path).st_size <= self.log_max_bytes:
-            self.task_logs.push_log(task_id, str(path), move=True)
+            self.task_logs.push_log(task_id, str(path), finished=True)
             return
         with capped_log(path, self.log_max_bytes) as source:
             self.task_logs.push_log(task_id, source)

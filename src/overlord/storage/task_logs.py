@@ -87,16 +87,36 @@ class FsTaskLogs:
                 self.fs.delete_file(tmp)
             raise
 
-    def push_log(self, task_id: str, source: str | BinaryIO, *, move: bool = False) -> None:
+    def push_log(self, task_id: str, source: str | BinaryIO, *, finished: bool = False) -> None:
         dst = self._path(task_id, LOG_SUFFIX)
-        if move and self._local and isinstance(source, str):
-            try:
-                os.rename(source, dst)
-                return
-            except OSError as exc:
-                if exc.errno != errno.EXDEV:  # another file system: copied below
-                    raise
+        if finished and self._local and isinstance(source, str) and self._link(source, dst):
+            return
         self._push(dst, source)
+
+    def _link(self, source: str, dst: str) -> bool:
+        """A finished local file hard-linked in as ``dst`` (a link is whole at once); False where links
+        cannot be made (another file system, no hard links): the caller copies instead."""
+        try:
+            try:
+                os.link(source, dst)
+            except FileExistsError:  # pushed before (again after a crash): replaced atomically
+                if os.path.samefile(source, dst):  # this very file (rename would do nothing, leave tmp)
+                    return True
+                tmp = f"{self.base}/.{posixpath.basename(dst)}.{uuid.uuid4().hex}.tmp"
+                os.link(source, tmp)
+                try:
+                    os.replace(tmp, dst)
+                except BaseException:
+                    with contextlib.suppress(OSError):
+                        os.unlink(tmp)
+                    raise
+        except FileNotFoundError:
+            raise
+        except OSError as exc:
+            if exc.errno in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
+                return False
+            raise
+        return True
 
     def push_report(self, task_id: str, report: bytes) -> None:
         self._push(self._path(task_id, REPORT_SUFFIX), bytes(report))

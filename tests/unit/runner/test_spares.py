@@ -150,7 +150,7 @@ async def test_a_spare_learns_its_task_directory_with_the_release(runner) -> Non
     assert not any(e.task_id == "held" for e in exits)
 
 
-async def test_a_light_task_log_is_moved_into_task_log_storage(runner, tmp_path: Path) -> None:
+async def test_a_light_task_log_is_linked_into_task_log_storage(runner, tmp_path: Path) -> None:
     r, exits = runner
     await _spares_ready(r, 1)
     r.launch(LaunchSpec("mv", {"type": "noop", "id": "mv", "runTime": 300}, "overlord.tasks.noop:run", "t"))
@@ -161,6 +161,6 @@ async def test_a_light_task_log_is_moved_into_task_log_storage(runner, tmp_path:
             await asyncio.sleep(0.005)
     inode = os.stat(task_dir / LOG_FILE).st_ino
     assert (await _exit_of(exits, "mv")).success is True
-    assert os.stat(tmp_path / "logs" / "mv.log").st_ino == inode  # the peon's own file, renamed in
+    assert os.stat(tmp_path / "logs" / "mv.log").st_ino == inode  # the peon's own file, linked in
     log = r.task_logs.read_log("mv")
     assert log is not None and b"noop task[mv] log line 1 of 1" in b"".join(log)

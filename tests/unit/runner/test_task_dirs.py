@@ -126,3 +126,37 @@ async def test_a_peon_killed_before_its_status_is_not_given_the_previous_tasks(r
             await asyncio.sleep(0.01)
     exit_ = next(e for e in exits if e.task_id == "killed")
     assert exit_.success is None and "without reporting a status" in (exit_.error_msg or ""), exit_
+
+
+async def test_a_pushed_log_still_says_the_task_started_after_a_crash(tmp_path: Path) -> None:
+    """The runner pushes a small log before the completion is committed. Crash in between, with a peon
+    that died past its gate without a status: the restart must fail the task (it ran), not launch it
+    again, so the push must leave the task directory's log (the started marker) where it is."""
+    first = _runner(tmp_path, [])
+    await first.start()
+    try:
+        handle = orjson.loads(
+            first.launch(LaunchSpec("ran", {"type": "noop", "id": "ran", "runTime": 60_000}, NOOP, "t"))
+        )
+        peon = first.running["ran"]
+        first.release("ran")
+        async with asyncio.timeout(30):
+            while not (peon.task_dir / "log").exists():  # past its gate: it works
+                await asyncio.sleep(0.01)
+        os.kill(peon.pid, signal.SIGKILL)
+        first._push_log_file("ran", peon.task_dir / "log")  # what the exit does before the completion commit
+    finally:
+        first.running.clear()  # "crashed": this runner reports nothing more
+        await first.stop(kill_running=True)
+    exits: list[RunnerExit] = []
+    second = _runner(tmp_path, exits)
+    await second.start()
+    try:
+        assert second.adopt({"ran": orjson.dumps(handle).decode()}) == set()
+        async with asyncio.timeout(30):
+            while not exits:
+                await asyncio.sleep(0.01)
+    finally:
+        await second.stop(kill_running=True)
+    assert exits[0].task_id == "ran" and exits[0].started is True, exits[0]
+    assert "died while the Overlord was down" in (exits[0].error_msg or "")
