@@ -81,6 +81,20 @@ def test_push_from_path_and_stream(harness: Harness, tmp_path: Path) -> None:
     assert read_all(harness.logs, "t2") == b"again", "a second push replaces the log"
 
 
+def test_push_of_a_finished_file(harness: Harness, tmp_path: Path) -> None:
+    """``finished``: the store may share the file instead of copying it; either way the log reads back
+    whole and the caller's file stays."""
+    local = tmp_path / "finished.log"
+    local.write_bytes(b"line 1\nline 2\n")
+    harness.logs.push_log("m", str(local), finished=True)
+    assert read_all(harness.logs, "m") == b"line 1\nline 2\n"
+    assert local.read_bytes() == b"line 1\nline 2\n"
+    local.unlink()  # a new file (a finished file is never written again)
+    local.write_bytes(b"next\n")
+    harness.logs.push_log("m", str(local), finished=True)
+    assert read_all(harness.logs, "m") == b"next\n", "a second push replaces the log"
+
+
 def test_missing_task_is_none(harness: Harness) -> None:
     assert harness.logs.read_log("nope") is None
     assert harness.logs.read_log("nope", -10) is None
@@ -201,6 +215,54 @@ def test_fs_push_is_atomic_and_leaves_no_temp_files(tmp_path: Path) -> None:
         logs.push_log("t", Broken())  # type: ignore[arg-type]
     assert read_all(logs, "t") == b"first", "a failed push keeps the previous log"
     assert sorted(p.name for p in base.iterdir()) == ["t.log"]
+
+
+def test_fs_finished_file_is_linked_in(tmp_path: Path) -> None:
+    """A local folder on the same file system takes the file itself (a hard link): no copy, no
+    temporary file, and the task directory keeps its log (it says the task started)."""
+    base = tmp_path / "logs"
+    logs = FsTaskLogs.from_uri(base)
+    local = tmp_path / "task" / "log"
+    local.parent.mkdir()
+    local.write_bytes(b"whole log\n")
+    inode = os.stat(local).st_ino
+    logs.push_log("t", str(local), finished=True)
+    assert os.stat(base / "t.log").st_ino == inode and local.exists()
+    assert sorted(p.name for p in base.iterdir()) == ["t.log"]
+    with (base / "t.log").open("rb") as reader:  # pushed again (after a crash): replaced atomically
+        logs.push_log("t", str(local), finished=True)
+        assert reader.read() == b"whole log\n"
+    assert os.stat(base / "t.log").st_ino == inode
+    assert read_all(logs, "t") == b"whole log\n"
+    assert sorted(p.name for p in base.iterdir()) == ["t.log"]
+
+
+def test_fs_finished_file_that_cannot_be_linked_is_copied(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    from overlord.storage import task_logs
+
+    def cross_device(src: str, dst: str) -> None:
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    base = tmp_path / "logs"
+    logs = FsTaskLogs.from_uri(base)
+    local = tmp_path / "log"
+    local.write_bytes(b"copied\n")
+    monkeypatch.setattr(task_logs.os, "link", cross_device)
+    logs.push_log("t", str(local), finished=True)
+    assert read_all(logs, "t") == b"copied\n"
+    assert os.stat(base / "t.log").st_ino != os.stat(local).st_ino
+    assert sorted(p.name for p in base.iterdir()) == ["t.log"], "copied through a temporary file, renamed"
+
+
+def test_fs_finished_push_of_a_missing_file_fails_and_keeps_the_previous_log(tmp_path: Path) -> None:
+    logs = FsTaskLogs.from_uri(tmp_path / "logs")
+    logs.push_log("t", io.BytesIO(b"first"))
+    with pytest.raises(FileNotFoundError):
+        logs.push_log("t", str(tmp_path / "nope"), finished=True)
+    assert read_all(logs, "t") == b"first"
+    assert sorted(p.name for p in (tmp_path / "logs").iterdir()) == ["t.log"]
 
 
 def test_fs_reads_logs_pushed_by_the_previous_layout(tmp_path: Path) -> None:

@@ -283,8 +283,11 @@ class DeepStorage(Protocol):
 class TaskLogs(Protocol):
     """Where task logs and completion reports go when a task ends (Druid's ``druid.indexer.logs``)."""
 
-    def push_log(self, task_id: str, source: str | BinaryIO) -> None:
-        """Store a task's log from a local path or a stream; atomic: readers see all or nothing."""
+    def push_log(self, task_id: str, source: str | BinaryIO, *, finished: bool = False) -> None:
+        """Store a task's log from a local path or a stream; atomic: readers see all or nothing.
+        ``finished``: the path is a file nobody writes to any more, which a store may share instead of
+        copying (a local folder on the same file system hard-links it in). The caller's path stays: in a
+        task directory it is what says the task started, until the directory is removed."""
 
     def push_report(self, task_id: str, report: bytes) -> None: ...
 

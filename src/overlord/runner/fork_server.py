@@ -10,12 +10,15 @@ the lean peon's import set).
 
 The servers are our own rather than multiprocessing's: its child goes through the spawn bootstrap
 (unpickling a Process, ``prepare()``, finalizers), which writes to ~300 more inherited pages than the
-peon itself needs: ~3 ms a task. A request here is one message on a Unix socket carrying "/" and the
-task directory (nothing for a spare) and two descriptors: the peon's end of its gate pipe and the write end
-of a status pipe, on which the server writes the peon's pid, then its exit code once it has reaped it
-(a negative signal number if a signal ended it, as multiprocessing reports it). The read end is the
-peon's sentinel. A server exits when the process that started it has gone (its ``alive`` pipe reads
-EOF); its peons run on.
+peon itself needs: ~3 ms a task. A request here is one message on a connection kept for the server's
+life (a ``SOCK_SEQPACKET`` socket pair made when it is spawned: one ``sendmsg`` a request, where a
+connection each cost the service a connect, the server an accept, and both a close) carrying "/" and
+the task directory (nothing for a spare) and two descriptors: the peon's end of its gate pipe and the
+write end of a status pipe, on which the server writes the peon's pid, then its exit code once it has
+reaped it (a negative signal number if a signal ended it, as multiprocessing reports it). The read end
+is the peon's sentinel. The socket keeps each message whole, so requests from several threads never
+interleave. A server exits when the process that started it has gone (its end of the pair reads EOF);
+its peons run on. A server found dead (reaped, or its socket refusing a request) is started again.
 
 ``overlord start`` starts both servers before importing the service, so their imports overlap on
 separate cores; the runner's own start then finds them running. Starting again is a no-op.
@@ -23,6 +26,7 @@ separate cores; the runner's own start then finds them running. Starting again i
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import selectors
@@ -93,55 +97,64 @@ class ForkedPeon:
 
 
 class ForkServer:
-    """One fork server process, started on demand; thread-safe."""
+    """One fork server process, started on demand, and the connection to it; thread-safe."""
 
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self.preload: list[str] = []
         self.pid: int | None = None
-        self._address: str | None = None
-        self._alive_w: int | None = None
+        self._sock: socket.socket | None = None
         self._lock = threading.Lock()
 
     def ensure_running(self) -> None:
         with self._lock:
-            if self.pid is not None:
-                pid, _ = os.waitpid(self.pid, os.WNOHANG)
-                if not pid:
-                    return
-                self._forget()
-            self._spawn()
+            self._ensure_running()
+
+    def _ensure_running(self) -> None:
+        if self.pid is not None:
+            pid, _ = os.waitpid(self.pid, os.WNOHANG)
+            if not pid:
+                return
+            self._forget()
+        self._spawn()
 
     def _forget(self) -> None:
-        if self._alive_w is not None:
-            os.close(self._alive_w)
-        if self._address is not None:
+        if self._sock is not None:
+            self._sock.close()  # a server still there reads EOF and exits
+        self.pid = self._sock = None
+
+    def close(self) -> None:
+        """Let the server go: it reads EOF and exits (its peons run on)."""
+        with self._lock:
+            self._forget()
+
+    def _replace(self) -> None:
+        """The server refused a request (it closed its end: it is exiting): end it and start another."""
+        pid = self.pid
+        self._forget()
+        if pid is not None:
             with contextlib.suppress(OSError):
-                os.unlink(self._address)
-        self.pid = self._address = self._alive_w = None
+                os.kill(pid, signal.SIGKILL)  # its peons lead their own process groups: they run on
+                os.waitpid(pid, 0)
+        self._spawn()
 
     def _spawn(self) -> None:
-        from multiprocessing import connection, util
+        from multiprocessing import util
 
-        address = connection.arbitrary_address("AF_UNIX")  # type: ignore[attr-defined]  # in a temp dir removed at exit
-        with socket.socket(socket.AF_UNIX) as listener:
-            listener.bind(address)
-            os.chmod(address, 0o600)
-            listener.listen()
-            alive_r, alive_w = os.pipe()
-            try:
-                code = (
-                    f"import sys; sys.path[:] = {sys.path!r}; from overlord.runner.fork_server import serve; "
-                    f"serve({listener.fileno()}, {alive_r}, {self.preload!r})"
-                )
-                args = [sys.executable, *util._args_from_interpreter_flags(), "-c", code]  # type: ignore[attr-defined]
-                pid = util.spawnv_passfds(os.fsencode(sys.executable), args, [listener.fileno(), alive_r])  # type: ignore[attr-defined]
-            except BaseException:
-                os.close(alive_w)
-                raise
-            finally:
-                os.close(alive_r)
-        self.pid, self._address, self._alive_w = pid, address, alive_w
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            code = (
+                f"import sys; sys.path[:] = {sys.path!r}; from overlord.runner.fork_server import serve; "
+                f"serve({theirs.fileno()}, {self.preload!r})"
+            )
+            args = [sys.executable, *util._args_from_interpreter_flags(), "-c", code]  # type: ignore[attr-defined]
+            pid = util.spawnv_passfds(os.fsencode(sys.executable), args, [theirs.fileno()])  # type: ignore[attr-defined]
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        self.pid, self._sock = pid, ours
 
     def fork(self, task_dir: str | None, gate: Connection) -> ForkedPeon:
         """Fork a peon for ``task_dir`` (None: a spare), handing it ``gate``; blocks until it is forked."""
@@ -149,14 +162,18 @@ class ForkServer:
 
     def request(self, task_dir: str | None, gate: Connection) -> int:
         """Ask for a peon without waiting: returns its status pipe, readable once the pid is there (``forked``)."""
-        self.ensure_running()
-        assert self._address is not None
+        message = [b"/" + (task_dir or "").encode()]  # never empty: a message carries descriptors with a byte
         status_r, status_w = os.pipe()
         try:
-            with socket.socket(socket.AF_UNIX) as client:
-                client.connect(self._address)
-                # one byte at least: a stream socket does not carry descriptors on an empty message
-                socket.send_fds(client, [b"/" + (task_dir or "").encode()], [gate.fileno(), status_w])
+            with self._lock:
+                self._ensure_running()
+                try:
+                    assert self._sock is not None
+                    socket.send_fds(self._sock, message, [gate.fileno(), status_w])
+                except (BrokenPipeError, ConnectionResetError, ConnectionRefusedError):
+                    self._replace()  # once: a server that refuses a fresh connection is a real failure
+                    assert self._sock is not None
+                    socket.send_fds(self._sock, message, [gate.fileno(), status_w])
             os.close(status_w)
             status_w = -1
             return status_r
@@ -168,6 +185,12 @@ class ForkServer:
 
 
 _SERVERS = {LEAN: ForkServer(LEAN), HEAVY: ForkServer(HEAVY)}
+
+
+@atexit.register
+def _close_all() -> None:
+    for server in _SERVERS.values():
+        server.close()
 
 
 def start(*, s3: bool) -> None:
@@ -209,8 +232,9 @@ def _write_signed(fd: int, n: int) -> None:
 # -- the server process ---------------------------------------------------------------------------
 
 
-def serve(listener_fd: int, alive_r: int, modules: list[str]) -> None:
-    """The fork server's main: import ``modules``, then fork a peon for each request until ``alive_r`` closes."""
+def serve(conn_fd: int, modules: list[str]) -> None:
+    """The fork server's main: import ``modules``, then fork a peon for each request on ``conn_fd`` (a
+    ``SOCK_SEQPACKET`` socket) until it reads EOF (the service has gone)."""
     import importlib
 
     for name in modules:
@@ -218,7 +242,7 @@ def serve(listener_fd: int, alive_r: int, modules: list[str]) -> None:
             importlib.import_module(name)
         except ImportError:  # the peon reports it when its task imports the module
             traceback.print_exc()
-    from overlord.runner.peon import prepare_output
+    from overlord.runner.peon import SIG_IGN, prepare_output, set_signal
 
     prepare_output()
     with contextlib.suppress(OSError):
@@ -227,24 +251,23 @@ def serve(listener_fd: int, alive_r: int, modules: list[str]) -> None:
     sig_r, sig_w = os.pipe()
     os.set_blocking(sig_r, False)
     os.set_blocking(sig_w, False)
-    handlers: dict[signal.Signals, Any] = {signal.SIGCHLD: lambda *_: None, signal.SIGINT: signal.SIG_IGN}
-    old = {sig: signal.signal(sig, handler) for sig, handler in handlers.items()}  # SIGINT: Ctrl-C is for the service
+    handlers: dict[signal.Signals, Any] = {signal.SIGCHLD: lambda *_: None, signal.SIGINT: SIG_IGN}
+    old = {sig: set_signal(sig, handler) for sig, handler in handlers.items()}  # SIGINT: Ctrl-C is for the service
     signal.set_wakeup_fd(sig_w)
     status_of: dict[int, int] = {}  # peon pid -> its status pipe
-    with socket.socket(fileno=listener_fd) as listener, selectors.DefaultSelector() as selector:
-        for fd in (listener, alive_r, sig_r):
+    with socket.socket(fileno=conn_fd) as conn, selectors.DefaultSelector() as selector:
+        conn.setblocking(False)
+        for fd in (conn, sig_r):
             selector.register(fd, selectors.EVENT_READ)
-        own_fds = [alive_r, sig_r, sig_w, selector.fileno()]
+        own_fds = [sig_r, sig_w, selector.fileno()]
         while True:
             ready = [key.fileobj for key, _ in selector.select()]
-            if alive_r in ready:  # the service has gone
-                return
             if sig_r in ready:
                 with contextlib.suppress(BlockingIOError):
                     os.read(sig_r, 65536)
                 _reap(status_of)
-            if listener in ready:
-                _accept(listener, status_of, own_fds, old)
+            if conn in ready and not _serve_requests(conn, status_of, own_fds, old):
+                return  # the service has gone
 
 
 def _reap(status_of: dict[int, int]) -> None:
@@ -261,28 +284,33 @@ def _reap(status_of: dict[int, int]) -> None:
             os.close(fd)
 
 
-def _accept(listener: socket.socket, status_of: dict[int, int], own_fds: list[int], handlers: dict[Any, Any]) -> None:
-    try:
-        conn, _ = listener.accept()
-    except OSError:
-        return
-    with conn:
+def _serve_requests(
+    conn: socket.socket, status_of: dict[int, int], own_fds: list[int], handlers: dict[Any, Any]
+) -> bool:
+    """Fork a peon for each request waiting on ``conn``; False once the service has closed its end."""
+    while True:
         try:
             message, fds, _, _ = socket.recv_fds(conn, _MAX_REQUEST, 2)
+        except BlockingIOError:
+            return True
+        except InterruptedError:
+            continue
         except OSError:
-            return
-    if len(fds) != 2:
-        for fd in fds:
-            os.close(fd)
-        return
-    gate_fd, status_w = fds
-    pid = os.fork()
-    if pid == 0:
-        unused = [listener.fileno(), status_w, *own_fds, *status_of.values()]
-        _child(message[1:].decode() or None, gate_fd, unused, handlers)
-    status_of[pid] = status_w
-    _write_signed(status_w, pid)
-    os.close(gate_fd)
+            return False
+        if not message and not fds:
+            return False
+        if len(fds) != 2:
+            for fd in fds:
+                os.close(fd)
+            continue
+        gate_fd, status_w = fds
+        pid = os.fork()
+        if pid == 0:
+            unused = [conn.fileno(), status_w, *own_fds, *status_of.values()]
+            _child(message[1:].decode() or None, gate_fd, unused, handlers)
+        status_of[pid] = status_w
+        _write_signed(status_w, pid)
+        os.close(gate_fd)
 
 
 def _child(task_dir: str | None, gate_fd: int, unused_fds: list[int], handlers: dict[Any, Any]) -> None:
@@ -290,11 +318,12 @@ def _child(task_dir: str | None, gate_fd: int, unused_fds: list[int], handlers: 
     code = 1
     try:
         signal.set_wakeup_fd(-1)
+        from overlord.runner.peon import run_peon, set_signal
+
         for sig, handler in handlers.items():
-            signal.signal(sig, handler)
+            set_signal(sig, handler)
         for fd in unused_fds:
             os.close(fd)
-        from overlord.runner.peon import run_peon
 
         run_peon(task_dir, Connection(gate_fd))
         code = 0

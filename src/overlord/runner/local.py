@@ -40,7 +40,6 @@ from overlord.runner.fork_server import ForkedPeon
 from overlord.runner.peon import (
     LOG_BY_RUNNER,
     LOG_PUSHED_FILE,
-    NOT_STARTED_FILE,
     PID_FILE,
     STARTED_FILE,
     STATUS_BY_FILE,
@@ -64,7 +63,7 @@ POLL_INTERVAL_S = 0.5
 SMALL_DIR_FILES, SMALL_DIR_BYTES = 16, 1 << 20  # what is_small_dir() calls small
 DONE_PREFIX = ".done-"  # a finished task's directory, renamed while its log is pushed and it is removed
 FREE_PREFIX = ".free-"  # a finished light task's directory, emptied, kept for a next launch (see _recycle)
-RECYCLABLE = frozenset({LOG_FILE, PID_FILE, STARTED_FILE, NOT_STARTED_FILE, STATUS_FILE})
+RECYCLABLE = frozenset({LOG_FILE, PID_FILE, STATUS_FILE})
 MAX_RECYCLED = 4  # emptied directories kept per base directory
 
 
@@ -152,6 +151,7 @@ class RunningPeon:
     gate: Connection | None = None  # the launch gate, then the command channel; None when adopted
     token: str | None = None  # handed to the peon at release, then forgotten
     spec: dict[str, Any] | None = None  # the task's spec, handed to the peon with its token
+    dir_sent: bool = True  # False for a spare: its task directory goes with the release (one message, one wake-up)
     kill_handle: asyncio.TimerHandle | None = None
     shutdown_reason: str | None = None
     aborted: bool = False
@@ -278,7 +278,7 @@ class LocalTaskRunner:
             raise RuntimeError("no free worker slot")
         task_dir = self._new_task_dir(slot.base_dir, spec.task_id)
         server = fork_server.server_for(spec.run)
-        started = self._start_peon(task_dir, spec.task_id, server)
+        started, spare = self._start_peon(task_dir, server)
         peon = RunningPeon(
             task_id=spec.task_id,
             slot=slot,
@@ -289,6 +289,7 @@ class LocalTaskRunner:
             process=started.process,
             gate=started.gate,
             token=spec.token,
+            dir_sent=not spare,
             spec={  # sent with the token at release, not written to a file: fewer file operations a task
                 "id": spec.task_id,
                 "payload": spec.payload,
@@ -334,8 +335,8 @@ class LocalTaskRunner:
     def _recycle(self, task_dir: Path) -> bool:
         """Keep a finished light task's directory (its log pushed) for a next launch, emptied: renamed
         out of the way first (a crash then leaves a directory the orphan clean-up just removes), its log
-        and status removed, its started marker renamed back (its pid file is overwritten at the next
-        launch); False if it is not one to keep."""
+        removed if still there (it marks a task started); its pid file and status are overwritten in place
+        by the next task's; False if it is not one to keep."""
         recycled = self._recycled.setdefault(task_dir.parent, [])
         if len(recycled) >= MAX_RECYCLED:
             return False
@@ -354,35 +355,32 @@ class LocalTaskRunner:
         except OSError:
             return False
         try:
-            for name in (LOG_FILE, STATUS_FILE):  # removed, not truncated: see write_in_place
-                if name in names:
-                    os.unlink(free / name)
-            if STARTED_FILE in names:
-                os.rename(free / STARTED_FILE, free / NOT_STARTED_FILE)
+            if LOG_FILE in names:  # removed, not truncated: see write_in_place
+                os.unlink(free / LOG_FILE)
         except OSError:
             shutil.rmtree(free, ignore_errors=True)
             return True
         recycled.append(free)
         return True
 
-    def _start_peon(self, task_dir: Path, task_id: str, server: str) -> PeonProcess:
-        """A spare of the task type's fork server given the task's directory, else a peon forked for it now."""
-        spares = self._spares[server]
-        while (spare := spares.take()) is not None:
-            try:
-                spare.gate.send({"taskDir": str(task_dir)})
-            except OSError:  # it ended meanwhile
-                spares.discard(spare)
-                continue
-            return spare
-        return fork_peon(server, str(task_dir))
+    def _start_peon(self, task_dir: Path, server: str) -> tuple[PeonProcess, bool]:
+        """A live spare of the task type's fork server (True: it learns its task directory at the
+        release), else a peon forked for the task directory now (False)."""
+        spare = self._spares[server].take()
+        if spare is not None:
+            return spare, True
+        return fork_peon(server, str(task_dir)), False
 
     def release(self, task_id: str) -> None:
         peon = self.running.get(task_id)
         if peon is None or peon.gate is None:
             return
+        release: dict[str, Any] = {"token": peon.token, "spec": peon.spec}
+        if not peon.dir_sent:
+            release["taskDir"] = str(peon.task_dir)
+            peon.dir_sent = True
         with contextlib.suppress(OSError):  # it died meanwhile: its sentinel reports the exit
-            peon.gate.send({"token": peon.token, "spec": peon.spec})
+            peon.gate.send(release)
         peon.token = None
         peon.spec = None
 
@@ -547,13 +545,15 @@ class LocalTaskRunner:
         status = read_json(task_dir / STATUS_FILE) if task_dir is not None else None
         if peon is not None and peon.shutdown_reason is not None:
             return RunnerExit(task_id, False, peon.shutdown_reason, duration)
-        if isinstance(status, dict) and status.get("status") in ("SUCCESS", "FAILED"):
+        # the id: a recycled directory keeps the previous task's status until the peon overwrites it
+        if isinstance(status, dict) and status.get("status") in ("SUCCESS", "FAILED") and status.get("id") == task_id:
             success = status["status"] == "SUCCESS"
             return RunnerExit(task_id, success, None if success else status.get("errorMsg"), duration)
-        # a peon from before a restart that never passed its gate (its launch was never released) did no work
+        # a peon from before a restart that never passed its gate (its launch was never released) did no
+        # work: it makes its log only past the gate (an earlier version's peon wrote STARTED_FILE there)
         from_before = peon is None or peon.process is None
         started = not (from_before and task_dir is not None and task_dir.is_dir()
-                       and not (task_dir / STARTED_FILE).exists())  # fmt: skip
+                       and not (task_dir / LOG_FILE).exists() and not (task_dir / STARTED_FILE).exists())  # fmt: skip
         if died_reason is not None:
             return RunnerExit(task_id, None, died_reason, duration, started=started)
         how = describe_exit(exitcode) if exitcode is not None else "ended (exit code unknown after a restart)"
@@ -588,11 +588,20 @@ class LocalTaskRunner:
         """The log of a small task directory, on the event loop; False if it failed (the clean-up retries)."""
         try:
             if not (task_dir / LOG_PUSHED_FILE).exists():  # a heavy peon pushed its own
-                with capped_log(task_dir / LOG_FILE, self.log_max_bytes) as source:
-                    self.task_logs.push_log(task_id, source)
+                self._push_log_file(task_id, task_dir / LOG_FILE)
         except OSError:
             return False
         return True
+
+    def _push_log_file(self, task_id: str, path: Path) -> None:
+        """A finished peon's log to task-log storage: handed over whole when under the cap (a local folder
+        links it in; it stays in the task directory, saying the task started, until the directory goes),
+        else its head and tail copied."""
+        if self.log_max_bytes is None or os.stat(path).st_size <= self.log_max_bytes:
+            self.task_logs.push_log(task_id, str(path), finished=True)
+            return
+        with capped_log(path, self.log_max_bytes) as source:
+            self.task_logs.push_log(task_id, source)
 
     def _remove_small(self, task_id: str, task_dir: Path, pushed: bool) -> None:
         """A small finished directory, inline: its log pushed already (no marker file: a crash before the
@@ -634,8 +643,7 @@ class LocalTaskRunner:
     def _push_and_remove(self, task_id: str, task_dir: Path, *, log_pushed: bool = False) -> OSError | None:
         try:
             if not log_pushed and not (task_dir / LOG_PUSHED_FILE).exists() and (task_dir / LOG_FILE).exists():
-                with capped_log(task_dir / LOG_FILE, self.log_max_bytes) as source:
-                    self.task_logs.push_log(task_id, source)
+                self._push_log_file(task_id, task_dir / LOG_FILE)
                 report = task_dir / REPORT_FILE
                 if report.exists() and self.task_logs.read_report(task_id) is None:
                     self.task_logs.push_report(task_id, report.read_bytes())

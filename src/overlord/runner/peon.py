@@ -27,13 +27,12 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Iterator
-from multiprocessing.connection import Connection
+from collections.abc import Callable, Iterator
+from multiprocessing.connection import Connection, Pipe
 from pathlib import Path
 from types import FrameType
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
-import httpx
 import orjson
 
 from overlord.core.protocols import DeepStorage, LoadSpec
@@ -49,16 +48,25 @@ from overlord.runner.toolbox import (
     read_json,
     write_json_atomic,
 )
-from overlord.tasks.action_client import ActionClient
+
+if TYPE_CHECKING:
+    from overlord.tasks.action_client import ActionClient
 
 PEON_API = "/druid/indexer/v1/peon"  # peon-only endpoints (token required); see api/peon_reports.py
 PID_FILE = "peon.pid"  # "<pid> <start marker>\n<task id>": how the runner finds a peon that belongs to no task
 LOG_PUSHED_FILE = ".log-pushed"
-STARTED_FILE = ".started"  # the peon passed its launch gate: the task may have done work
-NOT_STARTED_FILE = ".not-started"  # in a recycled task directory: renamed to STARTED_FILE (no new inode)
+STARTED_FILE = ".started"  # written by peons of earlier versions past their gate; now the log file marks that
 STATUS_BY_FILE = "statusByFile"  # in task.json: the launching runner reads status.json when the peon exits
 LOG_BY_RUNNER = "logByRunner"  # in task.json: the launching runner pushes the log once the peon has exited
 LOG_FORMAT = "%(asctime)s %(levelname)s [%(threadName)s] %(name)s - %(message)s"
+
+
+# signal.signal without its Python wrapper's enum conversions (a peon runs them once, cold: ~20 copied
+# pages); it takes a callable or one of the plain ints below, and returns the same kinds
+_c_signal: Any = importlib.import_module("_signal")
+set_signal: Callable[[int, Any], Any] = _c_signal.signal
+SIG_IGN: int = _c_signal.SIG_IGN
+SIG_DFL: int = _c_signal.SIG_DFL
 
 
 class ShutdownRequested(BaseException):
@@ -66,7 +74,7 @@ class ShutdownRequested(BaseException):
 
 
 def _on_sigterm(signum: int, _frame: FrameType | None) -> None:
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM kills outright
+    set_signal(signal.SIGTERM, SIG_DFL)  # a second SIGTERM kills outright
     raise ShutdownRequested(f"Task received {signal.Signals(signum).name}")
 
 
@@ -79,14 +87,6 @@ def _create(path: Path, data: bytes = b"") -> None:
             os.write(fd, data)
     finally:
         os.close(fd)
-
-
-def _mark_started(task_dir: Path) -> None:
-    """STARTED_FILE, by a rename in a recycled directory (creating a file costs ~0.5 ms on some disks)."""
-    try:
-        os.rename(task_dir / NOT_STARTED_FILE, task_dir / STARTED_FILE)
-    except FileNotFoundError:
-        _create(task_dir / STARTED_FILE)
 
 
 _prepared = False  # set in a fork server by prepare_output: the streams and the log handler are there
@@ -116,11 +116,11 @@ def _redirect_output(log_path: Path) -> None:
     os.dup2(fd, 1)
     os.dup2(fd, 2)
     os.close(fd)
-    if not _prepared:
+    if not _prepared:  # a fork server made the streams, and its descriptor 0 reads /dev/null already
         _new_streams()
-    devnull = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(devnull, 0)
-    os.close(devnull)
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(devnull, 0)
+        os.close(devnull)
 
 
 def _configure_logging() -> None:
@@ -228,14 +228,31 @@ class GateCommands(queue.Queue[dict[str, Any]]):
 
 
 class HttpReportSink:
-    """Reports go to the Overlord over HTTP; the completion report is also kept locally as a fallback."""
+    """Reports go to the Overlord over HTTP; the completion report is also kept locally as a fallback.
 
-    def __init__(self, client: ActionClient, task_dir: Path) -> None:
-        self.client = client
+    The peon's action client (and httpx with it) is made on first use: a peon of the lean fork server
+    that never calls the Overlord (a noop whose runner reads its status file) then never imports httpx,
+    whose ~7 MB of heap would make every fork and every peon's exit dearer (~0.3 ms)."""
+
+    def __init__(self, make_client: Callable[[], ActionClient], task_dir: Path) -> None:
+        self._make_client = make_client
+        self._client: ActionClient | None = None
         self.task_dir = task_dir
         self._warned = False
 
+    @property
+    def client(self) -> ActionClient:
+        if self._client is None:
+            self._client = self._make_client()
+        return self._client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+
     def live(self, report: dict[str, Any]) -> None:
+        import httpx
+
         try:
             r = self.client.http.post(f"{PEON_API}/{self.client.task_id}/liveReports", json=report, timeout=5.0)
             r.raise_for_status()
@@ -245,6 +262,8 @@ class HttpReportSink:
                 logging.getLogger("overlord.peon").warning("Could not post a live report: %s", exc)
 
     def final(self, report: dict[str, Any]) -> None:
+        import httpx
+
         write_json_atomic(self.task_dir / REPORT_FILE, report)
         try:
             r = self.client.request("POST", f"{PEON_API}/{self.client.task_id}/reports", json=report)
@@ -254,10 +273,17 @@ class HttpReportSink:
 
 
 def _write_status(task_dir: Path, status: dict[str, Any]) -> bool:
-    """One ``write()`` into a new file: the runner reads it once this process has ended, and a peon
-    killed before the write leaves an empty file, read as no status, as a missing one is."""
+    """One ``pwrite()`` at the start of the file, padded with spaces to its length: in a recycled task
+    directory that overwrites the previous task's status in place (creating or truncating a file costs
+    ~0.2-0.5 ms on some disks). The runner reads it once this process has ended and takes only a
+    status with this task's id, so a peon killed before the write (an empty file, or the previous
+    task's status) is read as no status, as a missing file is."""
     try:
-        _create(task_dir / STATUS_FILE, orjson.dumps(status))
+        fd = os.open(task_dir / STATUS_FILE, os.O_WRONLY | os.O_CREAT, 0o644)
+        try:
+            os.pwrite(fd, orjson.dumps(status).ljust(os.fstat(fd).st_size, b" "), 0)
+        finally:
+            os.close(fd)
     except OSError as exc:  # a full disk: the status still reaches the Overlord over HTTP
         logging.getLogger("overlord.peon").warning("Could not write the status file: %s", exc)
         return False
@@ -265,6 +291,8 @@ def _write_status(task_dir: Path, status: dict[str, Any]) -> bool:
 
 
 def _post_status(client: ActionClient, status: dict[str, Any]) -> None:
+    import httpx
+
     try:
         client.request("POST", f"{PEON_API}/{client.task_id}/status", json=status).raise_for_status()
     except (httpx.HTTPError, TaskFailure) as exc:
@@ -324,13 +352,14 @@ def _push_own_log(task_id: str, task_dir: Path, runtime: PeonRuntime) -> None:
         logging.getLogger("overlord.peon").warning("Could not push the task log: %s", exc)
 
 
-def _wait_for_task(gate: Connection) -> str | None:
-    """A spare peon's task directory, once the runner gives it one; None if the runner let it go."""
+def _wait_for_task(gate: Connection) -> dict[str, Any] | None:
+    """A spare peon's first message: its task directory, with the release (token and spec) from a local
+    runner, which sends both at once once the launch is recorded; None if the runner let it go."""
     try:
         message = gate.recv()
     except (EOFError, OSError, ShutdownRequested):
         return None
-    return str(message["taskDir"]) if isinstance(message, dict) and message.get("taskDir") else None
+    return message if isinstance(message, dict) and message.get("taskDir") else None
 
 
 def run_peon(task_dir_str: str | None, gate: Connection | None = None) -> None:
@@ -338,24 +367,27 @@ def run_peon(task_dir_str: str | None, gate: Connection | None = None) -> None:
     spare (see runner/spares.py): it waits on its gate for one, and exits if the gate closes first."""
     with contextlib.suppress(OSError):  # already a group leader
         os.setsid()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C on the service must not kill tasks
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    set_signal(signal.SIGINT, SIG_IGN)  # Ctrl-C on the service must not kill tasks
+    set_signal(signal.SIGTERM, _on_sigterm)
+    release: dict[str, Any] | None = None
     if task_dir_str is None:
-        task_dir_str = _wait_for_task(gate) if gate is not None else None
-        if task_dir_str is None:
+        first = _wait_for_task(gate) if gate is not None else None
+        if first is None:
             return
+        task_dir_str = str(first["taskDir"])
+        if "token" in first:  # the release came with the directory: the launch is recorded
+            release = first
     task_dir = Path(task_dir_str)
-    _redirect_output(task_dir / LOG_FILE)
+    if release is None:
+        try:
+            release = _wait_at_gate(gate)
+        except ShutdownRequested:
+            release = None
+        if release is None:  # the Overlord did not record the launch: no work done, no log made
+            return
+    _redirect_output(task_dir / LOG_FILE)  # made past the gate only: it marks the task started
     _configure_logging()
     log = logging.getLogger("overlord.peon")
-    try:
-        release = _wait_at_gate(gate)
-    except ShutdownRequested:
-        release = None
-    if release is None:
-        log.warning("The Overlord did not record this launch; exiting without running the task")
-        return
-    _mark_started(task_dir)
     started = time.monotonic()
     token = str(release.get("token") or "")
     spec = release.get("spec")
@@ -363,8 +395,14 @@ def run_peon(task_dir_str: str | None, gate: Connection | None = None) -> None:
         spec = read_json(task_dir / TASK_FILE) or {}
     task_id = spec.get("id", "?")
     runtime = PeonRuntime.from_json(spec.get("runtime") or {}, task_token=token)
-    client = ActionClient(runtime.overlord_url or "http://127.0.0.1", task_id, token=token,
-                          retry_for_s=runtime.action_retry_s, fallback_urls=runtime.overlord_urls)  # fmt: skip
+
+    def make_client() -> ActionClient:
+        from overlord.tasks.action_client import ActionClient
+
+        return ActionClient(runtime.overlord_url or "http://127.0.0.1", task_id, token=token,
+                            retry_for_s=runtime.action_retry_s, fallback_urls=runtime.overlord_urls)  # fmt: skip
+
+    reports = HttpReportSink(make_client, task_dir)
     commands = GateCommands(gate)
     result: TaskResult
     try:
@@ -374,7 +412,7 @@ def run_peon(task_dir_str: str | None, gate: Connection | None = None) -> None:
             task_dir=task_dir,
             runtime=runtime,
             deep_storage=LazyDeepStorage(runtime.deep_storage),
-            reports=HttpReportSink(client, task_dir),
+            reports=reports,
             commands=commands,
             log=logging.getLogger(f"overlord.task.{spec['payload'].get('type', 'unknown')}"),
         )
@@ -393,13 +431,13 @@ def run_peon(task_dir_str: str | None, gate: Connection | None = None) -> None:
     log.info("Task[%s] finished with status[%s] in %d ms", task_id, state, duration)
     status = {"id": task_id, "status": state, "errorMsg": result.error_msg, "duration": duration}
     written = _write_status(task_dir, status)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the work is done: a shutdown now just ends the process
+    set_signal(signal.SIGTERM, SIG_DFL)  # the work is done: a shutdown now just ends the process
     # a runner that reads status.json and pushes the log at the exit needs neither done here, as long
     # as it is there to do it
     runner_there = gate is not None and not commands.runner_gone()
     if not (written and spec.get(STATUS_BY_FILE) and runner_there):
-        _post_status(client, status)
-    client.close()
+        _post_status(reports.client, status)
+    reports.close()
     if not (spec.get(LOG_BY_RUNNER) and runner_there):
         _push_own_log(task_id, task_dir, runtime)
     logging.shutdown()
@@ -459,10 +497,41 @@ def capped_log(path: Path, limit: int | None) -> Iterator[BinaryIO]:
             yield io.BufferedReader(_CappedLog(f, size, limit))  # type: ignore[arg-type]
 
 
+def _never() -> ActionClient:
+    raise AssertionError("the warm-up calls no Overlord")
+
+
+WARM_UP_CALLS = 16  # over CPython's quickening delay (3.11: a function is specialized at its 8th call)
+
+
 def _warm_up() -> None:
-    """Pay httpx's first-client costs (OpenSSL configuration, lazy imports: ~20 ms) once, at import in
-    the fork server, instead of in every peon."""
-    httpx.Client(verify=False).close()
+    """Quicken, at import in the fork server, the code a peon runs once: CPython rewrites a function's
+    bytecode in place after a few calls; in a forked peon each such write copies a page (a peon's first
+    log record copied ~60 pages more without this). httpx's first-client costs are paid in gc_freeze."""
+    handler = logging.StreamHandler(io.StringIO())
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    warm_log = logging.Logger("overlord.peon.warm-up")  # not registered with the manager: leaves no trace
+    warm_log.addHandler(handler)
+    runtime = PeonRuntime(overlord_url="http://127.0.0.1").to_json()
+    gate, runner_end = Pipe()
+    try:
+        for _ in range(WARM_UP_CALLS):
+            runner_end.send({"taskDir": "/", "token": "", "spec": {"runtime": runtime}})
+            release = _wait_for_task(gate) or {}
+            parsed = PeonRuntime.from_json(release["spec"]["runtime"], task_token="")
+            reports = HttpReportSink(_never, task_dir=Path("/"))
+            commands = GateCommands(gate)
+            commands.runner_gone()
+            task_dir = Path(str(release["taskDir"]))
+            toolbox = TaskToolbox(task_id="warm-up", payload={}, task_dir=task_dir / LOG_FILE, runtime=parsed,
+                                  deep_storage=LazyDeepStorage(""), reports=reports,
+                                  commands=commands, log=warm_log)  # fmt: skip
+            warm_log.info("Running task[%s] of type[%s] in %s", "warm-up", "noop", toolbox.task_dir)
+            orjson.dumps({"id": "warm-up", "status": "SUCCESS", "errorMsg": TaskResult.ok().error_msg})
+            reports.close()
+    finally:
+        gate.close()
+        runner_end.close()
 
 
 _warm_up()

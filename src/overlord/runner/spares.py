@@ -77,6 +77,7 @@ class SparePool:
         self._forking: dict[int, Connection] = {}  # status pipe of a requested fork -> the spare's gate
         self._closed = True
         self._failed = False
+        self._refill_due = False
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -90,14 +91,22 @@ class SparePool:
             spare = self.ready.pop(0)
             self._unwatch(spare)
             if spare.process.is_alive():
-                self.refill()
+                self._refill_soon()
                 return spare
             self.discard(spare)
         self._failed = False  # a launch without a spare: try forking spares again
-        self.refill()
+        self._refill_soon()
         return None
 
+    def _refill_soon(self) -> None:
+        """Refill once the launch under way is done: asking the fork server wakes it, and on a busy
+        machine the service may then wait for a core before it can release the task it launched."""
+        if not self._refill_due and self._loop is not None:
+            self._refill_due = True
+            self._loop.call_soon(self.refill)
+
     def refill(self) -> None:
+        self._refill_due = False
         if self._closed or self._failed or self._loop is None:
             return
         while len(self.ready) + len(self._forking) < self.size:

@@ -32,7 +32,7 @@ class S3TaskLogs(S3Objects):
             else:
                 self._client.upload_fileobj(source, self.location.bucket, key)
 
-    def push_log(self, task_id: str, source: str | BinaryIO) -> None:
+    def push_log(self, task_id: str, source: str | BinaryIO, *, finished: bool = False) -> None:
         self._put(self._key(task_id, LOG_NAME), source)
 
     def push_report(self, task_id: str, report: bytes) -> None:

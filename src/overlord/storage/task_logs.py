@@ -2,12 +2,15 @@
 
 ``FsTaskLogs`` implements the ``TaskLogs`` protocol on a pyarrow filesystem (a local folder by
 default, an object store by URI). Pushing is a copy to a temporary name then a rename, so a reader
-never sees half a log; reads stream in chunks, so serving a large log never holds it in memory.
+never sees half a log; a finished log file handed over (``move``) to a local folder on the same file
+system is renamed in, which is as atomic and spares creating and filling a file (~0.2-0.6 ms on some
+disks). Reads stream in chunks, so serving a large log never holds it in memory.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import posixpath
 import shutil
@@ -51,6 +54,7 @@ class FsTaskLogs:
     def __init__(self, fs: pafs.FileSystem, base: str) -> None:
         self.fs = fs
         self.base = posixpath.normpath(base)
+        self._local = isinstance(fs, pafs.LocalFileSystem)
 
     @classmethod
     def from_uri(cls, uri: str | Path) -> FsTaskLogs:
@@ -83,8 +87,36 @@ class FsTaskLogs:
                 self.fs.delete_file(tmp)
             raise
 
-    def push_log(self, task_id: str, source: str | BinaryIO) -> None:
-        self._push(self._path(task_id, LOG_SUFFIX), source)
+    def push_log(self, task_id: str, source: str | BinaryIO, *, finished: bool = False) -> None:
+        dst = self._path(task_id, LOG_SUFFIX)
+        if finished and self._local and isinstance(source, str) and self._link(source, dst):
+            return
+        self._push(dst, source)
+
+    def _link(self, source: str, dst: str) -> bool:
+        """A finished local file hard-linked in as ``dst`` (a link is whole at once); False where links
+        cannot be made (another file system, no hard links): the caller copies instead."""
+        try:
+            try:
+                os.link(source, dst)
+            except FileExistsError:  # pushed before (again after a crash): replaced atomically
+                if os.path.samefile(source, dst):  # this very file (rename would do nothing, leave tmp)
+                    return True
+                tmp = f"{self.base}/.{posixpath.basename(dst)}.{uuid.uuid4().hex}.tmp"
+                os.link(source, tmp)
+                try:
+                    os.replace(tmp, dst)
+                except BaseException:
+                    with contextlib.suppress(OSError):
+                        os.unlink(tmp)
+                    raise
+        except FileNotFoundError:
+            raise
+        except OSError as exc:
+            if exc.errno in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
+                return False
+            raise
+        return True
 
     def push_report(self, task_id: str, report: bytes) -> None:
         self._push(self._path(task_id, REPORT_SUFFIX), bytes(report))

@@ -106,7 +106,7 @@ class InMemoryTaskLogs:
         self._reports: dict[str, tuple[bytes, int]] = {}
         self._lock = threading.Lock()
 
-    def push_log(self, task_id: str, source: str | BinaryIO) -> None:
+    def push_log(self, task_id: str, source: str | BinaryIO, *, finished: bool = False) -> None:
         check_task_id(task_id)
         data = _read_all(source)
         with self._lock:

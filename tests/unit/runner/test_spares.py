@@ -19,7 +19,7 @@ from overlord.runner import fork_server
 from overlord.runner.fork_server import HEAVY, LEAN
 from overlord.runner.local import LocalTaskRunner
 from overlord.runner.spares import pool_size
-from overlord.runner.toolbox import PeonRuntime
+from overlord.runner.toolbox import LOG_FILE, PeonRuntime
 from overlord.storage.task_logs import FsTaskLogs
 
 pytestmark = pytest.mark.anyio
@@ -124,3 +124,43 @@ async def test_a_light_task_forks_from_the_lean_server_and_others_from_the_heavy
     assert _parent_pid(heavy_pid) == fork_server.server(HEAVY).pid != fork_server.server(LEAN).pid
     r.abort("heavy")  # never released: it exits at its gate without running
     wait_exited(heavy_pid)
+
+
+async def test_a_spare_learns_its_task_directory_with_the_release(runner) -> None:
+    """One message to a spare (directory, token, spec) once the launch is recorded; an abort before
+    that lets it go (the EOF on its gate) and reports nothing."""
+    r, exits = runner
+    spares = await _spares_ready(r, 2)
+    r.launch(LaunchSpec("held", {"type": "noop", "id": "held", "runTime": 0}, "overlord.tasks.noop:run", "t"))
+    peon = r.running["held"]
+    assert peon.pid == spares[0] and not peon.dir_sent
+    r.abort("held")
+    async with asyncio.timeout(30):
+        while "held" in r.running:  # its sentinel frees the slot
+            await asyncio.sleep(0.005)
+    wait_exited(peon.pid)
+    r.launch(LaunchSpec("go", {"type": "noop", "id": "go", "runTime": 0}, "overlord.tasks.noop:run", "t"))
+    go = r.running["go"]
+    assert not go.dir_sent
+    r.release("go")
+    assert go.dir_sent
+    assert (await _exit_of(exits, "go")).success is True
+    log = r.task_logs.read_log("go")
+    assert log is not None and b"finished with status[SUCCESS]" in b"".join(log)
+    assert not any(e.task_id == "held" for e in exits)
+
+
+async def test_a_light_task_log_is_linked_into_task_log_storage(runner, tmp_path: Path) -> None:
+    r, exits = runner
+    await _spares_ready(r, 1)
+    r.launch(LaunchSpec("mv", {"type": "noop", "id": "mv", "runTime": 300}, "overlord.tasks.noop:run", "t"))
+    task_dir = r.running["mv"].task_dir
+    r.release("mv")
+    async with asyncio.timeout(30):
+        while not (task_dir / LOG_FILE).exists():
+            await asyncio.sleep(0.005)
+    inode = os.stat(task_dir / LOG_FILE).st_ino
+    assert (await _exit_of(exits, "mv")).success is True
+    assert os.stat(tmp_path / "logs" / "mv.log").st_ino == inode  # the peon's own file, linked in
+    log = r.task_logs.read_log("mv")
+    assert log is not None and b"noop task[mv] log line 1 of 1" in b"".join(log)

@@ -5,9 +5,12 @@ peon processes, forked as the local runner forks them."""
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import orjson
 import pytest
 
 from overlord.clock import SYSTEM_CLOCK
@@ -80,7 +83,9 @@ async def test_tasks_in_a_row_each_get_a_log_of_their_own(runner, tmp_path: Path
     left = list((tmp_path / "task").iterdir())
     assert [p.name for p in left if not p.name.startswith(".free-")] == []  # no task's directory remains
     assert len(left) == 1  # the one slot's directory, passed from task to task
-    assert sorted(p.name for p in left[0].iterdir()) == [".not-started", "peon.pid"]  # no log, no status
+    # no log (it marks a task started); the last status, overwritten in place by the next task's
+    assert sorted(p.name for p in left[0].iterdir()) == ["peon.pid", "status.json"]
+    assert orjson.loads((left[0] / "status.json").read_bytes())["id"] == "third"
 
 
 async def test_a_restart_clears_recycled_and_set_aside_directories(tmp_path: Path) -> None:
@@ -101,3 +106,57 @@ async def test_a_restart_clears_recycled_and_set_aside_directories(tmp_path: Pat
     assert list(base.iterdir()) == []
     assert "last words" in _log(tmp_path, "set-aside-task")  # pushed under the task id its pid file names
     assert FsTaskLogs.from_uri(tmp_path / "logs").read_log("old-task") is None  # a recycled one has no log
+
+
+async def test_a_peon_killed_before_its_status_is_not_given_the_previous_tasks(runner, tmp_path: Path) -> None:
+    """A recycled directory keeps the last task's status.json (overwritten in place by the next peon):
+    a peon that dies before writing its own must not be read as having ended that way."""
+    r, exits = runner
+    assert (await _run(r, exits, "done")).success is True
+    r.launch(LaunchSpec("killed", {"type": "noop", "id": "killed", "runTime": 60_000}, NOOP, token="t"))
+    peon = r.running["killed"]
+    assert orjson.loads((peon.task_dir / "status.json").read_bytes())["id"] == "done"  # the recycled directory
+    r.release("killed")
+    async with asyncio.timeout(30):
+        while not (peon.task_dir / "log").exists():  # past its gate
+            await asyncio.sleep(0.01)
+    os.kill(peon.pid, signal.SIGKILL)
+    async with asyncio.timeout(30):
+        while not any(e.task_id == "killed" for e in exits):
+            await asyncio.sleep(0.01)
+    exit_ = next(e for e in exits if e.task_id == "killed")
+    assert exit_.success is None and "without reporting a status" in (exit_.error_msg or ""), exit_
+
+
+async def test_a_pushed_log_still_says_the_task_started_after_a_crash(tmp_path: Path) -> None:
+    """The runner pushes a small log before the completion is committed. Crash in between, with a peon
+    that died past its gate without a status: the restart must fail the task (it ran), not launch it
+    again, so the push must leave the task directory's log (the started marker) where it is."""
+    first = _runner(tmp_path, [])
+    await first.start()
+    try:
+        handle = orjson.loads(
+            first.launch(LaunchSpec("ran", {"type": "noop", "id": "ran", "runTime": 60_000}, NOOP, "t"))
+        )
+        peon = first.running["ran"]
+        first.release("ran")
+        async with asyncio.timeout(30):
+            while not (peon.task_dir / "log").exists():  # past its gate: it works
+                await asyncio.sleep(0.01)
+        os.kill(peon.pid, signal.SIGKILL)
+        first._push_log_file("ran", peon.task_dir / "log")  # what the exit does before the completion commit
+    finally:
+        first.running.clear()  # "crashed": this runner reports nothing more
+        await first.stop(kill_running=True)
+    exits: list[RunnerExit] = []
+    second = _runner(tmp_path, exits)
+    await second.start()
+    try:
+        assert second.adopt({"ran": orjson.dumps(handle).decode()}) == set()
+        async with asyncio.timeout(30):
+            while not exits:
+                await asyncio.sleep(0.01)
+    finally:
+        await second.stop(kill_running=True)
+    assert exits[0].task_id == "ran" and exits[0].started is True, exits[0]
+    assert "died while the Overlord was down" in (exits[0].error_msg or "")
