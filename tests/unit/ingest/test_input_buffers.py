@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gzip
 import io
 import random
+from pathlib import Path
 
 import pyarrow as pa
 import pytest
@@ -57,6 +59,43 @@ def test_buffers_cut_the_same_chunks_as_bytes(seed: int) -> None:
     assert trickled == want
     for chunk in want:
         assert _newline_rows(pa.py_buffer(chunk)) == _newline_rows(chunk)
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_mapped_files_cut_the_same_chunks(seed: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A plain file is mapped, not read; its chunks (and dropped pages) must not change a byte."""
+    rng = random.Random(seed)
+    data = b"".join(_text(rng) for _ in range(rng.randint(1, 40)))
+    size = rng.randint(1, 300)
+    monkeypatch.setattr(sources, "MAPPED_LAG_CHUNKS", rng.randint(0, 3))  # drop pages as early as possible
+    path = tmp_path / "in.json"
+    path.write_bytes(data)
+    want = list(sources.iter_chunks(io.BytesIO(data), size))
+    with path.open("rb") as stream:
+        assert sources._mapping(stream) is not None or not data
+        got = [b.to_pybytes() for b in sources.iter_buffers(stream, size)]
+    assert got == want
+    with path.open("rb") as stream:
+        held = list(sources.iter_buffers(stream, size))  # pages dropped behind the reader read back whole
+    assert [b.to_pybytes() for b in held] == want
+
+
+def test_only_unread_plain_files_are_mapped(tmp_path: Path) -> None:
+    path = tmp_path / "a.json"
+    path.write_bytes(b'{"a": 1}\n')
+    with path.open("rb") as stream:
+        assert sources._mapping(stream) is not None
+        stream.read(1)
+        assert sources._mapping(stream) is None  # a position past 0 reads the rest instead
+    (tmp_path / "empty.json").write_bytes(b"")
+    with (tmp_path / "empty.json").open("rb") as stream:
+        assert sources._mapping(stream) is None
+        assert list(sources.iter_buffers(stream, 4)) == []
+    assert sources._mapping(io.BytesIO(b"x\n")) is None
+    gz = tmp_path / "a.json.gz"
+    gz.write_bytes(gzip.compress(b"x\n"))
+    with sources.open_split(sources.InputSplit(path=gz)) as stream:
+        assert sources._mapping(stream) is None
 
 
 def test_a_line_longer_than_the_search_window_is_kept_whole() -> None:
