@@ -40,19 +40,25 @@ def test_noop_is_a_lean_task_type_and_ingestion_is_not() -> None:
     assert server_for("overlord.tasks.kill:run") == HEAVY
 
 
-def test_a_lean_peon_imports_no_heavy_module(tmp_path: Path) -> None:
+def _noop_task_dir(tmp_path: Path, task_id: str) -> Path:
+    """A task directory with a noop's task.json, as a local runner's launch leaves it."""
     task_dir = tmp_path / "task"
     task_dir.mkdir()
-    (task_dir / LOG_FILE).touch()
     runtime = PeonRuntime(
         "http://127.0.0.1:9", deep_storage=f"file://{tmp_path}/deep", task_logs=str(tmp_path / "logs")
     )
     (task_dir / TASK_FILE).write_bytes(
         orjson.dumps({
-            "id": "lean", "payload": {"type": "noop", "id": "lean", "runTime": 0}, "run": "overlord.tasks.noop:run",
+            "id": task_id, "payload": {"type": "noop", "id": task_id, "runTime": 0}, "run": "overlord.tasks.noop:run",
             "runtime": runtime.to_json(), STATUS_BY_FILE: True, LOG_BY_RUNNER: True,
         })
     )  # fmt: skip
+    return task_dir
+
+
+def test_a_lean_peon_imports_no_heavy_module(tmp_path: Path) -> None:
+    task_dir = _noop_task_dir(tmp_path, "lean")
+    (task_dir / LOG_FILE).touch()
     out = tmp_path / "modules.json"
     subprocess.run(
         [sys.executable, "-c", PEON, ",".join(preload(LEAN, s3=False)), str(task_dir), str(out)], check=True, timeout=60
@@ -89,17 +95,7 @@ open(sys.argv[3], "w").write(json.dumps(posted))
 
 
 def test_a_lean_peon_whose_runner_went_away_posts_its_status(tmp_path: Path) -> None:
-    task_dir = tmp_path / "task"
-    task_dir.mkdir()
-    runtime = PeonRuntime(
-        "http://127.0.0.1:9", deep_storage=f"file://{tmp_path}/deep", task_logs=str(tmp_path / "logs")
-    )
-    (task_dir / TASK_FILE).write_bytes(
-        orjson.dumps({
-            "id": "orphan", "payload": {"type": "noop", "id": "orphan", "runTime": 0}, "run": "overlord.tasks.noop:run",
-            "runtime": runtime.to_json(), STATUS_BY_FILE: True, LOG_BY_RUNNER: True,
-        })
-    )  # fmt: skip
+    task_dir = _noop_task_dir(tmp_path, "orphan")
     out = tmp_path / "posted.json"
     subprocess.run(
         [sys.executable, "-c", ORPHANED_PEON, ",".join(preload(LEAN, s3=False)), str(task_dir), str(out)],
