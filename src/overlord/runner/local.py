@@ -22,7 +22,6 @@ import os
 import shutil
 import signal
 import time
-import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -47,6 +46,7 @@ from overlord.runner.peon import (
 )
 from overlord.runner.slots import Slot, allocate_slots, directory_size
 from overlord.runner.spares import PeonProcess, SparePool, fork_peon, pool_size, process_start_marker
+from overlord.runner.task_dirs import FREE_PREFIX, TaskDirs, is_small_dir, set_aside, write_in_place
 from overlord.runner.toolbox import (
     LOG_FILE,
     REPORT_FILE,
@@ -60,11 +60,6 @@ from overlord.storage.s3 import SCHEME as S3_SCHEME
 log = logging.getLogger(__name__)
 
 POLL_INTERVAL_S = 0.5
-SMALL_DIR_FILES, SMALL_DIR_BYTES = 16, 1 << 20  # what is_small_dir() calls small
-DONE_PREFIX = ".done-"  # a finished task's directory, renamed while its log is pushed and it is removed
-FREE_PREFIX = ".free-"  # a finished light task's directory, emptied, kept for a next launch (see _recycle)
-RECYCLABLE = frozenset({LOG_FILE, PID_FILE, STATUS_FILE})
-MAX_RECYCLED = 4  # emptied directories kept per base directory
 
 
 # "__main__" first: otherwise every forked peon re-imports the main module (the CLI, ~0.4 s of imports).
@@ -98,34 +93,6 @@ def read_chunks(path: Path, offset: int, chunk: int = 64 * 1024) -> Iterator[byt
                 yield data
 
     return chunks()
-
-
-def write_in_place(path: Path, data: bytes) -> None:
-    """Overwrite ``path`` from its start, padded with spaces to its old length, without truncating it:
-    on ext4, a file truncated and written again is flushed to disk when closed (auto_da_alloc), and
-    truncating a file whose blocks are on disk costs ~0.2 ms; creating a file costs as much."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
-    try:
-        size = os.fstat(fd).st_size
-        os.pwrite(fd, data.ljust(size, b" "), 0)
-    finally:
-        os.close(fd)
-
-
-def is_small_dir(path: Path) -> bool:
-    """A few small files and no subdirectory: a light task's directory, cleaned up without a thread."""
-    total = 0
-    try:
-        with os.scandir(path) as entries:
-            for count, entry in enumerate(entries):
-                if count >= SMALL_DIR_FILES or entry.is_dir(follow_symlinks=False):
-                    return False
-                total += entry.stat(follow_symlinks=False).st_size
-                if total > SMALL_DIR_BYTES:
-                    return False
-    except OSError:
-        return False
-    return True
 
 
 def describe_exit(exitcode: int | None) -> str:
@@ -198,7 +165,7 @@ class LocalTaskRunner:
         self.running: dict[str, RunningPeon] = {}
         self.last_completed_ms: int | None = None
         self._pending_pushes: dict[str, _PendingPush] = {}
-        self._recycled: dict[Path, list[Path]] = {}  # base dir -> emptied task directories ready for a launch
+        self._task_dirs = TaskDirs()  # new, recycled and set-aside task directories
         self._spares = {kind: SparePool(kind, pool_size(capacity)) for kind in (fork_server.LEAN, fork_server.HEAVY)}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._monitor: asyncio.Task[None] | None = None
@@ -276,7 +243,7 @@ class LocalTaskRunner:
         slot = self._free_slot()
         if slot is None:
             raise RuntimeError("no free worker slot")
-        task_dir = self._new_task_dir(slot.base_dir, spec.task_id)
+        task_dir = self._task_dirs.new(slot.base_dir, spec.task_id)
         server = fork_server.server_for(spec.run)
         started, spare = self._start_peon(task_dir, server)
         peon = RunningPeon(
@@ -310,58 +277,6 @@ class LocalTaskRunner:
             extra={"task_id": spec.task_id},
         )
         return peon.handle()
-
-    def _new_task_dir(self, base: Path, task_id: str) -> Path:
-        """An empty directory for the task: a recycled one renamed (creating a directory and its files
-        costs ~0.4 ms each on some disks, a rename ~25 us), else a new one."""
-        task_dir = base / task_id
-        recycled = self._recycled.get(base)
-        if recycled:
-            free = recycled.pop()
-            try:
-                os.rename(free, task_dir)
-                return task_dir
-            except OSError:  # the task's old directory is still there (a relaunch)
-                recycled.append(free)
-        try:
-            task_dir.mkdir()
-        except FileExistsError:  # a launch of this task that never started (or a clean-up cut short)
-            shutil.rmtree(task_dir, ignore_errors=True)
-            task_dir.mkdir()
-        except FileNotFoundError:
-            task_dir.mkdir(parents=True)
-        return task_dir
-
-    def _recycle(self, task_dir: Path) -> bool:
-        """Keep a finished light task's directory (its log pushed) for a next launch, emptied: renamed
-        out of the way first (a crash then leaves a directory the orphan clean-up just removes), its log
-        removed if still there (it marks a task started); its pid file and status are overwritten in place
-        by the next task's; False if it is not one to keep."""
-        recycled = self._recycled.setdefault(task_dir.parent, [])
-        if len(recycled) >= MAX_RECYCLED:
-            return False
-        names: set[str] = set()
-        try:
-            with os.scandir(task_dir) as entries:
-                for entry in entries:
-                    if entry.name not in RECYCLABLE or not entry.is_file(follow_symlinks=False):
-                        return False
-                    names.add(entry.name)
-        except OSError:
-            return False
-        free = task_dir.with_name(f"{FREE_PREFIX}{uuid.uuid4().hex}")
-        try:
-            os.rename(task_dir, free)
-        except OSError:
-            return False
-        try:
-            if LOG_FILE in names:  # removed, not truncated: see write_in_place
-                os.unlink(free / LOG_FILE)
-        except OSError:
-            shutil.rmtree(free, ignore_errors=True)
-            return True
-        recycled.append(free)
-        return True
 
     def _start_peon(self, task_dir: Path, server: str) -> tuple[PeonProcess, bool]:
         """A live spare of the task type's fork server (True: it learns its task directory at the
@@ -606,10 +521,10 @@ class LocalTaskRunner:
     def _remove_small(self, task_id: str, task_dir: Path, pushed: bool) -> None:
         """A small finished directory, inline: its log pushed already (no marker file: a crash before the
         removal only pushes it again, from the orphan clean-up), else pushed now with its report."""
-        if pushed and self._recycle(task_dir):
+        if pushed and self._task_dirs.recycle(task_dir):
             return
         error = self._push_and_remove(task_id, task_dir, log_pushed=pushed)
-        self._after_push(task_id, task_dir if error is None else self._set_aside(task_dir), error)
+        self._after_push(task_id, task_dir if error is None else set_aside(task_dir), error)
 
     def _push_logs(self, task_id: str, task_dir: Path) -> None:
         """Push what the peon left to us (its log; what a crash or a full disk kept it from pushing) and
@@ -620,25 +535,15 @@ class LocalTaskRunner:
         running = loop is not None and loop.is_running()
         if not running or (task_id not in self._pending_pushes and is_small_dir(task_dir)):
             error = self._push_and_remove(task_id, task_dir)
-            self._after_push(task_id, task_dir if error is None else self._set_aside(task_dir), error)
+            self._after_push(task_id, task_dir if error is None else set_aside(task_dir), error)
             return
         assert loop is not None
-        task_dir = self._set_aside(task_dir)
+        task_dir = set_aside(task_dir)
         previous = self._pending_pushes.get(task_id)
         attempts = previous.attempts if previous is not None else 0
         self._pending_pushes[task_id] = _PendingPush(task_id, task_dir, attempts, next_try=float("inf"))  # under way
         future = loop.run_in_executor(None, self._push_and_remove, task_id, task_dir)
         future.add_done_callback(lambda done: self._after_push(task_id, task_dir, done.result()))
-
-    @staticmethod
-    def _set_aside(task_dir: Path) -> Path:
-        """Out of the way at once: the same task may be launched again into its old path."""
-        aside = task_dir.with_name(f"{DONE_PREFIX}{uuid.uuid4().hex}")
-        try:
-            os.rename(task_dir, aside)
-        except OSError:
-            return task_dir
-        return aside
 
     def _push_and_remove(self, task_id: str, task_dir: Path, *, log_pushed: bool = False) -> OSError | None:
         try:
