@@ -469,7 +469,14 @@ class DaskTaskRunner:
 
     async def _connect(self) -> Client:
         connecting = Client(self.scheduler, asynchronous=True, timeout=CONNECT_TIMEOUT_S, set_as_default=False)
-        client: Client = await asyncio.wait_for(connecting, CONNECT_TIMEOUT_S + 5)  # type: ignore[arg-type]
+        try:
+            client: Client = await asyncio.wait_for(connecting, CONNECT_TIMEOUT_S + 5)  # type: ignore[arg-type]
+        except BaseException:
+            # a failed or cancelled start leaves the client's connection attempts and rpc pool on this loop:
+            # closed here, not left for the loop's shutdown to cancel (which could then wait on them forever)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(connecting.close(), 2)
+            raise
         return client
 
     async def _drop_client(self) -> None:
